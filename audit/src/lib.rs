@@ -1,0 +1,30 @@
+//! Audit events for Portcullis, and the sinks that record them.
+//!
+//! Every authentication, every denial, every admin action and every policy or key change the
+//! proxy makes is an [`Event`]. This crate owns that schema so the proxy and the admin tools
+//! (query, verify, export) agree on it without depending on each other, and it owns the path an
+//! event takes from a connection task to durable storage.
+//!
+//! That path is split in two so auditing can never stall Kafka traffic:
+//!
+//! - [`AuditSink::emit`] is called on the request path. It never blocks and never awaits: the
+//!   event goes into a bounded queue, or, if the queue is full, it is dropped and counted.
+//!   Losses are not silent: the writer records an `audit-system` / `audit.dropped` event
+//!   saying how many events were lost.
+//! - A writer task drains the queue in batches and appends them to storage. Today that is
+//!   [`JsonLinesSink`], one JSON object per line; a tamper-evident (Merkle) log is meant to
+//!   replace it behind the same [`AuditSink`] trait, so the proxy does not change.
+//!
+//! On shutdown, [`JsonLinesWriter::shutdown`] writes and flushes everything already queued.
+//!
+//! Events must never carry secrets or record payloads; see [`Event`].
+
+mod error;
+mod event;
+mod jsonl_sink;
+mod sink;
+
+pub use error::AuditError;
+pub use event::{new_event_id, ApiRef, Category, Event, Outcome, Resource, SCHEMA_VERSION};
+pub use jsonl_sink::{JsonLinesSink, JsonLinesWriter};
+pub use sink::{AuditSink, EmitOutcome, MemorySink, NullSink};

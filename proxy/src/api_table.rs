@@ -1,0 +1,197 @@
+//! What the proxy does with each Kafka API key.
+//!
+//! Fail closed: an api key is served only if it is listed here as something the proxy can
+//! handle safely. Everything else (inter-broker and controller APIs, APIs that would mint or
+//! change credentials for the proxy's own upstream identity, APIs whose responses carry
+//! addresses the proxy does not rewrite) is refused and left out of ApiVersions.
+
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::VersionRange;
+
+/// How the proxy handles one api key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handling {
+    /// Answered by the proxy itself.
+    Local,
+    /// Forwarded as raw bytes both ways.
+    Raw,
+    /// Forwarded raw; the response carries broker addresses and is rewritten.
+    RewriteResponse,
+    /// Not served: removed from ApiVersions, and a request closes the connection.
+    Refused(RefusalReason),
+}
+
+/// Why an api key is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// Broker-to-broker or controller traffic; never legitimately sent by a client.
+    InterBroker,
+    /// Would act on the proxy's own upstream credentials.
+    UpstreamCredentials,
+    /// The proxy does not authenticate clients yet, so SASL is not offered.
+    SaslNotEnabled,
+    /// Response carries addresses the proxy cannot rewrite, or semantics it cannot enforce.
+    NotSupported,
+}
+
+impl RefusalReason {
+    /// Short label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::InterBroker => "inter_broker_api",
+            RefusalReason::UpstreamCredentials => "upstream_credentials_api",
+            RefusalReason::SaslNotEnabled => "sasl_not_enabled",
+            RefusalReason::NotSupported => "not_supported",
+        }
+    }
+}
+
+/// The handling of `key`.
+pub fn handling(key: ApiKey) -> Handling {
+    use ApiKey::*;
+    use Handling::*;
+    use RefusalReason::*;
+    match key {
+        ApiVersions => Local,
+        Metadata | FindCoordinator | DescribeCluster | Produce | Fetch => RewriteResponse,
+        ListOffsets
+        | OffsetCommit
+        | OffsetFetch
+        | JoinGroup
+        | Heartbeat
+        | LeaveGroup
+        | SyncGroup
+        | DescribeGroups
+        | ListGroups
+        | CreateTopics
+        | DeleteTopics
+        | DeleteRecords
+        | InitProducerId
+        | OffsetForLeaderEpoch
+        | AddPartitionsToTxn
+        | AddOffsetsToTxn
+        | EndTxn
+        | TxnOffsetCommit
+        | DescribeAcls
+        | CreateAcls
+        | DeleteAcls
+        | DescribeConfigs
+        | AlterConfigs
+        | AlterReplicaLogDirs
+        | DescribeLogDirs
+        | CreatePartitions
+        | DeleteGroups
+        | ElectLeaders
+        | IncrementalAlterConfigs
+        | AlterPartitionReassignments
+        | ListPartitionReassignments
+        | OffsetDelete
+        | DescribeClientQuotas
+        | AlterClientQuotas
+        | UpdateFeatures
+        | DescribeProducers
+        | DescribeTransactions
+        | ListTransactions
+        | ConsumerGroupHeartbeat
+        | ConsumerGroupDescribe
+        | GetTelemetrySubscriptions
+        | PushTelemetry
+        | ListConfigResources
+        | DescribeTopicPartitions => Raw,
+        SaslHandshake | SaslAuthenticate => Refused(SaslNotEnabled),
+        CreateDelegationToken
+        | RenewDelegationToken
+        | ExpireDelegationToken
+        | DescribeDelegationToken
+        | DescribeUserScramCredentials
+        | AlterUserScramCredentials => Refused(UpstreamCredentials),
+        WriteTxnMarkers
+        | Vote
+        | BeginQuorumEpoch
+        | EndQuorumEpoch
+        | DescribeQuorum
+        | AlterPartition
+        | Envelope
+        | FetchSnapshot
+        | BrokerRegistration
+        | BrokerHeartbeat
+        | UnregisterBroker
+        | AllocateProducerIds
+        | ControllerRegistration
+        | AssignReplicasToDirs
+        | AddRaftVoter
+        | RemoveRaftVoter
+        | UpdateRaftVoter
+        | InitializeShareGroupState
+        | ReadShareGroupState
+        | WriteShareGroupState
+        | DeleteShareGroupState
+        | ReadShareGroupStateSummary => Refused(InterBroker),
+        ShareGroupHeartbeat
+        | ShareGroupDescribe
+        | ShareFetch
+        | ShareAcknowledge
+        | DescribeShareGroupOffsets
+        | AlterShareGroupOffsets
+        | DeleteShareGroupOffsets => Refused(NotSupported),
+    }
+}
+
+/// Versions of `key` the proxy itself can handle: the range kafka-protocol knows (the
+/// proxy needs it to find the header length and, for rewritten keys, to decode).
+pub fn proxy_versions(key: ApiKey) -> Option<VersionRange> {
+    match handling(key) {
+        Handling::Refused(_) => None,
+        _ => Some(key.valid_versions()),
+    }
+}
+
+/// Whether the response to `key` at `version` must be decoded to rewrite addresses.
+/// Produce and Fetch carry KIP-951 leader endpoints only from v10 and v16 on.
+pub fn response_needs_rewrite(key: ApiKey, version: i16) -> bool {
+    match key {
+        ApiKey::Produce => version >= 10,
+        ApiKey::Fetch => version >= 16,
+        _ => handling(key) == Handling::RewriteResponse,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_key_is_classified_and_refusals_have_no_versions() {
+        for key in ApiKey::iter() {
+            match handling(key) {
+                Handling::Refused(_) => assert_eq!(proxy_versions(key), None, "{key:?}"),
+                _ => assert!(proxy_versions(key).is_some(), "{key:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn address_bearing_responses_are_rewritten() {
+        assert!(response_needs_rewrite(ApiKey::Metadata, 0));
+        assert!(response_needs_rewrite(ApiKey::FindCoordinator, 4));
+        assert!(response_needs_rewrite(ApiKey::DescribeCluster, 0));
+        assert!(response_needs_rewrite(ApiKey::Produce, 10));
+        assert!(!response_needs_rewrite(ApiKey::Produce, 9));
+        assert!(response_needs_rewrite(ApiKey::Fetch, 16));
+        assert!(!response_needs_rewrite(ApiKey::Fetch, 15));
+        assert!(!response_needs_rewrite(ApiKey::ListOffsets, 5));
+    }
+
+    #[test]
+    fn credentials_and_inter_broker_apis_are_refused() {
+        for key in [
+            ApiKey::CreateDelegationToken,
+            ApiKey::AlterUserScramCredentials,
+            ApiKey::UpdateRaftVoter,
+            ApiKey::Envelope,
+            ApiKey::SaslHandshake,
+        ] {
+            assert!(matches!(handling(key), Handling::Refused(_)), "{key:?}");
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The ApiVersions the proxy advertises: what the cluster supports intersected with what
+//! the proxy can handle.
+//!
+//! The proxy answers ApiVersions itself (before any upstream connection exists), so a client
+//! never negotiates a version the proxy cannot parse or that the cluster cannot serve.
+//! Requests outside the advertised set are refused.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use kafka_protocol::protocol::{Encodable, VersionRange};
+
+use crate::api_table::{handling, proxy_versions, Handling};
+
+/// Kafka error code UNSUPPORTED_VERSION.
+pub const UNSUPPORTED_VERSION: i16 = 35;
+
+/// Highest api key number the table indexes.
+const MAX_API_KEY: usize = 127;
+
+/// The version ranges the proxy advertises, indexed by api key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Negotiated {
+    ranges: Vec<Option<VersionRange>>,
+}
+
+impl Negotiated {
+    /// Intersects the cluster's advertised versions (`(api_key, min, max)` triples, as the
+    /// broker answered ApiVersions) with what the proxy handles.
+    pub fn from_cluster(cluster: &[(i16, i16, i16)]) -> Self {
+        let mut ranges = vec![None; MAX_API_KEY + 1];
+        for key in ApiKey::iter() {
+            let Some(ours) = proxy_versions(key) else {
+                continue;
+            };
+            let range = if handling(key) == Handling::Local {
+                Some(ours)
+            } else {
+                cluster
+                    .iter()
+                    .find(|(k, _, _)| *k == key as i16)
+                    .map(|&(_, min, max)| ours.intersect(&VersionRange { min, max }))
+                    .filter(|r| !r.is_empty())
+            };
+            if let Some(slot) = ranges.get_mut(key as i16 as usize) {
+                *slot = range;
+            }
+        }
+        Self { ranges }
+    }
+
+    /// The advertised range for `key`, if it is served at all.
+    pub fn range(&self, key: ApiKey) -> Option<VersionRange> {
+        self.ranges.get(key as i16 as usize).copied().flatten()
+    }
+
+    /// Whether a request with `key` at `version` may be served.
+    pub fn allows(&self, key: ApiKey, version: i16) -> bool {
+        self.range(key)
+            .is_some_and(|r| (r.min..=r.max).contains(&version))
+    }
+
+    /// Every advertised (api_key, range), in api key order.
+    pub fn entries(&self) -> impl Iterator<Item = (i16, VersionRange)> + '_ {
+        self.ranges
+            .iter()
+            .enumerate()
+            .filter_map(|(k, r)| r.map(|r| (k as i16, r)))
+    }
+}
+
+/// Builds the whole ApiVersions response frame for a request of `request_version`.
+///
+/// A version above what the proxy supports gets the v0 error answer Kafka specifies
+/// (UNSUPPORTED_VERSION plus the supported ApiVersions range), so the client retries lower.
+pub fn api_versions_response_frame(
+    negotiated: &Negotiated,
+    request_version: i16,
+    correlation_id: i32,
+) -> anyhow::Result<Bytes> {
+    let supported = ApiKey::ApiVersions.valid_versions();
+    let mut response = ApiVersionsResponse::default();
+    let version = if (supported.min..=supported.max).contains(&request_version) {
+        response.api_keys = negotiated
+            .entries()
+            .map(|(key, r)| {
+                ApiVersion::default()
+                    .with_api_key(key)
+                    .with_min_version(r.min)
+                    .with_max_version(r.max)
+            })
+            .collect();
+        request_version
+    } else {
+        response.error_code = UNSUPPORTED_VERSION;
+        response.api_keys = vec![ApiVersion::default()
+            .with_api_key(ApiKey::ApiVersions as i16)
+            .with_min_version(supported.min)
+            .with_max_version(supported.max)];
+        0
+    };
+    let mut out = BytesMut::with_capacity(16 + 8 * response.api_keys.len());
+    out.put_i32(0);
+    // ApiVersions responses always use response header v0: just the correlation id.
+    out.put_i32(correlation_id);
+    response.encode(&mut out, version)?;
+    let body_len = i32::try_from(out.len() - 4).unwrap_or(i32::MAX);
+    out[..4].copy_from_slice(&body_len.to_be_bytes());
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use bytes::Buf;
+    use kafka_protocol::protocol::Decodable;
+
+    fn cluster() -> Vec<(i16, i16, i16)> {
+        vec![
+            (ApiKey::Produce as i16, 0, 11),
+            (ApiKey::Fetch as i16, 0, 20),
+            (ApiKey::Metadata as i16, 0, 12),
+            (ApiKey::ApiVersions as i16, 0, 3),
+            (ApiKey::SaslHandshake as i16, 0, 1),
+            (ApiKey::Envelope as i16, 0, 0),
+            (999, 0, 5),
+        ]
+    }
+
+    #[test]
+    fn intersects_cluster_and_proxy_ranges() {
+        let n = Negotiated::from_cluster(&cluster());
+        let produce = n.range(ApiKey::Produce).unwrap();
+        assert_eq!(
+            (produce.min, produce.max),
+            (3, 11),
+            "clamped to what we decode"
+        );
+        let fetch = n.range(ApiKey::Fetch).unwrap();
+        assert_eq!(fetch.max, ApiKey::Fetch.valid_versions().max);
+        assert!(n.allows(ApiKey::Metadata, 12));
+        assert!(!n.allows(ApiKey::Metadata, 13));
+        assert_eq!(
+            n.range(ApiKey::SaslHandshake),
+            None,
+            "refused keys are hidden"
+        );
+        assert_eq!(n.range(ApiKey::Envelope), None);
+        assert_eq!(n.range(ApiKey::ListOffsets), None, "cluster lacks it");
+        assert_eq!(
+            n.range(ApiKey::ApiVersions),
+            Some(ApiKey::ApiVersions.valid_versions())
+        );
+        assert!(n.entries().all(|(k, _)| k != 999));
+    }
+
+    #[test]
+    fn response_frame_decodes_and_lists_the_negotiated_keys() {
+        let n = Negotiated::from_cluster(&cluster());
+        let frame = api_versions_response_frame(&n, 3, 42).unwrap();
+        let mut body = frame.slice(4..);
+        assert_eq!(body.get_i32(), 42);
+        let decoded = ApiVersionsResponse::decode(&mut body, 3).unwrap();
+        assert_eq!(decoded.error_code, 0);
+        let keys: Vec<i16> = decoded.api_keys.iter().map(|k| k.api_key).collect();
+        assert_eq!(keys, n.entries().map(|(k, _)| k).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn too_new_request_gets_v0_unsupported_version() {
+        let n = Negotiated::from_cluster(&cluster());
+        let frame = api_versions_response_frame(&n, 99, 7).unwrap();
+        let mut body = frame.slice(4..);
+        assert_eq!(body.get_i32(), 7);
+        let decoded = ApiVersionsResponse::decode(&mut body, 0).unwrap();
+        assert_eq!(decoded.error_code, UNSUPPORTED_VERSION);
+        assert_eq!(decoded.api_keys.len(), 1);
+        assert_eq!(decoded.api_keys[0].api_key, ApiKey::ApiVersions as i16);
+    }
+}

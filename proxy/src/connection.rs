@@ -1,0 +1,463 @@
+//! One client connection: read requests, forward them in order on the connection's own
+//! upstream connection, and deliver responses in request order.
+//!
+//! Two halves run concurrently. The *forwarder* reads client frames, decides per request
+//! (answer locally, forward, refuse), and for every request that will get a response queues
+//! a `Pending` entry *before* writing the request upstream. The *pump* takes `Pending`
+//! entries in order: a local answer is written as is; an upstream one waits for the broker's
+//! next response (Kafka answers in request order on a connection), checks the correlation
+//! id, rewrites addresses where needed, and writes it to the client. The queue is bounded by
+//! `max_inflight_requests`, so a slow client or broker stops the forwarder from reading more
+//! instead of growing memory. Produce with acks=0 queues nothing, because no response comes.
+//!
+//! Before anything needs the cluster, the connection has no upstream connection at all:
+//! ApiVersions is answered locally, and the upstream is opened by the first request that
+//! must be forwarded.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+
+use crate::address_rewrite::{rewrite_response, RewriteError};
+use crate::api_table::{handling, response_needs_rewrite, Handling};
+use crate::api_versions::{api_versions_response_frame, Negotiated};
+use crate::broker_map::BrokerMap;
+use crate::cluster::ClusterView;
+use crate::config::LimitsConfig;
+use crate::frame::{build_frame, FrameError, FrameReader};
+use crate::header::{
+    peek_request_header, peek_response_header, produce_acks, HeaderError, RequestHeader,
+};
+use crate::metrics;
+use crate::upstream::{BoxedStream, Connector, UpstreamError};
+
+/// Which broker a listener stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The bootstrap listener: any bootstrap broker will do.
+    Bootstrap,
+    /// The listener of one broker.
+    Broker(i32),
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// Limits and timeouts.
+    pub limits: LimitsConfig,
+    /// Opens upstream connections.
+    pub connector: Arc<Connector>,
+    /// Node id -> proxy port.
+    pub brokers: Arc<BrokerMap>,
+    /// Negotiated api versions.
+    pub cluster: Arc<ClusterView>,
+}
+
+/// Byte and request counts of one connection, for its close event.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    /// Bytes read from the client.
+    pub bytes_in: AtomicU64,
+    /// Bytes written to the client.
+    pub bytes_out: AtomicU64,
+    /// Requests read from the client.
+    pub requests: AtomicU64,
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionEnd {
+    /// The client-facing TLS handshake failed or timed out.
+    #[error("TLS handshake: {0}")]
+    TlsHandshake(String),
+    /// The client closed the connection between requests.
+    #[error("client closed the connection")]
+    ClientClosed,
+    /// Reading a client frame failed (oversized, truncated, timed out, socket error).
+    #[error("client: {0}")]
+    ClientFrame(#[from] FrameError),
+    /// The client's request header is malformed.
+    #[error("client sent a malformed request header: {0}")]
+    BadHeader(#[from] HeaderError),
+    /// The client asked for an api key or version the proxy does not serve.
+    #[error("refused {api:?} v{version}: {reason}")]
+    Refused {
+        /// Api key.
+        api: ApiKey,
+        /// Version.
+        version: i16,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The upstream cluster has not answered yet, so nothing can be served.
+    #[error("upstream cluster unavailable")]
+    ClusterUnavailable,
+    /// Connecting to the broker failed.
+    #[error("upstream: {0}")]
+    Upstream(#[from] UpstreamError),
+    /// The broker closed or broke the connection, or sent something unexpected.
+    #[error("broker: {0}")]
+    Broker(String),
+    /// A response could not be rewritten (it would have leaked broker addresses).
+    #[error("response rewrite failed: {0}")]
+    Rewrite(#[from] RewriteError),
+    /// Writing to the client failed.
+    #[error("client write failed: {0}")]
+    ClientWrite(std::io::Error),
+}
+
+impl ConnectionEnd {
+    /// A short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ConnectionEnd::TlsHandshake(_) => "tls_handshake",
+            ConnectionEnd::ClientClosed => "client_closed",
+            ConnectionEnd::ClientFrame(FrameError::TooLarge { .. }) => "frame_too_large",
+            ConnectionEnd::ClientFrame(FrameError::Timeout { .. }) => "timeout",
+            ConnectionEnd::ClientFrame(_) => "client_io",
+            ConnectionEnd::BadHeader(_) => "bad_header",
+            ConnectionEnd::Refused { .. } => "refused_api",
+            ConnectionEnd::ClusterUnavailable => "cluster_unavailable",
+            ConnectionEnd::Upstream(_) => "upstream_connect",
+            ConnectionEnd::Broker(_) => "broker",
+            ConnectionEnd::Rewrite(_) => "rewrite",
+            ConnectionEnd::ClientWrite(_) => "client_write",
+        }
+    }
+}
+
+/// A response the pump owes the client, in request order.
+enum Pending {
+    /// Already built by the proxy.
+    Local(Bytes),
+    /// Will come from the broker.
+    Upstream {
+        api: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        started: Instant,
+    },
+}
+
+/// What to do with one request.
+enum Decision {
+    Answer(Bytes),
+    Forward { expects_response: bool },
+}
+
+/// Serves one client connection until it ends; returns why it ended.
+pub async fn serve<S>(
+    stream: S,
+    target: Target,
+    shared: Arc<Shared>,
+    stats: Arc<ConnectionStats>,
+) -> ConnectionEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (client_r, mut client_w) = tokio::io::split(stream);
+    let mut reader = FrameReader::new(client_r, shared.limits.max_frame_bytes);
+    let limits = &shared.limits;
+
+    // Phase 1: no upstream connection until a request needs one.
+    let mut first = true;
+    let (frame, header) = loop {
+        let idle = if first {
+            limits.handshake_timeout()
+        } else {
+            limits.idle_timeout()
+        };
+        let frame_time = if first {
+            limits.handshake_timeout()
+        } else {
+            limits.frame_timeout()
+        };
+        first = false;
+        let frame = match reader.next_frame_timed(idle, frame_time).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return ConnectionEnd::ClientClosed,
+            Err(e) => return e.into(),
+        };
+        stats
+            .bytes_in
+            .fetch_add(frame.len() as u64, Ordering::Relaxed);
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        let header = match peek_request_header(&frame) {
+            Ok(h) => h,
+            Err(e) => return e.into(),
+        };
+        let Some(negotiated) = shared.cluster.negotiated(limits.handshake_timeout()).await else {
+            return ConnectionEnd::ClusterUnavailable;
+        };
+        match decide(&frame, &header, &negotiated) {
+            Ok(Decision::Answer(response)) => {
+                let started = Instant::now();
+                if let Err(e) = write_frame(&mut client_w, &response).await {
+                    return ConnectionEnd::ClientWrite(e);
+                }
+                stats
+                    .bytes_out
+                    .fetch_add(response.len() as u64, Ordering::Relaxed);
+                let m = metrics::api(header.api_key);
+                m.duration.record(started.elapsed().as_secs_f64());
+            }
+            Ok(Decision::Forward { .. }) => break (frame, header),
+            Err(end) => return end,
+        }
+    };
+
+    // Phase 2: open the upstream connection and run both halves.
+    let upstream = match connect_upstream(target, &shared).await {
+        Ok(s) => s,
+        Err(e) => {
+            ::metrics::counter!(crate::metrics::UPSTREAM_CONNECT_FAILURES).increment(1);
+            return e;
+        }
+    };
+    let (upstream_r, upstream_w) = tokio::io::split(upstream);
+    let (tx, rx) = mpsc::channel(limits.max_inflight_requests);
+    let pump = pump_responses(
+        rx,
+        FrameReader::new(upstream_r, limits.max_response_frame_bytes),
+        client_w,
+        shared.clone(),
+        stats.clone(),
+    );
+    let forward = forward_requests(frame, header, reader, upstream_w, tx, shared.clone(), stats);
+    tokio::pin!(pump, forward);
+    let mut forward_done = false;
+    loop {
+        tokio::select! {
+            end = &mut forward, if !forward_done => {
+                match end {
+                    // The client stopped sending; deliver what is still owed, then end.
+                    ConnectionEnd::ClientClosed => forward_done = true,
+                    other => return other,
+                }
+            }
+            end = &mut pump => {
+                return match end {
+                    Ok(()) => ConnectionEnd::ClientClosed,
+                    Err(e) => e,
+                };
+            }
+        }
+    }
+}
+
+/// Decides what to do with one request.
+fn decide(
+    frame: &Bytes,
+    header: &RequestHeader,
+    negotiated: &Negotiated,
+) -> Result<Decision, ConnectionEnd> {
+    let api = header.api_key;
+    metrics::api(api).requests.increment(1);
+    if api == ApiKey::ApiVersions {
+        // Any version is answered: too-new versions get Kafka's v0 error answer.
+        let response =
+            api_versions_response_frame(negotiated, header.api_version, header.correlation_id)
+                .map_err(|e| ConnectionEnd::Broker(format!("cannot encode ApiVersions: {e}")))?;
+        return Ok(Decision::Answer(response));
+    }
+    let refuse = |reason: &'static str| {
+        metrics::api(api).errors.increment(1);
+        ConnectionEnd::Refused {
+            api,
+            version: header.api_version,
+            reason,
+        }
+    };
+    match handling(api) {
+        Handling::Refused(reason) => return Err(refuse(reason.as_str())),
+        Handling::Local => return Err(refuse("no local handler")),
+        Handling::Raw | Handling::RewriteResponse => {}
+    }
+    if !negotiated.allows(api, header.api_version) {
+        return Err(refuse("version not advertised"));
+    }
+    let expects_response = if api == ApiKey::Produce {
+        produce_acks(frame, header)? != 0
+    } else {
+        true
+    };
+    Ok(Decision::Forward { expects_response })
+}
+
+async fn connect_upstream(target: Target, shared: &Shared) -> Result<BoxedStream, ConnectionEnd> {
+    match target {
+        Target::Bootstrap => Ok(shared.connector.connect_bootstrap().await?),
+        Target::Broker(node_id) => {
+            let (host, port) = shared
+                .brokers
+                .upstream_of(node_id)
+                .ok_or_else(|| ConnectionEnd::Broker(format!("broker {node_id} is unknown")))?;
+            Ok(shared.connector.connect(&host, port).await?)
+        }
+    }
+}
+
+/// Reads client requests and forwards them upstream, queueing what the pump must deliver.
+async fn forward_requests<C: AsyncRead + Unpin>(
+    first_frame: Bytes,
+    first_header: RequestHeader,
+    mut reader: FrameReader<C>,
+    mut upstream: WriteHalf<BoxedStream>,
+    tx: mpsc::Sender<Pending>,
+    shared: Arc<Shared>,
+    stats: Arc<ConnectionStats>,
+) -> ConnectionEnd {
+    let limits = &shared.limits;
+    let mut next = Some((first_frame, first_header, true));
+    loop {
+        let (frame, header, decided) = match next.take() {
+            Some(n) => n,
+            None => {
+                let frame = match reader
+                    .next_frame_timed(limits.idle_timeout(), limits.frame_timeout())
+                    .await
+                {
+                    Ok(Some(f)) => f,
+                    Ok(None) => return ConnectionEnd::ClientClosed,
+                    Err(e) => return e.into(),
+                };
+                stats
+                    .bytes_in
+                    .fetch_add(frame.len() as u64, Ordering::Relaxed);
+                stats.requests.fetch_add(1, Ordering::Relaxed);
+                let header = match peek_request_header(&frame) {
+                    Ok(h) => h,
+                    Err(e) => return e.into(),
+                };
+                (frame, header, false)
+            }
+        };
+        let decision = if decided {
+            // The first forwarded request was decided (and counted) in phase 1.
+            let expects_response = header.api_key != ApiKey::Produce
+                || produce_acks(&frame, &header)
+                    .map(|a| a != 0)
+                    .unwrap_or(true);
+            Decision::Forward { expects_response }
+        } else {
+            let Some(negotiated) = shared.cluster.negotiated(limits.handshake_timeout()).await
+            else {
+                return ConnectionEnd::ClusterUnavailable;
+            };
+            match decide(&frame, &header, &negotiated) {
+                Ok(d) => d,
+                Err(end) => return end,
+            }
+        };
+        let started = Instant::now();
+        match decision {
+            Decision::Answer(response) => {
+                if tx.send(Pending::Local(response)).await.is_err() {
+                    return ConnectionEnd::ClientClosed;
+                }
+                metrics::api(header.api_key)
+                    .duration
+                    .record(started.elapsed().as_secs_f64());
+            }
+            Decision::Forward { expects_response } => {
+                if expects_response {
+                    let pending = Pending::Upstream {
+                        api: header.api_key,
+                        version: header.api_version,
+                        correlation_id: header.correlation_id,
+                        started,
+                    };
+                    if tx.send(pending).await.is_err() {
+                        return ConnectionEnd::ClientClosed;
+                    }
+                }
+                if let Err(e) = write_frame(&mut upstream, &frame).await {
+                    return ConnectionEnd::Broker(format!("write failed: {e}"));
+                }
+            }
+        }
+    }
+}
+
+/// Delivers responses to the client in request order.
+async fn pump_responses<C: AsyncWrite + Unpin>(
+    mut rx: mpsc::Receiver<Pending>,
+    mut upstream: FrameReader<ReadHalf<BoxedStream>>,
+    mut client: C,
+    shared: Arc<Shared>,
+    stats: Arc<ConnectionStats>,
+) -> Result<(), ConnectionEnd> {
+    let timeout = shared.limits.upstream_response_timeout();
+    while let Some(pending) = rx.recv().await {
+        let (response, api_started) = match pending {
+            Pending::Local(frame) => (frame, None),
+            Pending::Upstream {
+                api,
+                version,
+                correlation_id,
+                started,
+            } => {
+                let frame = match tokio::time::timeout(timeout, upstream.next_frame()).await {
+                    Err(_) => {
+                        return Err(ConnectionEnd::Broker(format!(
+                            "no {api:?} response within {timeout:?}"
+                        )))
+                    }
+                    Ok(Err(e)) => return Err(ConnectionEnd::Broker(e.to_string())),
+                    Ok(Ok(None)) => return Err(ConnectionEnd::Broker("connection closed".into())),
+                    Ok(Ok(Some(f))) => f,
+                };
+                let out = checked_response(frame, api, version, correlation_id, &shared.brokers)?;
+                (out, Some((api, started)))
+            }
+        };
+        write_frame(&mut client, &response)
+            .await
+            .map_err(ConnectionEnd::ClientWrite)?;
+        stats
+            .bytes_out
+            .fetch_add(response.len() as u64, Ordering::Relaxed);
+        if let Some((api, started)) = api_started {
+            metrics::api(api)
+                .duration
+                .record(started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a broker response answers the expected request and rewrites addresses.
+fn checked_response(
+    frame: Bytes,
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    brokers: &BrokerMap,
+) -> Result<Bytes, ConnectionEnd> {
+    let header_version = api.response_header_version(version);
+    let (got, body_offset) = peek_response_header(&frame, header_version)
+        .map_err(|e| ConnectionEnd::Broker(format!("bad {api:?} response header: {e}")))?;
+    if got != correlation_id {
+        return Err(ConnectionEnd::Broker(format!(
+            "{api:?} response has correlation id {got}, expected {correlation_id}"
+        )));
+    }
+    if !response_needs_rewrite(api, version) {
+        return Ok(frame);
+    }
+    let body = frame.slice(body_offset..);
+    match rewrite_response(api, version, body, brokers)? {
+        None => Ok(frame),
+        Some(new_body) => Ok(build_frame(&[&frame[4..body_offset], &new_body])),
+    }
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> std::io::Result<()> {
+    w.write_all(frame).await?;
+    w.flush().await
+}

@@ -1,0 +1,23 @@
+//! Portcullis: a security and governance proxy for Apache Kafka.
+//!
+//! The library holds everything the `portcullis` binary runs; the binary is only the CLI.
+//! Protocol logic (header peeking, ApiVersions, address rewriting) is plain functions over
+//! bytes and decoded messages so it is tested without sockets; `connection` is the thin
+//! async shell that moves frames between a client and its upstream broker.
+
+pub mod address_rewrite;
+pub mod admin_http;
+pub mod api_table;
+pub mod api_versions;
+pub mod broker_map;
+pub mod certs;
+pub mod cluster;
+pub mod config;
+pub mod connection;
+pub mod frame;
+pub mod header;
+pub mod listener;
+pub mod metrics;
+pub mod server;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,92 @@
+//! Metric names and cheap per-api-key handles.
+//!
+//! The request path must not hash label sets per request, so the per-api counters and
+//! histograms are registered once and looked up by api key in a vector. Names are listed
+//! here so `/metrics` and docs/configuration.md agree.
+
+use std::sync::OnceLock;
+
+use kafka_protocol::messages::ApiKey;
+use metrics::{Counter, Histogram};
+
+/// Open client connections (gauge), by listener kind.
+pub const CONNECTIONS_OPEN: &str = "portcullis_connections_open";
+/// Accepted client connections (counter), by listener kind.
+pub const CONNECTIONS_TOTAL: &str = "portcullis_connections_total";
+/// Connections refused at accept, by reason.
+pub const CONNECTIONS_REJECTED: &str = "portcullis_connections_rejected_total";
+/// Connections closed because of an error, by reason.
+pub const CONNECTION_ERRORS: &str = "portcullis_connection_errors_total";
+/// Requests received, by api key.
+pub const REQUESTS: &str = "portcullis_requests_total";
+/// Requests refused or failed, by api key.
+pub const REQUEST_ERRORS: &str = "portcullis_request_errors_total";
+/// Time from reading a request to writing its response, by api key.
+pub const REQUEST_DURATION: &str = "portcullis_request_duration_seconds";
+/// Bytes read from clients.
+pub const BYTES_IN: &str = "portcullis_client_bytes_in_total";
+/// Bytes written to clients.
+pub const BYTES_OUT: &str = "portcullis_client_bytes_out_total";
+/// Failed attempts to connect to a broker.
+pub const UPSTREAM_CONNECT_FAILURES: &str = "portcullis_upstream_connect_failures_total";
+/// Cluster metadata refreshes, by outcome.
+pub const CLUSTER_REFRESHES: &str = "portcullis_cluster_refreshes_total";
+
+/// Handles for one api key.
+#[derive(Debug)]
+pub struct ApiMetrics {
+    /// Requests received.
+    pub requests: Counter,
+    /// Requests refused or failed.
+    pub errors: Counter,
+    /// Request latency.
+    pub duration: Histogram,
+}
+
+static API_METRICS: OnceLock<Vec<ApiMetrics>> = OnceLock::new();
+static UNKNOWN: OnceLock<ApiMetrics> = OnceLock::new();
+
+fn register(api: &'static str) -> ApiMetrics {
+    ApiMetrics {
+        requests: metrics::counter!(REQUESTS, "api" => api),
+        errors: metrics::counter!(REQUEST_ERRORS, "api" => api),
+        duration: metrics::histogram!(REQUEST_DURATION, "api" => api),
+    }
+}
+
+/// Registers every handle. Call once after the recorder is installed (handles taken
+/// before that go nowhere).
+pub fn init() {
+    API_METRICS.get_or_init(|| {
+        (0..=ApiKey::iter().map(|k| k as i16).max().unwrap_or(0))
+            .map(|k| match ApiKey::try_from(k) {
+                Ok(key) => register(api_name(key)),
+                Err(()) => register("unknown"),
+            })
+            .collect()
+    });
+}
+
+/// The handles for `key`.
+pub fn api(key: ApiKey) -> &'static ApiMetrics {
+    init();
+    API_METRICS
+        .get()
+        .and_then(|v| v.get(key as i16 as usize))
+        .unwrap_or_else(|| UNKNOWN.get_or_init(|| register("unknown")))
+}
+
+/// The api key's name as a static string (for labels).
+pub fn api_name(key: ApiKey) -> &'static str {
+    // Debug of a fieldless enum is its variant name; leak once per key at registration.
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        (0..=127i16)
+            .map(|k| match ApiKey::try_from(k) {
+                Ok(key) => &*Box::leak(format!("{key:?}").into_boxed_str()),
+                Err(()) => "unknown",
+            })
+            .collect()
+    });
+    names.get(key as i16 as usize).copied().unwrap_or("unknown")
+}

@@ -1,0 +1,163 @@
+//! `portcullis serve`: wires configuration into running listeners.
+//!
+//! Start-up order matters: the crypto provider, metrics recorder and audit sink exist before
+//! any socket is bound; the broker listener spawner is registered before cluster discovery
+//! can find brokers; the bootstrap listener is bound last so a client never reaches a proxy
+//! that is not ready to serve it. Shutdown flushes the audit queue.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use portcullis_audit::{AuditSink, Category, Event, JsonLinesSink, Outcome};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::admin_http::{self, AdminState};
+use crate::broker_map::BrokerMap;
+use crate::cluster::{run_discovery, ClusterView};
+use crate::config::Config;
+use crate::connection::{Shared, Target};
+use crate::listener::{accept_loop, ListenerContext};
+use crate::tls::{install_crypto_provider, ServerTls};
+use crate::upstream::Connector;
+
+/// Runs the proxy until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    install_crypto_provider();
+    let prometheus = admin_http::install_metrics_recorder().map_err(anyhow::Error::msg)?;
+    crate::metrics::init();
+
+    let (audit_sink, audit_writer) =
+        JsonLinesSink::start(&config.audit.path, config.audit.queue_capacity)
+            .with_context(|| format!("audit.path {}", config.audit.path.display()))?;
+    let audit: Arc<dyn AuditSink> = audit_sink;
+
+    let bind_ip: IpAddr = config
+        .listener
+        .bind_host
+        .parse()
+        .context("listener.bind_host")?;
+    let range = config
+        .broker_port_range()
+        .map_err(|e| anyhow::anyhow!("listener.broker_ports: {e}"))?;
+    let connector = Arc::new(Connector::new(&config.upstream)?);
+    let brokers = Arc::new(BrokerMap::new(
+        config.listener.advertised_host.clone(),
+        bind_ip,
+        range,
+    ));
+    let cluster = Arc::new(ClusterView::new());
+    let shared = Arc::new(Shared {
+        limits: config.limits.clone(),
+        connector: connector.clone(),
+        brokers: brokers.clone(),
+        cluster: cluster.clone(),
+    });
+    let tls = match &config.listener.tls {
+        Some(tls_config) => {
+            let tls = Arc::new(ServerTls::load(tls_config).context("listener.tls")?);
+            tls.spawn_reloader(Duration::from_millis(tls_config.reload_interval_ms));
+            Some(tls)
+        }
+        None => {
+            tracing::warn!("client-facing listeners are PLAINTEXT: development use only");
+            None
+        }
+    };
+    let ctx = ListenerContext {
+        shared,
+        tls,
+        connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+        audit: audit.clone(),
+    };
+
+    let spawn_ctx = ctx.clone();
+    let runtime = tokio::runtime::Handle::current();
+    brokers.set_spawner(Box::new(move |node_id, std_listener| {
+        let _guard = runtime.enter();
+        match TcpListener::from_std(std_listener) {
+            Ok(listener) => {
+                runtime.spawn(accept_loop(
+                    listener,
+                    Target::Broker(node_id),
+                    spawn_ctx.clone(),
+                ));
+            }
+            Err(e) => tracing::error!(node_id, error = %e, "cannot start broker listener"),
+        }
+    }));
+
+    if config.admin.enabled {
+        let addr: SocketAddr = config.admin.bind.parse().context("admin.bind")?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("admin.bind {addr}"))?;
+        tracing::info!(%addr, "admin listener (metrics, healthz, readyz)");
+        let state = AdminState {
+            prometheus,
+            ready: cluster.ready_flag(),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = admin_http::serve(listener, state, std::future::pending()).await {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
+    }
+
+    tokio::spawn(run_discovery(
+        cluster.clone(),
+        connector,
+        brokers,
+        Duration::from_millis(config.upstream.metadata_refresh_ms),
+        config.limits.max_response_frame_bytes,
+        Duration::from_millis(config.upstream.connect_timeout_ms),
+    ));
+
+    let bootstrap_addr = SocketAddr::new(bind_ip, config.listener.bootstrap_port);
+    let bootstrap = TcpListener::bind(bootstrap_addr)
+        .await
+        .with_context(|| format!("listener.bootstrap_port: cannot bind {bootstrap_addr}"))?;
+    let local = bootstrap.local_addr()?;
+    tracing::info!(
+        addr = %local,
+        advertised = %format!("{}:{}", config.listener.advertised_host, local.port()),
+        tls = ctx.tls.is_some(),
+        "bootstrap listener"
+    );
+    audit.emit(
+        Event::new(Category::AuditSystem, "proxy.start", Outcome::Success)
+            .detail("bootstrap", local.to_string())
+            .detail("version", env!("CARGO_PKG_VERSION")),
+    );
+    tokio::spawn(accept_loop(bootstrap, Target::Bootstrap, ctx));
+
+    wait_for_shutdown_signal().await;
+    tracing::info!("shutting down");
+    audit.emit(Event::new(
+        Category::AuditSystem,
+        "proxy.stop",
+        Outcome::Success,
+    ));
+    audit_writer.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
