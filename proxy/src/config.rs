@@ -102,6 +102,10 @@ pub struct LimitsConfig {
     /// Largest response frame accepted from a broker (bytes).
     #[serde(default = "default_max_response_frame_bytes")]
     pub max_response_frame_bytes: usize,
+    /// Most records one Produce record batch may declare. Compressed batches cannot be
+    /// checked against their size without decompressing, so this caps them.
+    #[serde(default = "default_max_records_per_batch")]
+    pub max_records_per_batch: usize,
     /// Maximum concurrent client connections over all listeners.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
@@ -189,6 +193,9 @@ fn default_max_frame_bytes() -> usize {
 fn default_max_response_frame_bytes() -> usize {
     256 * 1024 * 1024
 }
+fn default_max_records_per_batch() -> usize {
+    1_000_000
+}
 fn default_max_connections() -> usize {
     10_000
 }
@@ -228,6 +235,7 @@ impl Default for LimitsConfig {
         Self {
             max_frame_bytes: default_max_frame_bytes(),
             max_response_frame_bytes: default_max_response_frame_bytes(),
+            max_records_per_batch: default_max_records_per_batch(),
             max_connections: default_max_connections(),
             max_inflight_requests: default_max_inflight(),
             handshake_timeout_ms: default_handshake_timeout_ms(),
@@ -499,6 +507,10 @@ impl Config {
         }
         for (key, value) in [
             ("limits.max_connections", l.max_connections as u64),
+            (
+                "limits.max_records_per_batch",
+                l.max_records_per_batch as u64,
+            ),
             (
                 "limits.max_inflight_requests",
                 l.max_inflight_requests as u64,

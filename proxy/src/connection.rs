@@ -34,6 +34,7 @@ use crate::header::{
     peek_request_header, peek_response_header, produce_acks, HeaderError, RequestHeader,
 };
 use crate::metrics;
+use crate::request_check::{check_request, RequestCheckError};
 use crate::upstream::{BoxedStream, Connector, UpstreamError};
 
 /// Which broker a listener stands for.
@@ -94,6 +95,9 @@ pub enum ConnectionEnd {
         /// Why.
         reason: &'static str,
     },
+    /// The request is malformed or hostile; it was not forwarded.
+    #[error("malformed request: {0}")]
+    BadRequest(#[from] RequestCheckError),
     /// The upstream cluster has not answered yet, so nothing can be served.
     #[error("upstream cluster unavailable")]
     ClusterUnavailable,
@@ -122,6 +126,7 @@ impl ConnectionEnd {
             ConnectionEnd::ClientFrame(_) => "client_io",
             ConnectionEnd::BadHeader(_) => "bad_header",
             ConnectionEnd::Refused { .. } => "refused_api",
+            ConnectionEnd::BadRequest(_) => "bad_request",
             ConnectionEnd::ClusterUnavailable => "cluster_unavailable",
             ConnectionEnd::Upstream(_) => "upstream_connect",
             ConnectionEnd::Broker(_) => "broker",
@@ -194,7 +199,7 @@ where
         let Some(negotiated) = shared.cluster.negotiated(limits.handshake_timeout()).await else {
             return ConnectionEnd::ClusterUnavailable;
         };
-        match decide(&frame, &header, &negotiated) {
+        match decide(&frame, &header, &negotiated, limits) {
             Ok(Decision::Answer(response)) => {
                 let started = Instant::now();
                 if let Err(e) = write_frame(&mut client_w, &response).await {
@@ -255,6 +260,7 @@ fn decide(
     frame: &Bytes,
     header: &RequestHeader,
     negotiated: &Negotiated,
+    limits: &LimitsConfig,
 ) -> Result<Decision, ConnectionEnd> {
     let api = header.api_key;
     metrics::api(api).requests.increment(1);
@@ -280,6 +286,10 @@ fn decide(
     }
     if !negotiated.allows(api, header.api_version) {
         return Err(refuse("version not advertised"));
+    }
+    if let Err(e) = check_request(frame, header, limits.max_records_per_batch) {
+        metrics::api(api).errors.increment(1);
+        return Err(e.into());
     }
     let expects_response = if api == ApiKey::Produce {
         produce_acks(frame, header)? != 0
@@ -349,7 +359,7 @@ async fn forward_requests<C: AsyncRead + Unpin>(
             else {
                 return ConnectionEnd::ClusterUnavailable;
             };
-            match decide(&frame, &header, &negotiated) {
+            match decide(&frame, &header, &negotiated, limits) {
                 Ok(d) => d,
                 Err(end) => return end,
             }

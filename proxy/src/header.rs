@@ -201,7 +201,7 @@ mod tests {
         }
         let body = ProduceRequest::default()
             .with_acks(0)
-            .with_transactional_id(Some(StrBytes::from_static_str("tx")).map(Into::into));
+            .with_transactional_id(Some(StrBytes::from_static_str("tx").into()));
         let frame = encode_request(ApiKey::Produce, 9, &body);
         let header = peek_request_header(&frame).unwrap();
         assert_eq!(produce_acks(&frame, &header).unwrap(), 0);

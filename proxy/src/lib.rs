@@ -18,6 +18,7 @@ pub mod frame;
 pub mod header;
 pub mod listener;
 pub mod metrics;
+pub mod request_check;
 pub mod server;
 pub mod tls;
 pub mod upstream;
