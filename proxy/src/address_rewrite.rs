@@ -48,16 +48,6 @@ pub enum RewriteError {
     /// A broker could not be given a proxy address.
     #[error(transparent)]
     Map(#[from] BrokerMapError),
-    /// The response had bytes left over after decoding.
-    #[error("{api:?} v{version} response has {extra} trailing bytes")]
-    Trailing {
-        /// Api key.
-        api: ApiKey,
-        /// Version.
-        version: i16,
-        /// Bytes left over.
-        extra: usize,
-    },
 }
 
 /// Rewrites the addresses in a response body. Returns `None` when nothing had to change (the
@@ -150,13 +140,7 @@ fn rewrite_with<M: Decodable + Encodable>(
     };
     let mut buf = body;
     let mut message = M::decode(&mut buf, version).map_err(codec)?;
-    if !buf.is_empty() {
-        return Err(RewriteError::Trailing {
-            api,
-            version,
-            extra: buf.len(),
-        });
-    }
+    // Bytes after the decoded message are ignored, as Kafka clients do.
     if !edit(&mut message)? {
         return Ok(None);
     }
@@ -313,14 +297,16 @@ mod tests {
     }
 
     #[test]
-    fn garbage_and_trailing_bytes_are_errors() {
+    fn garbage_is_an_error_and_trailing_bytes_are_ignored() {
         let garbage = Bytes::from_static(&[0x7f, 0xff, 0xff, 0xff, 0x01]);
         assert!(rewrite_response(ApiKey::Metadata, 1, garbage, &mapper()).is_err());
         let mut body = encode(&MetadataResponse::default(), 1).to_vec();
         body.push(0);
-        assert!(matches!(
-            rewrite_response(ApiKey::Metadata, 1, body.into(), &mapper()),
-            Err(RewriteError::Trailing { .. })
-        ));
+        // Trailing bytes are ignored (as clients do); the rewrite still happens.
+        assert!(
+            rewrite_response(ApiKey::Metadata, 1, body.into(), &mapper())
+                .unwrap()
+                .is_some()
+        );
     }
 }

@@ -37,16 +37,6 @@ pub enum RequestCheckError {
         /// Decoder message.
         reason: String,
     },
-    /// The body decodes but has bytes left over.
-    #[error("{api:?} v{version} body has {extra} trailing bytes")]
-    Trailing {
-        /// Api key.
-        api: ApiKey,
-        /// Version.
-        version: i16,
-        /// Extra bytes.
-        extra: usize,
-    },
     /// A Produce record batch is malformed.
     #[error("produce to {topic}/{partition}: {reason}")]
     BadBatch {
@@ -76,13 +66,8 @@ pub fn check_request(
             reason: format!("{e:#}"),
         }
     })?;
-    if !body.is_empty() {
-        return Err(RequestCheckError::Trailing {
-            api,
-            version,
-            extra: body.len(),
-        });
-    }
+    // Trailing bytes are tolerated, as Kafka brokers do: librdkafka 2.16 sends three extra
+    // bytes after Metadata v12 bodies. They are forwarded untouched and never interpreted.
     if let RequestKind::Produce(produce) = &request {
         for topic in &produce.topic_data {
             for partition in &topic.partition_data {
@@ -237,7 +222,7 @@ mod tests {
     }
 
     #[test]
-    fn huge_array_count_and_trailing_bytes_are_refused() {
+    fn huge_array_count_is_refused_and_trailing_bytes_tolerated() {
         // Metadata v4 with topics array count 0x7fffffff and nothing after it.
         let frame = encode_request(ApiKey::Metadata, 4, 1, &MetadataRequest::default()).unwrap();
         let header = peek_request_header(&frame).unwrap();
@@ -253,15 +238,12 @@ mod tests {
             "{err}"
         );
 
+        // Trailing bytes are tolerated (brokers ignore them; librdkafka sends some).
         let mut trailing = frame.to_vec();
-        trailing.push(0);
+        trailing.extend_from_slice(&[1, 0, 0]);
         let len = (trailing.len() - 4) as i32;
         trailing[..4].copy_from_slice(&len.to_be_bytes());
-        let err = check_request(&Bytes::from(trailing), &header, 1_000_000).unwrap_err();
-        assert!(
-            matches!(err, RequestCheckError::Trailing { extra: 1, .. }),
-            "{err}"
-        );
+        check_request(&Bytes::from(trailing), &header, 1_000_000).unwrap();
     }
 
     proptest! {
