@@ -63,16 +63,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),
-        Command::Check { config } => match Config::load(&config) {
-            Ok(_) => {
-                println!("{}: OK", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Check { config } => check(&config),
         Command::Certs {
             command:
                 CertsCommand::Init {
@@ -103,6 +94,40 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `portcullis check`: the configuration, then the TLS material it names (parsed, and the
+/// key checked against the certificate), each problem with its key.
+fn check(path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    portcullis::tls::install_crypto_provider();
+    let mut problems = Vec::new();
+    if let Some(tls) = &config.listener.tls {
+        if let Err(e) = portcullis::tls::ServerTls::load(tls) {
+            problems.push(format!("listener.tls: {e}"));
+        }
+    }
+    if let Some(tls) = &config.upstream.tls {
+        if let Err(e) = portcullis::tls::upstream_connector(tls) {
+            problems.push(format!("upstream.tls: {e}"));
+        }
+    }
+    if problems.is_empty() {
+        println!("{}: OK", path.display());
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{}: {} problem(s):", path.display(), problems.len());
+        for p in problems {
+            eprintln!("  - {p}");
+        }
+        ExitCode::FAILURE
     }
 }
 
