@@ -188,9 +188,7 @@ where
             Ok(None) => return ConnectionEnd::ClientClosed,
             Err(e) => return e.into(),
         };
-        stats
-            .bytes_in
-            .fetch_add(frame.len() as u64, Ordering::Relaxed);
+        count_in(&stats, frame.len());
         stats.requests.fetch_add(1, Ordering::Relaxed);
         let header = match peek_request_header(&frame) {
             Ok(h) => h,
@@ -205,9 +203,7 @@ where
                 if let Err(e) = write_frame(&mut client_w, &response).await {
                     return ConnectionEnd::ClientWrite(e);
                 }
-                stats
-                    .bytes_out
-                    .fetch_add(response.len() as u64, Ordering::Relaxed);
+                count_out(&stats, response.len());
                 let m = metrics::api(header.api_key);
                 m.duration.record(started.elapsed().as_secs_f64());
             }
@@ -336,9 +332,7 @@ async fn forward_requests<C: AsyncRead + Unpin>(
                     Ok(None) => return ConnectionEnd::ClientClosed,
                     Err(e) => return e.into(),
                 };
-                stats
-                    .bytes_in
-                    .fetch_add(frame.len() as u64, Ordering::Relaxed);
+                count_in(&stats, frame.len());
                 stats.requests.fetch_add(1, Ordering::Relaxed);
                 let header = match peek_request_header(&frame) {
                     Ok(h) => h,
@@ -429,9 +423,7 @@ async fn pump_responses<C: AsyncWrite + Unpin>(
         write_frame(&mut client, &response)
             .await
             .map_err(ConnectionEnd::ClientWrite)?;
-        stats
-            .bytes_out
-            .fetch_add(response.len() as u64, Ordering::Relaxed);
+        count_out(&stats, response.len());
         if let Some((api, started)) = api_started {
             metrics::api(api)
                 .duration
@@ -465,6 +457,16 @@ fn checked_response(
         None => Ok(frame),
         Some(new_body) => Ok(build_frame(&[&frame[4..body_offset], &new_body])),
     }
+}
+
+fn count_in(stats: &ConnectionStats, bytes: usize) {
+    stats.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    metrics::client_bytes().read.increment(bytes as u64);
+}
+
+fn count_out(stats: &ConnectionStats, bytes: usize) {
+    stats.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    metrics::client_bytes().written.increment(bytes as u64);
 }
 
 async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> std::io::Result<()> {

@@ -76,6 +76,24 @@ pub fn api(key: ApiKey) -> &'static ApiMetrics {
         .unwrap_or_else(|| UNKNOWN.get_or_init(|| register("unknown")))
 }
 
+/// Counters of bytes read from and written to clients.
+#[derive(Debug)]
+pub struct ClientBytes {
+    /// Bytes read from clients.
+    pub read: Counter,
+    /// Bytes written to clients.
+    pub written: Counter,
+}
+
+/// The client byte counters.
+pub fn client_bytes() -> &'static ClientBytes {
+    static BYTES: OnceLock<ClientBytes> = OnceLock::new();
+    BYTES.get_or_init(|| ClientBytes {
+        read: metrics::counter!(BYTES_IN),
+        written: metrics::counter!(BYTES_OUT),
+    })
+}
+
 /// The api key's name as a static string (for labels).
 pub fn api_name(key: ApiKey) -> &'static str {
     // Debug of a fieldless enum is its variant name; leak once per key at registration.
