@@ -36,7 +36,7 @@ step "cargo build -p portcullis"
 cargo build -p portcullis
 
 step "cargo test --workspace"
-cargo test --workspace -- --test-threads="${PORTCULLIS_TEST_THREADS:-2}"
+cargo test --workspace --no-fail-fast -- --test-threads="${PORTCULLIS_TEST_THREADS:-2}"
 
 echo
 echo "all checks passed in $(( $(date +%s) - started ))s"

@@ -188,8 +188,8 @@ mod tests {
 
     fn free_range(len: u16) -> PortRange {
         // Find `len` consecutive free ports by probing from a random-ish start.
-        let seed = (std::process::id() % 20_000) as u16;
-        'outer: for start in (30_000 + seed..60_000).step_by(usize::from(len) + 1) {
+        let seed = (std::process::id() % 10_000) as u16;
+        'outer: for start in (20_000 + seed..32_000).step_by(usize::from(len) + 1) {
             for p in start..start + len {
                 if std::net::TcpListener::bind(("127.0.0.1", p)).is_err() {
                     continue 'outer;

@@ -31,7 +31,8 @@ use crate::cluster::ClusterView;
 use crate::config::LimitsConfig;
 use crate::frame::{build_frame, FrameError, FrameReader};
 use crate::header::{
-    peek_request_header, peek_response_header, produce_acks, HeaderError, RequestHeader,
+    peek_request_header, peek_response_header, produce_acks, with_produce_acks, HeaderError,
+    RequestHeader,
 };
 use crate::metrics;
 use crate::request_check::{check_request, RequestCheckError};
@@ -146,13 +147,21 @@ enum Pending {
         version: i16,
         correlation_id: i32,
         started: Instant,
+        /// False for a response the client did not ask for (acks=0 Produce, which the
+        /// proxy sends upstream as acks=1): it is checked and dropped.
+        deliver: bool,
     },
 }
 
 /// What to do with one request.
 enum Decision {
     Answer(Bytes),
-    Forward { expects_response: bool },
+    /// Forward upstream. `fire_and_forget` marks an acks=0 Produce: the client expects no
+    /// response, but brokers differ (tansu 0.6.0 answers anyway), so the proxy sends it as
+    /// acks=1 and drops the answer, which keeps responses and requests matched.
+    Forward {
+        fire_and_forget: bool,
+    },
 }
 
 /// Serves one client connection until it ends; returns why it ended.
@@ -171,7 +180,7 @@ where
 
     // Phase 1: no upstream connection until a request needs one.
     let mut first = true;
-    let (frame, header) = loop {
+    let (frame, header, decision) = loop {
         let idle = if first {
             limits.handshake_timeout()
         } else {
@@ -207,7 +216,7 @@ where
                 let m = metrics::api(header.api_key);
                 m.duration.record(started.elapsed().as_secs_f64());
             }
-            Ok(Decision::Forward { .. }) => break (frame, header),
+            Ok(decision @ Decision::Forward { .. }) => break (frame, header, decision),
             Err(end) => return end,
         }
     };
@@ -229,7 +238,14 @@ where
         shared.clone(),
         stats.clone(),
     );
-    let forward = forward_requests(frame, header, reader, upstream_w, tx, shared.clone(), stats);
+    let forward = forward_requests(
+        (frame, header, decision),
+        reader,
+        upstream_w,
+        tx,
+        shared.clone(),
+        stats,
+    );
     tokio::pin!(pump, forward);
     let mut forward_done = false;
     loop {
@@ -287,12 +303,8 @@ fn decide(
         metrics::api(api).errors.increment(1);
         return Err(e.into());
     }
-    let expects_response = if api == ApiKey::Produce {
-        produce_acks(frame, header)? != 0
-    } else {
-        true
-    };
-    Ok(Decision::Forward { expects_response })
+    let fire_and_forget = api == ApiKey::Produce && produce_acks(frame, header)? == 0;
+    Ok(Decision::Forward { fire_and_forget })
 }
 
 async fn connect_upstream(target: Target, shared: &Shared) -> Result<BoxedStream, ConnectionEnd> {
@@ -310,8 +322,7 @@ async fn connect_upstream(target: Target, shared: &Shared) -> Result<BoxedStream
 
 /// Reads client requests and forwards them upstream, queueing what the pump must deliver.
 async fn forward_requests<C: AsyncRead + Unpin>(
-    first_frame: Bytes,
-    first_header: RequestHeader,
+    first: (Bytes, RequestHeader, Decision),
     mut reader: FrameReader<C>,
     mut upstream: WriteHalf<BoxedStream>,
     tx: mpsc::Sender<Pending>,
@@ -319,7 +330,8 @@ async fn forward_requests<C: AsyncRead + Unpin>(
     stats: Arc<ConnectionStats>,
 ) -> ConnectionEnd {
     let limits = &shared.limits;
-    let mut next = Some((first_frame, first_header, true));
+    let (first_frame, first_header, first_decision) = first;
+    let mut next = Some((first_frame, first_header, Some(first_decision)));
     loop {
         let (frame, header, decided) = match next.take() {
             Some(n) => n,
@@ -338,16 +350,12 @@ async fn forward_requests<C: AsyncRead + Unpin>(
                     Ok(h) => h,
                     Err(e) => return e.into(),
                 };
-                (frame, header, false)
+                (frame, header, None)
             }
         };
-        let decision = if decided {
+        let decision = if let Some(decision) = decided {
             // The first forwarded request was decided (and counted) in phase 1.
-            let expects_response = header.api_key != ApiKey::Produce
-                || produce_acks(&frame, &header)
-                    .map(|a| a != 0)
-                    .unwrap_or(true);
-            Decision::Forward { expects_response }
+            decision
         } else {
             let Some(negotiated) = shared.cluster.negotiated(limits.handshake_timeout()).await
             else {
@@ -368,17 +376,24 @@ async fn forward_requests<C: AsyncRead + Unpin>(
                     .duration
                     .record(started.elapsed().as_secs_f64());
             }
-            Decision::Forward { expects_response } => {
-                if expects_response {
-                    let pending = Pending::Upstream {
-                        api: header.api_key,
-                        version: header.api_version,
-                        correlation_id: header.correlation_id,
-                        started,
-                    };
-                    if tx.send(pending).await.is_err() {
-                        return ConnectionEnd::ClientClosed;
+            Decision::Forward { fire_and_forget } => {
+                let frame = if fire_and_forget {
+                    match with_produce_acks(&frame, &header, 1) {
+                        Ok(f) => f,
+                        Err(e) => return e.into(),
                     }
+                } else {
+                    frame
+                };
+                let pending = Pending::Upstream {
+                    api: header.api_key,
+                    version: header.api_version,
+                    correlation_id: header.correlation_id,
+                    started,
+                    deliver: !fire_and_forget,
+                };
+                if tx.send(pending).await.is_err() {
+                    return ConnectionEnd::ClientClosed;
                 }
                 if let Err(e) = write_frame(&mut upstream, &frame).await {
                     return ConnectionEnd::Broker(format!("write failed: {e}"));
@@ -405,6 +420,7 @@ async fn pump_responses<C: AsyncWrite + Unpin>(
                 version,
                 correlation_id,
                 started,
+                deliver,
             } => {
                 let frame = match tokio::time::timeout(timeout, upstream.next_frame()).await {
                     Err(_) => {
@@ -417,6 +433,9 @@ async fn pump_responses<C: AsyncWrite + Unpin>(
                     Ok(Ok(Some(f))) => f,
                 };
                 let out = checked_response(frame, api, version, correlation_id, &shared.brokers)?;
+                if !deliver {
+                    continue;
+                }
                 (out, Some((api, started)))
             }
         };

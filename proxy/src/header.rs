@@ -5,7 +5,7 @@
 //! header from a frame (length prefix included), bounds-checked at every step, and report
 //! where the body starts.
 
-use bytes::Buf;
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 
 use crate::frame::LENGTH_PREFIX;
@@ -81,13 +81,34 @@ pub fn peek_response_header(
 /// Reads the `acks` field of a Produce request body (v3 and later: after the
 /// transactional id). The proxy needs it to know whether a response will come at all.
 pub fn produce_acks(frame: &[u8], header: &RequestHeader) -> Result<i16, HeaderError> {
+    let at = produce_acks_offset(frame, header)?;
+    Cursor::new(frame, at).i16()
+}
+
+/// Returns a copy of a Produce request frame with its `acks` field set to `acks`.
+pub fn with_produce_acks(
+    frame: &[u8],
+    header: &RequestHeader,
+    acks: i16,
+) -> Result<Bytes, HeaderError> {
+    let at = produce_acks_offset(frame, header)?;
+    let mut copy = BytesMut::from(frame);
+    copy.get_mut(at..at + 2)
+        .ok_or(HeaderError::Truncated)?
+        .copy_from_slice(&acks.to_be_bytes());
+    Ok(copy.freeze())
+}
+
+/// Offset of the `acks` field in a Produce request frame.
+fn produce_acks_offset(frame: &[u8], header: &RequestHeader) -> Result<usize, HeaderError> {
     let mut cur = Cursor::new(frame, header.body_offset);
     if header.api_version >= 9 {
         cur.compact_nullable_string()?;
     } else {
         cur.nullable_string()?;
     }
-    cur.i16()
+    cur.take(2)?;
+    Ok(cur.pos - 2)
 }
 
 /// A bounds-checked reader over a byte slice.
@@ -167,7 +188,7 @@ mod tests {
     use super::*;
     use bytes::{BufMut, BytesMut};
     use kafka_protocol::messages::{ProduceRequest, RequestHeader as KpHeader};
-    use kafka_protocol::protocol::{Encodable, StrBytes};
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
     use proptest::prelude::*;
 
     fn encode_request(key: ApiKey, version: i16, body: &impl Encodable) -> Vec<u8> {
@@ -205,6 +226,16 @@ mod tests {
         let frame = encode_request(ApiKey::Produce, 9, &body);
         let header = peek_request_header(&frame).unwrap();
         assert_eq!(produce_acks(&frame, &header).unwrap(), 0);
+        let patched = with_produce_acks(&frame, &header, 1).unwrap();
+        assert_eq!(produce_acks(&patched, &header).unwrap(), 1);
+        assert_eq!(patched.len(), frame.len());
+        let decoded = kafka_protocol::messages::ProduceRequest::decode(
+            &mut patched.slice(header.body_offset..),
+            9,
+        )
+        .unwrap();
+        assert_eq!(decoded.acks, 1);
+        assert_eq!(decoded.transactional_id.unwrap().0.as_str(), "tx");
     }
 
     #[test]

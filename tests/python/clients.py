@@ -8,7 +8,8 @@ against a broker or a Portcullis proxy, and asserts on the report:
      "sent": [{"partition", "offset", "key", "value", "headers"}],      # hex bytes or null
      "received": [{"partition", "offset", "key", "value", "headers"}],  # in arrival order
       "brokers": [{"id", "host", "port"}], "coordinator": "host:port" | null,
-     "seen_brokers": ["host:port"]}                 # confluent-kafka: from statistics
+     "seen_brokers": ["host:port"],                 # confluent-kafka: from statistics
+     "cluster_nodes": [{"id", "host", "port"}]}    # confluent-kafka: DescribeCluster
 
 Records are deterministic (null and empty keys and values, duplicate and empty headers,
 binary bytes) and spread round-robin over the partitions. The consumer joins a consumer
@@ -122,6 +123,16 @@ def run_confluent(args, records):
     md = producer.list_topics(timeout=10)
     brokers = [{"id": b.id, "host": b.host, "port": b.port} for b in md.brokers.values()]
 
+    # DescribeCluster (a different response carrying broker addresses than Metadata).
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(conf)  # must outlive the future
+    cluster = admin.describe_cluster(request_timeout=10).result(timeout=30)
+    cluster_nodes = [{"id": n.id, "host": n.host, "port": n.port} for n in cluster.nodes]
+    if cluster.controller is not None:
+        c = cluster.controller
+        cluster_nodes.append({"id": c.id, "host": c.host, "port": c.port})
+
     sent = []
     for i, (partition, key, value, headers) in enumerate(records):
         p, o = delivered[i]
@@ -161,6 +172,7 @@ def run_confluent(args, records):
         "brokers": brokers,
         "coordinator": None,
         "seen_brokers": sorted(seen),
+        "cluster_nodes": cluster_nodes,
     }
 
 

@@ -1,16 +1,21 @@
 //! librdkafka (through the `rdkafka` crate) as the reference Kafka client.
 //!
-//! This module builds clients for an [`Endpoint`], creates topics, generates awkward sample
-//! records (null keys and values, empty values, duplicate and null headers, multibyte header
-//! keys, large and highly compressible values), produces them, reads them back, and compares
-//! byte for byte and offset for offset.
+//! This module builds clients for an [`Endpoint`], creates topics, produces
+//! [`Rec`]ords, and reads them back; [`crate::records`] defines and compares the records,
+//! [`crate::observe`] records what each client learned. Both are re-exported here so
+//! scenarios need one import.
 //!
-//! Every client carries a [`RecordingContext`] that keeps librdkafka's log lines (printed
-//! when a test fails) and every broker address the client learned (from librdkafka's
-//! statistics), so a scenario can assert that a client talking through the proxy never
-//! learned a real broker's address, whichever response carried it.
+//! Every client carries a [`RecordingContext`], so a scenario can assert that a client
+//! talking through the proxy never learned a real broker's address.
 
 use crate::endpoint::Endpoint;
+pub use crate::observe::{
+    assert_consumer_addresses, assert_metadata_addresses, Extra, Observed, RecordingContext,
+};
+pub use crate::records::{
+    assert_contiguous_offsets, assert_same_records, pseudo_random_bytes, sample_records,
+    small_records, Consumed, Placement, Rec, TIMESTAMP_BASE,
+};
 use crate::{with_timeout, OP_TIMEOUT};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
@@ -21,216 +26,10 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::metadata::Metadata;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// How many librdkafka log lines a client keeps for failure output.
-const LOG_LINES: usize = 400;
 
 /// How often clients emit statistics (which carry the broker addresses they know).
 const STATS_INTERVAL_MS: &str = "200";
-
-#[derive(Debug, Default)]
-struct ObservedState {
-    label: String,
-    stats_count: u64,
-    brokers: BTreeSet<String>,
-    log: VecDeque<String>,
-}
-
-impl Drop for ObservedState {
-    fn drop(&mut self) {
-        if std::thread::panicking() && !self.log.is_empty() {
-            eprintln!(
-                "----- librdkafka log of {} (last {} lines) -----",
-                self.label,
-                self.log.len()
-            );
-            for line in &self.log {
-                eprintln!("{line}");
-            }
-            eprintln!("----- end of librdkafka log of {} -----", self.label);
-        }
-    }
-}
-
-/// What a client saw: broker addresses from its statistics, and its log.
-#[derive(Debug, Clone, Default)]
-pub struct Observed(Arc<Mutex<ObservedState>>);
-
-impl Observed {
-    fn new(label: &str) -> Self {
-        let o = Self::default();
-        o.lock().label = label.to_string();
-        o
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, ObservedState> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn push_log(&self, line: String) {
-        let mut s = self.lock();
-        if s.log.len() == LOG_LINES {
-            s.log.pop_front();
-        }
-        s.log.push_back(line);
-    }
-
-    /// Number of statistics reports received so far.
-    pub fn stats_count(&self) -> u64 {
-        self.lock().stats_count
-    }
-
-    /// Every `host:port` the client has known a broker by (bootstrap, learned from
-    /// Metadata, or the group coordinator).
-    pub fn brokers(&self) -> BTreeSet<String> {
-        self.lock().brokers.clone()
-    }
-
-    /// The client's recent log lines.
-    pub fn log_lines(&self) -> Vec<String> {
-        self.lock().log.iter().cloned().collect()
-    }
-
-    /// Waits for two statistics reports newer than now (so they reflect everything the
-    /// client did before the call), then panics if any broker address the client ever
-    /// knew breaks `ep`'s rules. A no-op for endpoints without rules.
-    ///
-    /// Statistics are delivered only while the client's queue is polled: producers poll in a
-    /// background thread, so this is for producers. Consumers use
-    /// [`assert_consumer_addresses`]; admin clients never deliver statistics, see
-    /// [`assert_metadata_addresses`].
-    pub async fn assert_addresses(&self, ep: &Endpoint, context: &str) {
-        if ep.rules.is_none() {
-            return;
-        }
-        let target = self.stats_count() + 2;
-        with_timeout(
-            Duration::from_secs(10),
-            &format!("{context}: statistics"),
-            async {
-                while self.stats_count() < target {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-        )
-        .await;
-        self.check_brokers(ep, context);
-    }
-
-    fn check_brokers(&self, ep: &Endpoint, context: &str) {
-        let Some(rules) = &ep.rules else { return };
-        let brokers = self.brokers();
-        assert!(
-            !brokers.is_empty(),
-            "{context}: client statistics named no broker at all"
-        );
-        for addr in &brokers {
-            if let Err(e) = rules.check_addr(addr) {
-                panic!("{context}: client learned broker address {addr}: {e} (all: {brokers:?})");
-            }
-        }
-    }
-}
-
-/// Whether a consumer may receive more records while it is polled for statistics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Extra {
-    /// More records may be pending (the consumer stopped half-way on purpose).
-    Allowed,
-    /// The consumer read everything there is: any further record is a duplicate or an
-    /// unexpected write, and fails the test.
-    Forbidden,
-}
-
-/// Like [`Observed::assert_addresses`] for a consumer: polls it (statistics only arrive
-/// during polls) until two fresh statistics reports came, then checks the addresses. With
-/// [`Extra::Forbidden`] any record received meanwhile fails the test. Runs even without
-/// address rules when `extra` is `Forbidden`, as a bounded "nothing more to read" check.
-pub async fn assert_consumer_addresses(
-    consumer: &Client<StreamConsumer<RecordingContext>>,
-    ep: &Endpoint,
-    context: &str,
-    extra: Extra,
-) {
-    if ep.rules.is_none() && extra == Extra::Allowed {
-        return;
-    }
-    let target = consumer.observed.stats_count() + 2;
-    with_timeout(Duration::from_secs(10), &format!("{context}: statistics"), async {
-        while consumer.observed.stats_count() < target {
-            match tokio::time::timeout(Duration::from_millis(50), consumer.recv()).await {
-                Err(_) => {}
-                Ok(Ok(m)) if extra == Extra::Forbidden => panic!(
-                    "{context}: an unexpected extra record at {}/{} offset {} (duplicate or stray write)",
-                    m.topic(),
-                    m.partition(),
-                    m.offset()
-                ),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => panic!("{context}: consumer error: {e}"),
-            }
-        }
-    })
-    .await;
-    consumer.observed.check_brokers(ep, context);
-}
-
-/// Checks the brokers in a fresh Metadata answer against `ep`'s rules (for admin clients,
-/// which deliver no statistics).
-pub fn assert_metadata_addresses(client: &impl FetchMetadata, ep: &Endpoint, context: &str) {
-    let Some(rules) = &ep.rules else { return };
-    let md = client
-        .metadata(None, OP_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{context}: metadata: {e}"));
-    assert!(
-        !md.brokers().is_empty(),
-        "{context}: metadata lists no brokers"
-    );
-    for b in md.brokers() {
-        if let Err(e) = rules.check(b.host(), b.port() as u16) {
-            panic!("{context}: metadata broker {}: {e}", b.id());
-        }
-    }
-}
-
-/// Client context that records logs and broker addresses into an [`Observed`].
-#[derive(Debug, Clone)]
-pub struct RecordingContext {
-    observed: Observed,
-}
-
-impl ClientContext for RecordingContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        self.observed
-            .push_log(format!("{level:?} {fac} {log_message}"));
-    }
-
-    fn stats_raw(&self, statistics: &[u8]) {
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(statistics) else {
-            return;
-        };
-        let mut s = self.observed.lock();
-        if let Some(brokers) = v.get("brokers").and_then(|b| b.as_object()) {
-            for b in brokers.values() {
-                let nodename = b.get("nodename").and_then(|n| n.as_str()).unwrap_or("");
-                let source = b.get("source").and_then(|n| n.as_str()).unwrap_or("");
-                if !nodename.is_empty() && source != "internal" {
-                    s.brokers.insert(nodename.to_string());
-                }
-            }
-        }
-        s.stats_count += 1;
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.observed.push_log(format!("ERROR {error}: {reason}"));
-    }
-}
-
-impl ConsumerContext for RecordingContext {}
 
 /// A client plus what it observed.
 pub struct Client<T> {
@@ -256,7 +55,8 @@ pub fn client_config(ep: &Endpoint) -> ClientConfig {
         .set("socket.timeout.ms", "20000")
         .set("broker.address.family", "v4")
         .set("topic.metadata.refresh.interval.ms", "5000")
-        .set("log_level", "6");
+        // Info-level librdkafka logs (connects, disconnects, errors) for failure output.
+        .set_log_level(RDKafkaLogLevel::Info);
     if let Some(ca) = &ep.ca {
         c.set("security.protocol", "ssl")
             .set("ssl.ca.location", ca.to_string_lossy().as_ref());
@@ -275,9 +75,7 @@ fn build<T>(
         config.set(*k, *v);
     }
     let observed = Observed::new(label);
-    let ctx = RecordingContext {
-        observed: observed.clone(),
-    };
+    let ctx = RecordingContext::new(observed.clone());
     let inner = create(&config, ctx).unwrap_or_else(|e| panic!("cannot create {label}: {e}"));
     Client { inner, observed }
 }
@@ -399,127 +197,6 @@ impl<C: ClientContext> FetchMetadata for AdminClient<C> {
     }
 }
 
-/// One record as sent or as read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rec {
-    /// Partition it is sent to.
-    pub partition: i32,
-    /// Key (`None` = null key).
-    pub key: Option<Vec<u8>>,
-    /// Value (`None` = null value, a tombstone).
-    pub value: Option<Vec<u8>>,
-    /// Headers in order (duplicates allowed, `None` = null header value).
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-    /// CreateTime in ms, if set explicitly.
-    pub timestamp: Option<i64>,
-}
-
-/// A record read back, with its offset.
-#[derive(Debug, Clone)]
-pub struct Consumed {
-    /// The record.
-    pub rec: Rec,
-    /// Its offset.
-    pub offset: i64,
-}
-
-/// A fixed timestamp base for sample records (2023-11-14), so timestamps are checkable.
-pub const TIMESTAMP_BASE: i64 = 1_700_000_000_000;
-
-/// Deterministic pseudo-random bytes (xorshift), so failures reproduce exactly.
-pub fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// `n` sample records spread round-robin over `partitions`, deliberately awkward: null and
-/// empty keys and values, no/duplicate/null/multibyte headers, sizes from 0 bytes to 48 KiB,
-/// random (incompressible) and repetitive (compressible) payloads, explicit timestamps.
-pub fn sample_records(n: usize, partitions: i32, seed: u64) -> Vec<Rec> {
-    (0..n)
-        .map(|i| {
-            let s = seed.wrapping_add(i as u64 * 7919);
-            let key = match i % 17 {
-                5 => None,
-                9 => Some(Vec::new()),
-                _ => Some(
-                    format!("key-{i}-")
-                        .into_bytes()
-                        .into_iter()
-                        .chain(pseudo_random_bytes(s, i % 9))
-                        .collect(),
-                ),
-            };
-            let len = if i % 50 == 49 {
-                48 * 1024
-            } else {
-                (i * 37) % 300
-            };
-            let value = match i % 23 {
-                7 => None,
-                11 => Some(Vec::new()),
-                _ if i % 2 == 0 => Some(pseudo_random_bytes(s ^ 0xabcdef, len)),
-                _ => Some(
-                    format!("record {i} compressible compressible compressible ")
-                        .into_bytes()
-                        .into_iter()
-                        .cycle()
-                        .take(len)
-                        .collect(),
-                ),
-            };
-            let headers = match i % 5 {
-                0 => vec![],
-                1 => vec![("trace-id".to_string(), Some(pseudo_random_bytes(s, 16)))],
-                2 => vec![
-                    ("dup".to_string(), Some(b"first".to_vec())),
-                    ("dup".to_string(), Some(b"second".to_vec())),
-                    ("empty".to_string(), Some(Vec::new())),
-                ],
-                3 => vec![("null-value".to_string(), None)],
-                _ => vec![
-                    ("ключ-🔑".to_string(), Some("значение".as_bytes().to_vec())),
-                    ("bin".to_string(), Some(vec![0, 255, 0, 128])),
-                ],
-            };
-            Rec {
-                partition: (i as i32) % partitions.max(1),
-                key,
-                value,
-                headers,
-                timestamp: Some(TIMESTAMP_BASE + i as i64),
-            }
-        })
-        .collect()
-}
-
-/// `n` small records (~`size` bytes) for one partition, for volume tests.
-pub fn small_records(n: usize, partition: i32, size: usize) -> Vec<Rec> {
-    (0..n)
-        .map(|i| {
-            let mut value = format!("{i:08}|").into_bytes();
-            value.extend(pseudo_random_bytes(
-                i as u64,
-                size.saturating_sub(value.len()),
-            ));
-            Rec {
-                partition,
-                key: Some(format!("k{i}").into_bytes()),
-                value: Some(value),
-                headers: vec![("seq".to_string(), Some(i.to_string().into_bytes()))],
-                timestamp: Some(TIMESTAMP_BASE + i as i64),
-            }
-        })
-        .collect()
-}
-
 fn owned_headers(rec: &Rec) -> Option<OwnedHeaders> {
     if rec.headers.is_empty() {
         return None;
@@ -550,9 +227,6 @@ fn future_record<'a>(topic: &'a str, rec: &'a Rec) -> FutureRecord<'a, Vec<u8>, 
     }
     r
 }
-
-/// Where the broker put a record: `(partition, offset)`; offset is -1 for acks=0.
-pub type Placement = (i32, i64);
 
 /// Enqueues every record (pipelined; librdkafka batches them), then waits for every delivery
 /// report. Panics on any failed delivery. Returns placements in send order.
@@ -660,17 +334,21 @@ pub async fn consume_n(
     n: usize,
     limit: Duration,
 ) -> Vec<Consumed> {
-    let mut out = Vec::with_capacity(n);
-    let what = format!("reading {n} records");
-    with_timeout(limit, &what, async {
-        while out.len() < n {
-            match consumer.recv().await {
-                Ok(m) => out.push(to_consumed(&m)),
-                Err(e) => panic!("consumer error after {} of {n} records: {e}", out.len()),
+    let mut out: Vec<Consumed> = Vec::with_capacity(n);
+    let deadline = tokio::time::Instant::now() + limit;
+    while out.len() < n {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(m)) => out.push(to_consumed(&m)),
+            Ok(Err(e)) => panic!("consumer error after {} of {n} records: {e}", out.len()),
+            Err(_) => {
+                let last = out.last().map(|c| (c.rec.partition, c.offset));
+                panic!(
+                    "read only {} of {n} records within {limit:?} (last partition/offset read: {last:?})",
+                    out.len()
+                )
             }
         }
-    })
-    .await;
+    }
     out
 }
 
@@ -728,141 +406,4 @@ pub async fn assert_log_ends(ep: &Endpoint, topic: &str, ends: &[i64]) {
         );
     }
     p.observed.assert_addresses(ep, "sentinel producer").await;
-}
-
-fn describe_bytes(b: &Option<Vec<u8>>) -> String {
-    match b {
-        None => "null".into(),
-        Some(v) if v.len() <= 32 => format!("{v:?}"),
-        Some(v) => format!("{} bytes starting {:?}", v.len(), &v[..16]),
-    }
-}
-
-fn first_difference(sent: &Rec, got: &Rec) -> String {
-    if sent.key != got.key {
-        return format!(
-            "key: sent {}, got {}",
-            describe_bytes(&sent.key),
-            describe_bytes(&got.key)
-        );
-    }
-    if sent.value != got.value {
-        let at = match (&sent.value, &got.value) {
-            (Some(a), Some(b)) => a
-                .iter()
-                .zip(b.iter())
-                .position(|(x, y)| x != y)
-                .map(|p| format!(" first differing byte at {p}"))
-                .unwrap_or_default(),
-            _ => String::new(),
-        };
-        return format!(
-            "value: sent {}, got {}{at}",
-            describe_bytes(&sent.value),
-            describe_bytes(&got.value)
-        );
-    }
-    if sent.headers != got.headers {
-        return format!("headers: sent {:?}, got {:?}", sent.headers, got.headers);
-    }
-    if sent.timestamp.is_some() && sent.timestamp != got.timestamp {
-        return format!(
-            "timestamp: sent {:?}, got {:?}",
-            sent.timestamp, got.timestamp
-        );
-    }
-    if sent.partition != got.partition {
-        return format!("partition: sent {}, got {}", sent.partition, got.partition);
-    }
-    "identical".into()
-}
-
-/// Asserts that `consumed` holds exactly the `sent` records, byte-identical (keys, values,
-/// headers, timestamps), each partition in send order. When `placements` carry offsets
-/// (not acks=0), also asserts each record sits at the offset its delivery report named and
-/// that offsets grow in send order within a partition.
-pub fn assert_same_records(sent: &[Rec], placements: &[Placement], consumed: &[Consumed]) {
-    assert_eq!(
-        sent.len(),
-        placements.len(),
-        "one placement per sent record"
-    );
-    assert_eq!(
-        consumed.len(),
-        sent.len(),
-        "read back {} records, sent {}",
-        consumed.len(),
-        sent.len()
-    );
-    let mut sent_by_partition: BTreeMap<i32, Vec<(usize, i64)>> = BTreeMap::new();
-    for (i, (rec, (partition, offset))) in sent.iter().zip(placements).enumerate() {
-        assert_eq!(
-            rec.partition, *partition,
-            "record {i} was delivered to partition {partition}, sent to {}",
-            rec.partition
-        );
-        sent_by_partition
-            .entry(*partition)
-            .or_default()
-            .push((i, *offset));
-    }
-    let mut got_by_partition: BTreeMap<i32, Vec<&Consumed>> = BTreeMap::new();
-    for c in consumed {
-        got_by_partition.entry(c.rec.partition).or_default().push(c);
-    }
-    for (partition, sent_idx) in &sent_by_partition {
-        let got = got_by_partition
-            .get(partition)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        assert_eq!(
-            got.len(),
-            sent_idx.len(),
-            "partition {partition}: read {} records, sent {}",
-            got.len(),
-            sent_idx.len()
-        );
-        for (n, ((i, offset), c)) in sent_idx.iter().zip(got).enumerate() {
-            let sent_rec = &sent[*i];
-            if *offset >= 0 {
-                assert_eq!(c.offset, *offset, "partition {partition}: record #{n} (sent as {i}) read at offset {}, delivery report said {offset}", c.offset);
-            }
-            if n > 0 {
-                assert!(
-                    c.offset > got[n - 1].offset,
-                    "partition {partition}: offsets not increasing at #{n}: {} after {}",
-                    c.offset,
-                    got[n - 1].offset
-                );
-            }
-            assert!(
-                sent_rec == &c.rec
-                    || (sent_rec.timestamp.is_none()
-                        && Rec {
-                            timestamp: None,
-                            ..c.rec.clone()
-                        } == *sent_rec),
-                "partition {partition} offset {}: record sent as #{i} differs: {}",
-                c.offset,
-                first_difference(sent_rec, &c.rec)
-            );
-        }
-    }
-    assert_eq!(
-        got_by_partition.len(),
-        sent_by_partition.len(),
-        "records read from unexpected partitions: {:?}",
-        got_by_partition.keys().collect::<Vec<_>>()
-    );
-}
-
-/// Asserts that `placements` in each partition are contiguous from 0 in send order (the
-/// broker stored every record exactly once and in order).
-pub fn assert_contiguous_offsets(placements: &[Placement]) {
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    for (i, (p, o)) in placements.iter().enumerate() {
-        let expected = next.entry(*p).or_insert(0);
-        assert_eq!(*o, *expected, "record {i}: partition {p} offset {o}, expected {expected} (gap, duplicate or reordering)");
-        *expected += 1;
-    }
 }

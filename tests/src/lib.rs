@@ -18,7 +18,9 @@
 //! - [`broker`]: starts tansu on an ephemeral port.
 //! - [`proxy`]: starts `portcullis serve` (plaintext or TLS) in front of a broker.
 //! - [`endpoint`]: what a client connects to and which broker addresses it may be shown.
-//! - [`kafka`]: rdkafka helpers (clients, topics, sample records, produce, consume).
+//! - [`kafka`]: rdkafka helpers (clients, topics, produce, consume).
+//! - [`records`]: the awkward sample records and byte-exact comparisons.
+//! - [`observe`]: what each client learned (broker addresses) and logged.
 //! - [`wire`]: a few hand-encoded Kafka requests for readiness and raw pipelining checks.
 //! - [`http`]: a minimal HTTP/1.1 GET for the proxy's admin endpoints.
 //! - [`python`]: runs `tests/python/clients.py` in the test virtualenv.
@@ -29,10 +31,12 @@ pub mod broker;
 pub mod endpoint;
 pub mod http;
 pub mod kafka;
+pub mod observe;
 pub mod ports;
 pub mod process;
 pub mod proxy;
 pub mod python;
+pub mod records;
 pub mod scenarios;
 pub mod wire;
 

@@ -99,6 +99,9 @@ pub struct PyReport {
     /// Every broker address the client's statistics named (confluent-kafka only).
     #[serde(default)]
     pub seen_brokers: Vec<String>,
+    /// Nodes and controller from DescribeCluster (confluent-kafka only).
+    #[serde(default)]
+    pub cluster_nodes: Vec<PyBroker>,
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {
@@ -236,6 +239,23 @@ pub async fn assert_report(
     );
     for b in &report.brokers {
         ep.assert_address(&b.host, b.port, &format!("{who}: metadata broker {}", b.id));
+    }
+    for b in &report.cluster_nodes {
+        ep.assert_address(
+            &b.host,
+            b.port,
+            &format!("{who}: DescribeCluster node {}", b.id),
+        );
+    }
+    if report.client == "confluent-kafka" {
+        assert!(
+            !report.cluster_nodes.is_empty(),
+            "{who}: DescribeCluster named no nodes"
+        );
+        assert!(
+            !report.seen_brokers.is_empty(),
+            "{who}: statistics named no brokers"
+        );
     }
     if let Some(rules) = &ep.rules {
         for addr in report.coordinator.iter().chain(&report.seen_brokers) {

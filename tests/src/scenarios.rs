@@ -477,7 +477,10 @@ fn raw_pipelining_blocking(addr: &str, topic: &str, acks0: Acks0Responses) {
     while got.last() != Some(&9999) {
         match wire::read_response(&mut s) {
             Ok((c, _)) => got.push(c),
-            Err(e) => panic!("after {} responses {got:?}: {e}", got.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => panic!(
+                "connection closed by the server after responses {got:?} (expected {expected:?})"
+            ),
+            Err(e) => panic!("after responses {got:?} (expected {expected:?}): {e}"),
         }
         assert!(
             got.len() <= expected.len() + unanswered.len(),

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Benchmark: direct vs proxied (plaintext and TLS) produce/consume throughput with 1 KiB
+# records, produce latency p50/p99, proxy CPU seconds per GB, and proxy RSS over a soak —
+# all against the same broker in one run, printed as a Markdown table with ratios.
+#
+#   scripts/bench.sh                      # defaults: 200000 records/path, 300 s soak
+#   scripts/bench.sh --records 50000 --soak-secs 0
+#
+# Builds the release proxy and the bench client first; installs the broker if missing.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/install-test-deps.sh
+cargo build --release -p portcullis
+cargo build --release -p portcullis-tests --bin bench
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m), $(date -u +%Y-%m-%d)" >&2
+PORTCULLIS_BIN="$(pwd)/target/release/portcullis" exec target/release/bench "$@"
