@@ -297,6 +297,19 @@ mod tests {
     }
 
     #[test]
+    fn tagged_field_tags_above_i32_max_are_refused() {
+        // Found by fuzzing (fuzz/regressions/response_rewrite): before the vendored patch
+        // this re-encoded to a body announcing a tagged field it did not contain.
+        let body = Bytes::from_static(&[
+            0, 0, 0, 0, 0x01, 0x00, 0, 0, 0, 0, 0x01, 0x01, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x00,
+        ]);
+        assert!(matches!(
+            rewrite_response(ApiKey::Metadata, 12, body, &mapper()),
+            Err(RewriteError::Codec { .. })
+        ));
+    }
+
+    #[test]
     fn garbage_is_an_error_and_trailing_bytes_are_ignored() {
         let garbage = Bytes::from_static(&[0x7f, 0xff, 0xff, 0xff, 0x01]);
         assert!(rewrite_response(ApiKey::Metadata, 1, garbage, &mapper()).is_err());

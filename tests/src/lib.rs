@@ -29,6 +29,7 @@
 
 pub mod broker;
 pub mod endpoint;
+pub mod hostile;
 pub mod http;
 pub mod kafka;
 pub mod observe;
