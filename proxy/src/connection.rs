@@ -247,20 +247,19 @@ where
         stats,
     );
     tokio::pin!(pump, forward);
-    let mut forward_done = false;
+    // Why the client side stopped, once it has. Like a broker, the proxy still delivers
+    // every response it owes for requests it already forwarded (a refused request later in
+    // a pipeline must not swallow the acknowledgement of a write that happened), then
+    // closes with that reason.
+    let mut forward_end: Option<ConnectionEnd> = None;
     loop {
         tokio::select! {
-            end = &mut forward, if !forward_done => {
-                match end {
-                    // The client stopped sending; deliver what is still owed, then end.
-                    ConnectionEnd::ClientClosed => forward_done = true,
-                    other => return other,
-                }
-            }
+            end = &mut forward, if forward_end.is_none() => forward_end = Some(end),
             end = &mut pump => {
-                return match end {
-                    Ok(()) => ConnectionEnd::ClientClosed,
-                    Err(e) => e,
+                return match (end, forward_end) {
+                    (Err(e), _) => e,
+                    (Ok(()), Some(reason)) => reason,
+                    (Ok(()), None) => ConnectionEnd::ClientClosed,
                 };
             }
         }
@@ -412,7 +411,23 @@ async fn pump_responses<C: AsyncWrite + Unpin>(
     stats: Arc<ConnectionStats>,
 ) -> Result<(), ConnectionEnd> {
     let timeout = shared.limits.upstream_response_timeout();
-    while let Some(pending) = rx.recv().await {
+    loop {
+        // While nothing is owed, still watch the broker side: if the broker goes away the
+        // client must learn it now (by the connection closing), not at its next request.
+        // `biased` matters: a response can only arrive after its `Pending` was queued, so
+        // checking the queue first never mistakes a response for an unsolicited frame.
+        let pending = tokio::select! {
+            biased;
+            pending = rx.recv() => pending,
+            unsolicited = upstream.next_frame() => {
+                return Err(ConnectionEnd::Broker(match unsolicited {
+                    Ok(None) => "connection closed".into(),
+                    Ok(Some(_)) => "sent a response nobody asked for".into(),
+                    Err(e) => e.to_string(),
+                }));
+            }
+        };
+        let Some(pending) = pending else { break };
         let (response, api_started) = match pending {
             Pending::Local(frame) => (frame, None),
             Pending::Upstream {

@@ -569,7 +569,7 @@ async fn slowloris() {
                     "dribbling connection still open after {:?} ({dribbled} body bytes sent)",
                     start.elapsed()
                 );
-                if hostile::send_tolerant(&mut s, &[b'x']).unwrap() {
+                if hostile::send_tolerant(&mut s, b"x").unwrap() {
                     break format!("write reset after {:?}", start.elapsed());
                 }
                 dribbled += 1;
