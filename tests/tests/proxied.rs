@@ -103,3 +103,100 @@ async fn admin_endpoints_and_audit_file() {
     }
     proxy.assert_running();
 }
+
+/// Upstream TLS: client -> proxy (plaintext) -> second proxy (TLS listener, checks the
+/// handshake) -> broker. tansu 0.6.0's own TLS is unusable (`--cert` conflicts with `--key`),
+/// so the TLS peer is a second portcullis, which terminates TLS with real verification. The
+/// outer proxy must verify the inner one's certificate against the dev CA, rewrite the
+/// inner proxy's addresses in turn, and never show the client any inner address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tls_through_a_chained_proxy() {
+    let mut broker = Broker::start();
+    let mut inner = Proxy::start_tls(&broker);
+    let ca = inner.ca_path().expect("TLS proxy has a CA").to_path_buf();
+    let options = ProxyOptions {
+        extra_toml: format!(
+            "[upstream.tls]\nca = {}\n",
+            serde_json::to_string(&ca.to_string_lossy()).unwrap()
+        ),
+        ..ProxyOptions::default()
+    };
+    let mut hidden: Vec<u16> = vec![broker.port(), inner.bootstrap_port()];
+    hidden.extend(inner.broker_ports());
+    let mut outer = Proxy::start_upstream(&[inner.bootstrap()], &hidden, options);
+    let ep = outer.endpoint();
+    with_test_timeout(
+        "upstream_tls_through_a_chained_proxy",
+        scenarios::produce_consume_codec(&ep, "lz4"),
+    )
+    .await;
+    with_test_timeout(
+        "upstream_tls_through_a_chained_proxy metadata",
+        scenarios::metadata_addresses(&ep),
+    )
+    .await;
+    outer.assert_running();
+    inner.assert_running();
+    broker.assert_running();
+}
+
+/// An upstream whose certificate is not signed by the configured CA is refused: the proxy
+/// never becomes ready and clients are not served plaintext or unverified data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tls_with_an_untrusted_certificate_is_refused() {
+    let broker = Broker::start();
+    let inner = Proxy::start_tls(&broker);
+    // A CA that did not sign the inner proxy's certificate.
+    let other = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(portcullis_tests::proxy::proxy_binary())
+        .args(["certs", "init", "--out"])
+        .arg(other.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config = inner.config_path().with_file_name("outer-untrusted.toml");
+    let port = portcullis_tests::ports::free_port();
+    let range = portcullis_tests::ports::free_port_range(4);
+    let admin = portcullis_tests::ports::free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[listener]\nadvertised_host = \"127.0.0.1\"\nbootstrap_port = {port}\nbroker_ports = \"{}-{}\"\n\
+             [upstream]\nbootstrap_servers = [{}]\nmetadata_refresh_ms = 200\n\
+             [upstream.tls]\nca = {}\n[admin]\nbind = \"127.0.0.1:{admin}\"\n[audit]\npath = {}\n",
+            range.start(),
+            range.end(),
+            serde_json::to_string(&inner.bootstrap()).unwrap(),
+            serde_json::to_string(&other.path().join("ca.pem").to_string_lossy()).unwrap(),
+            serde_json::to_string(&other.path().join("audit.jsonl").to_string_lossy()).unwrap(),
+        ),
+    )
+    .unwrap();
+    let log = other.path().join("outer.log");
+    let mut child = portcullis_tests::process::ManagedChild::spawn(
+        "outer-untrusted",
+        std::process::Command::new(portcullis_tests::proxy::proxy_binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config),
+        &log,
+    );
+    let admin_addr: std::net::SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut saw_refusal = false;
+    while Instant::now() < deadline {
+        if let Ok(r) = http::get(admin_addr, "/readyz", Duration::from_secs(2)) {
+            assert_ne!(
+                r.status, 200,
+                "ready although the upstream certificate is untrusted"
+            );
+        }
+        if child.log().contains("TLS handshake") {
+            saw_refusal = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(saw_refusal, "no TLS refusal logged:\n{}", child.log());
+    child.assert_running();
+}
