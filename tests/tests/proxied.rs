@@ -200,3 +200,53 @@ async fn upstream_tls_with_an_untrusted_certificate_is_refused() {
     assert!(saw_refusal, "no TLS refusal logged:\n{}", child.log());
     child.assert_running();
 }
+
+/// Certificate hot reload: replacing the server certificate and key (by rename, as
+/// operators and Kubernetes do) is picked up for new handshakes, and an existing TLS
+/// connection keeps working. The new certificate comes from a different CA, so the old
+/// client can only keep producing if its connection was not dropped (a reconnect would fail
+/// verification), and the new client can only connect once the reload happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_certificate_reload_keeps_existing_connections() {
+    let mut broker = Broker::start();
+    let mut proxy = Proxy::start_tls(&broker);
+    let old_ep = proxy.endpoint();
+    let topic = portcullis_tests::unique_name("reload");
+    kafka::create_topic(&old_ep, &topic, 1).await;
+    let old_client = kafka::producer(&old_ep, &[]);
+    let first = kafka::small_records(5, 0, 32);
+    kafka::produce_all(&old_client, &topic, &first).await;
+
+    let fresh = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(portcullis_tests::proxy::proxy_binary())
+        .args(["certs", "init", "--out"])
+        .arg(fresh.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let certs = proxy.dir().join("certs");
+    for name in ["server.key", "server.pem"] {
+        let staged = certs.join(format!("{name}.new"));
+        std::fs::copy(fresh.path().join(name), &staged).unwrap();
+        std::fs::rename(&staged, certs.join(name)).unwrap();
+    }
+
+    let mut new_ep = old_ep.clone();
+    new_ep.ca = Some(fresh.path().join("ca.pem"));
+    with_test_timeout(
+        "tls_certificate_reload new client",
+        scenarios::produce_consume_codec(&new_ep, "none"),
+    )
+    .await;
+
+    let second = kafka::small_records(5, 0, 32);
+    let placements = kafka::produce_all(&old_client, &topic, &second).await;
+    assert_eq!(placements.len(), second.len());
+    assert!(
+        proxy.log().contains("reload") || proxy.log().contains("Reload"),
+        "no reload logged:\n{}",
+        proxy.log()
+    );
+    proxy.assert_running();
+    broker.assert_running();
+}
