@@ -1,8 +1,9 @@
 //! `bench`: direct vs proxied throughput, latency and proxy cost, in one run against one
 //! broker, printed as a Markdown table with ratios.
 //!
-//! Run it through `scripts/bench.sh` (which builds the release proxy). Each path runs twice
-//! (forward then reverse order, to cancel the broker's drift) and figures are means. Phases, for each path
+//! Run it through `scripts/bench.sh` (which builds the release proxy). Paths run in
+//! `--rounds` rounds (default 4) of alternating order, to cancel the broker's drift, and
+//! figures are medians. Phases, for each path
 //! (direct to the broker, through a plaintext proxy, through a TLS proxy):
 //! - produce throughput: `--records` records of `--record-bytes` bytes, acks=all;
 //! - consume throughput: the same records read back from the beginning;
@@ -30,6 +31,7 @@ struct Args {
     record_bytes: usize,
     latency_samples: usize,
     soak_secs: u64,
+    rounds: usize,
 }
 
 fn parse_args() -> Args {
@@ -38,6 +40,7 @@ fn parse_args() -> Args {
         record_bytes: 1024,
         latency_samples: 2_000,
         soak_secs: 300,
+        rounds: 4,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -51,8 +54,9 @@ fn parse_args() -> Args {
             "--record-bytes" => args.record_bytes = value() as usize,
             "--latency-samples" => args.latency_samples = value() as usize,
             "--soak-secs" => args.soak_secs = value(),
+            "--rounds" => args.rounds = (value() as usize).max(1),
             other => panic!(
-                "unknown flag {other}; flags: --records N --record-bytes N --latency-samples N --soak-secs N"
+                "unknown flag {other}; flags: --records N --record-bytes N --latency-samples N --soak-secs N --rounds N"
             ),
         }
     }
@@ -70,19 +74,26 @@ struct PathResult {
 }
 
 impl PathResult {
-    fn mean(runs: &[PathResult]) -> PathResult {
-        let n = runs.len() as f64;
-        let avg = |f: fn(&PathResult) -> f64| runs.iter().map(f).sum::<f64>() / n;
+    fn median(runs: &[PathResult]) -> PathResult {
+        let med = |f: fn(&PathResult) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            }
+        };
         PathResult {
-            produce_mb_s: avg(|r| r.produce_mb_s),
-            consume_mb_s: avg(|r| r.consume_mb_s),
-            p50_ms: avg(|r| r.p50_ms),
-            p99_ms: avg(|r| r.p99_ms),
+            produce_mb_s: med(|r| r.produce_mb_s),
+            consume_mb_s: med(|r| r.consume_mb_s),
+            p50_ms: med(|r| r.p50_ms),
+            p99_ms: med(|r| r.p99_ms),
             cpu_s_per_gb: runs
                 .iter()
-                .map(|r| r.cpu_s_per_gb)
-                .sum::<Option<f64>>()
-                .map(|total| total / n),
+                .all(|r| r.cpu_s_per_gb.is_some())
+                .then(|| med(|r| r.cpu_s_per_gb.unwrap_or(0.0))),
         }
     }
 }
@@ -320,16 +331,16 @@ async fn main() {
         args.record_bytes,
         portcullis_tests::proxy::proxy_binary().display()
     );
-    // The in-memory broker slows down as it holds more data, so the paths run twice, in
-    // opposite orders, and each figure is the mean of its two runs.
+    // The in-memory broker's speed drifts as it holds more data, so the paths run in
+    // `--rounds` rounds of alternating order, and each figure is the median of its runs.
     let paths = [
         ("direct", broker.endpoint(), None),
         ("plaintext", plain.endpoint(), Some(plain.pid())),
         ("tls", tls.endpoint(), Some(tls.pid())),
     ];
     let mut results: Vec<Vec<PathResult>> = vec![Vec::new(); paths.len()];
-    for round in 0..2 {
-        let order: Vec<usize> = if round == 0 {
+    for round in 0..args.rounds {
+        let order: Vec<usize> = if round % 2 == 0 {
             vec![0, 1, 2]
         } else {
             vec![2, 1, 0]
@@ -340,7 +351,7 @@ async fn main() {
             results[i].push(run_path(&label, ep, *pid, &args).await);
         }
     }
-    let [direct, proxied, proxied_tls] = [0, 1, 2].map(|i| PathResult::mean(&results[i]));
+    let [direct, proxied, proxied_tls] = [0, 1, 2].map(|i| PathResult::median(&results[i]));
 
     println!("| path | produce MB/s | ratio | consume MB/s | ratio | produce p50 ms | added | produce p99 ms | added | proxy CPU s/GB |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
