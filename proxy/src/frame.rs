@@ -4,7 +4,8 @@
 //! `FrameReader` hands out whole frames *including* the length prefix, so a frame nobody
 //! needs to inspect is forwarded with one write and no copy. The length is checked against
 //! a limit before anything is allocated, and the buffer grows only as bytes actually
-//! arrive: a peer that announces 100 MiB and sends ten bytes costs ten bytes.
+//! arrive beyond the first `UPFRONT_RESERVE` bytes: a peer that announces 100 MiB and sends
+//! ten bytes costs at most 1 MiB of untouched reservation.
 
 use bytes::{Buf, Bytes, BytesMut};
 use std::time::Duration;
@@ -14,8 +15,11 @@ use tokio::time::Instant;
 /// Size of the length prefix.
 pub const LENGTH_PREFIX: usize = 4;
 
-/// The most the read buffer grows by in one step while a frame is arriving.
-const READ_CHUNK: usize = 64 * 1024;
+/// How much of an announced frame is reserved at once. Typical frames (produce batches,
+/// fetch responses) then arrive in one allocation without regrowth copies; larger frames
+/// grow in steps of this size as their bytes actually arrive, so a peer that announces a
+/// huge frame and sends nothing costs at most this much (and only as untouched memory).
+pub const UPFRONT_RESERVE: usize = 1024 * 1024;
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +85,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 return Ok(Some(frame));
             }
             let wanted = self.bytes_still_needed();
-            self.buf.reserve(wanted.clamp(1, READ_CHUNK));
+            self.buf.reserve(wanted.clamp(1, UPFRONT_RESERVE));
             let deadline = match frame_deadline {
                 Some(d) => d,
                 None => Instant::now() + idle,
@@ -109,7 +113,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 return Ok(Some(frame));
             }
             let wanted = self.bytes_still_needed();
-            self.buf.reserve(wanted.clamp(1, READ_CHUNK));
+            self.buf.reserve(wanted.clamp(1, UPFRONT_RESERVE));
             let n = self.inner.read_buf(&mut self.buf).await?;
             if n == 0 {
                 if self.buf.is_empty() {
@@ -219,7 +223,7 @@ mod tests {
         input.extend_from_slice(&[0u8; 10]);
         let mut reader = FrameReader::new(&input[..], 200 * 1024 * 1024);
         assert!(reader.next_frame().await.is_err());
-        assert!(reader.buf.capacity() < 1024 * 1024);
+        assert!(reader.buf.capacity() <= 2 * UPFRONT_RESERVE);
     }
 
     #[tokio::test(start_paused = true)]
