@@ -5,7 +5,6 @@
 //! itself, used by cluster discovery for ApiVersions and Metadata.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -226,5 +225,3 @@ pub fn encode_request<Req: Encodable>(
     Ok(buf.freeze())
 }
 
-/// Shared handle to a connector.
-pub type SharedConnector = Arc<Connector>;
