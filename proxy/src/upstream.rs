@@ -224,4 +224,3 @@ pub fn encode_request<Req: Encodable>(
     buf[..4].copy_from_slice(&len.to_be_bytes());
     Ok(buf.freeze())
 }
-
