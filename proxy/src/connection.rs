@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
@@ -181,33 +181,15 @@ where
     // Phase 1: no upstream connection until a request needs one.
     let mut first = true;
     let (frame, header, decision) = loop {
-        let idle = if first {
-            limits.handshake_timeout()
+        // The first request must come within the handshake timeout, whole.
+        let (idle, frame_time) = if first {
+            (limits.handshake_timeout(), limits.handshake_timeout())
         } else {
-            limits.idle_timeout()
-        };
-        let frame_time = if first {
-            limits.handshake_timeout()
-        } else {
-            limits.frame_timeout()
+            (limits.idle_timeout(), limits.frame_timeout())
         };
         first = false;
-        let frame = match reader.next_frame_timed(idle, frame_time).await {
-            Ok(Some(f)) => f,
-            Ok(None) => return ConnectionEnd::ClientClosed,
-            Err(e) => return e.into(),
-        };
-        count_in(&stats, frame.len());
-        stats.requests.fetch_add(1, Ordering::Relaxed);
-        let header = match peek_request_header(&frame) {
-            Ok(h) => h,
-            Err(e) => return e.into(),
-        };
-        let Some(negotiated) = shared.cluster.negotiated(limits.handshake_timeout()).await else {
-            return ConnectionEnd::ClusterUnavailable;
-        };
-        match decide(&frame, &header, &negotiated, limits) {
-            Ok(Decision::Answer(response)) => {
+        match next_request(&mut reader, idle, frame_time, &shared, &stats).await {
+            Ok((_, header, Decision::Answer(response))) => {
                 let started = Instant::now();
                 if let Err(e) = write_frame(&mut client_w, &response).await {
                     return ConnectionEnd::ClientWrite(e);
@@ -216,7 +198,7 @@ where
                 let m = metrics::api(header.api_key);
                 m.duration.record(started.elapsed().as_secs_f64());
             }
-            Ok(decision @ Decision::Forward { .. }) => break (frame, header, decision),
+            Ok(forward) => break forward,
             Err(end) => return end,
         }
     };
@@ -264,6 +246,31 @@ where
             }
         }
     }
+}
+
+/// Reads the next client request, counts it and decides what to do with it. A clean end
+/// of stream between requests is `Err(ClientClosed)`.
+async fn next_request<C: AsyncRead + Unpin>(
+    reader: &mut FrameReader<C>,
+    idle: Duration,
+    frame_time: Duration,
+    shared: &Shared,
+    stats: &ConnectionStats,
+) -> Result<(Bytes, RequestHeader, Decision), ConnectionEnd> {
+    let frame = reader
+        .next_frame_timed(idle, frame_time)
+        .await?
+        .ok_or(ConnectionEnd::ClientClosed)?;
+    count_in(stats, frame.len());
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    let header = peek_request_header(&frame)?;
+    let negotiated = shared
+        .cluster
+        .negotiated(shared.limits.handshake_timeout())
+        .await
+        .ok_or(ConnectionEnd::ClusterUnavailable)?;
+    let decision = decide(&frame, &header, &negotiated, &shared.limits)?;
+    Ok((frame, header, decision))
 }
 
 /// Decides what to do with one request.
@@ -329,40 +336,23 @@ async fn forward_requests<C: AsyncRead + Unpin>(
     stats: Arc<ConnectionStats>,
 ) -> ConnectionEnd {
     let limits = &shared.limits;
-    let (first_frame, first_header, first_decision) = first;
-    let mut next = Some((first_frame, first_header, Some(first_decision)));
+    let mut next = Some(first);
     loop {
-        let (frame, header, decided) = match next.take() {
-            Some(n) => n,
+        let (frame, header, decision) = match next.take() {
+            Some(request) => request,
             None => {
-                let frame = match reader
-                    .next_frame_timed(limits.idle_timeout(), limits.frame_timeout())
-                    .await
-                {
-                    Ok(Some(f)) => f,
-                    Ok(None) => return ConnectionEnd::ClientClosed,
-                    Err(e) => return e.into(),
-                };
-                count_in(&stats, frame.len());
-                stats.requests.fetch_add(1, Ordering::Relaxed);
-                let header = match peek_request_header(&frame) {
-                    Ok(h) => h,
-                    Err(e) => return e.into(),
-                };
-                (frame, header, None)
-            }
-        };
-        let decision = if let Some(decision) = decided {
-            // The first forwarded request was decided (and counted) in phase 1.
-            decision
-        } else {
-            let Some(negotiated) = shared.cluster.negotiated(limits.handshake_timeout()).await
-            else {
-                return ConnectionEnd::ClusterUnavailable;
-            };
-            match decide(&frame, &header, &negotiated, limits) {
-                Ok(d) => d,
-                Err(end) => return end,
+                let request = next_request(
+                    &mut reader,
+                    limits.idle_timeout(),
+                    limits.frame_timeout(),
+                    &shared,
+                    &stats,
+                )
+                .await;
+                match request {
+                    Ok(r) => r,
+                    Err(end) => return end,
+                }
             }
         };
         let started = Instant::now();

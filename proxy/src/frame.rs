@@ -84,23 +84,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(frame) = self.try_split_frame()? {
                 return Ok(Some(frame));
             }
-            let wanted = self.bytes_still_needed();
-            self.buf.reserve(wanted.clamp(1, UPFRONT_RESERVE));
             let deadline = match frame_deadline {
                 Some(d) => d,
                 None => Instant::now() + idle,
             };
-            let read = tokio::time::timeout_at(deadline, self.inner.read_buf(&mut self.buf));
-            let n = read.await.map_err(|_| FrameError::Timeout {
-                in_frame: frame_deadline.is_some(),
-            })??;
+            let n = tokio::time::timeout_at(deadline, self.read_more())
+                .await
+                .map_err(|_| FrameError::Timeout {
+                    in_frame: frame_deadline.is_some(),
+                })??;
             if n == 0 {
-                if self.buf.is_empty() {
-                    return Ok(None);
-                }
-                return Err(FrameError::Truncated {
-                    buffered: self.buf.len(),
-                });
+                return self.end_of_stream();
             }
             frame_deadline.get_or_insert_with(|| Instant::now() + frame_time);
         }
@@ -112,17 +106,28 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(frame) = self.try_split_frame()? {
                 return Ok(Some(frame));
             }
-            let wanted = self.bytes_still_needed();
-            self.buf.reserve(wanted.clamp(1, UPFRONT_RESERVE));
-            let n = self.inner.read_buf(&mut self.buf).await?;
-            if n == 0 {
-                if self.buf.is_empty() {
-                    return Ok(None);
-                }
-                return Err(FrameError::Truncated {
-                    buffered: self.buf.len(),
-                });
+            if self.read_more().await? == 0 {
+                return self.end_of_stream();
             }
+        }
+    }
+
+    /// Reads whatever the peer has sent next (cancel-safe: bytes read stay in the buffer),
+    /// reserving room for the frame in progress first. Returns 0 at end of stream.
+    async fn read_more(&mut self) -> std::io::Result<usize> {
+        let wanted = self.bytes_still_needed();
+        self.buf.reserve(wanted.clamp(1, UPFRONT_RESERVE));
+        self.inner.read_buf(&mut self.buf).await
+    }
+
+    /// The outcome of end of stream: clean between frames, an error inside one.
+    fn end_of_stream(&self) -> Result<Option<Bytes>, FrameError> {
+        if self.buf.is_empty() {
+            Ok(None)
+        } else {
+            Err(FrameError::Truncated {
+                buffered: self.buf.len(),
+            })
         }
     }
 
