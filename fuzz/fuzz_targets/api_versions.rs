@@ -29,12 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(response) = ApiVersionsResponse::decode(&mut buf, version) else {
         return;
     };
-    let cluster: Vec<(i16, i16, i16)> = response
-        .api_keys
-        .iter()
-        .map(|k| (k.api_key, k.min_version, k.max_version))
-        .collect();
-    let negotiated = Negotiated::from_cluster(&cluster);
+    let negotiated = Negotiated::from_response(&response);
     for (key, range) in negotiated.entries() {
         let key = ApiKey::try_from(key).unwrap_or_else(|()| panic!("unknown key {key} advertised"));
         let ours = proxy_versions(key).unwrap_or_else(|| panic!("refused {key:?} advertised"));

@@ -49,6 +49,16 @@ impl Negotiated {
         Self { ranges }
     }
 
+    /// Intersects a broker's ApiVersions answer with what the proxy handles.
+    pub fn from_response(response: &ApiVersionsResponse) -> Self {
+        let cluster: Vec<(i16, i16, i16)> = response
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, k.min_version, k.max_version))
+            .collect();
+        Self::from_cluster(&cluster)
+    }
+
     /// The advertised range for `key`, if it is served at all.
     pub fn range(&self, key: ApiKey) -> Option<VersionRange> {
         self.ranges.get(key as i16 as usize).copied().flatten()

@@ -97,12 +97,7 @@ pub async fn refresh_once(
             versions.error_code
         )));
     }
-    let cluster: Vec<(i16, i16, i16)> = versions
-        .api_keys
-        .iter()
-        .map(|k| (k.api_key, k.min_version, k.max_version))
-        .collect();
-    let negotiated = Negotiated::from_cluster(&cluster);
+    let negotiated = Negotiated::from_response(&versions);
     let metadata_version = negotiated
         .range(ApiKey::Metadata)
         .ok_or_else(|| UpstreamError::Protocol("cluster offers no usable Metadata version".into()))?
