@@ -10,7 +10,7 @@
 //!
 //! Everything else is 404 (405 for another method on a known path).
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +54,8 @@ pub struct AdminState {
 ///
 /// [`REQUEST_DURATION_METRIC`] is rendered as a true Prometheus histogram with
 /// [`REQUEST_DURATION_BUCKETS`]; other histograms are rendered as summaries. The exporter's
-/// own HTTP listener is not used: [`serve`] exposes the handle and runs its upkeep.
+/// own HTTP listener is not used: [`serve`] exposes the handle and [`spawn_upkeep`] runs
+/// its upkeep.
 ///
 /// # Errors
 ///
@@ -80,8 +81,6 @@ pub fn install_metrics_recorder() -> Result<PrometheusHandle, String> {
 /// flight are answered before this returns. A client that holds a connection open mid-request
 /// delays that, so a caller that must stop promptly should bound this with a timeout.
 ///
-/// While serving, this also runs the Prometheus recorder's periodic upkeep.
-///
 /// # Errors
 ///
 /// An I/O error from the server itself. Per-connection errors are not returned.
@@ -90,20 +89,22 @@ pub async fn serve(
     state: AdminState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let prometheus = state.prometheus.clone();
-    let server = axum::serve(listener, router(state))
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
-        .into_future();
-    tokio::pin!(server);
+        .await
+}
 
-    let mut upkeep = tokio::time::interval(UPKEEP_INTERVAL);
-    upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            result = &mut server => return result,
-            _ = upkeep.tick() => prometheus.run_upkeep(),
+/// Runs the recorder's periodic upkeep (draining histogram samples) for as long as the
+/// process lives. Needed whether or not the admin listener runs, or samples accumulate.
+pub fn spawn_upkeep(prometheus: PrometheusHandle) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut upkeep = tokio::time::interval(UPKEEP_INTERVAL);
+        upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            upkeep.tick().await;
+            prometheus.run_upkeep();
         }
-    }
+    })
 }
 
 /// The admin routes.

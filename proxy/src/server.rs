@@ -89,18 +89,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }));
 
-    if !config.admin.enabled {
-        // The admin listener normally drains histogram samples; without it, do it here so
-        // they do not accumulate.
-        let handle = prometheus.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tick.tick().await;
-                handle.run_upkeep();
-            }
-        });
-    }
+    admin_http::spawn_upkeep(prometheus.clone());
     if config.admin.enabled {
         let addr: SocketAddr = config.admin.bind.parse().context("admin.bind")?;
         let listener = TcpListener::bind(addr)
