@@ -1,0 +1,1 @@
+//! JWKS key sets. (stub: being written)

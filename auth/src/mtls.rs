@@ -1,0 +1,1 @@
+//! mTLS principal mapping. (stub: being written)

@@ -1,0 +1,1 @@
+//! `portcullis users ...`: edits the credential store file. (stub: being written)
