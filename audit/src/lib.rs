@@ -22,6 +22,7 @@
 mod error;
 mod event;
 mod jsonl_sink;
+pub mod merkle;
 mod sink;
 
 pub use error::AuditError;
