@@ -19,10 +19,13 @@
 //!
 //! Events must never carry secrets or record payloads; see [`Event`].
 
+pub mod checkpoint;
 mod error;
 mod event;
 mod jsonl_sink;
+pub mod key_file;
 pub mod merkle;
+pub mod note;
 mod sink;
 
 pub use error::AuditError;
