@@ -1,27 +1,30 @@
-//! SCRAM-SHA-256/512 (RFC 5802, RFC 7677): server and client sides. (stub: being written)
+//! SCRAM-SHA-256/512 (RFC 5802, RFC 7677): server and client sides.
+//!
+//! The server ([`ScramServer`]) authenticates Kafka clients against the credential store
+//! ([`crate::store`]), following Kafka's dialect: no channel binding (`n` or `y`), an
+//! optional authorization id that must equal the user name, client-first extensions that
+//! are ignored except `tokenauth`, which is refused because delegation tokens are not
+//! supported. Unknown users get a normal-looking exchange with a deterministic fake salt and
+//! fail only at the proof, exactly like a wrong password.
+//!
+//! The client ([`ScramClient`]) is what the proxy uses to log in to the cluster; it refuses
+//! servers that ask for too few iterations and servers that cannot prove they know the
+//! credential.
+//!
+//! Passwords are used as their UTF-8 bytes without SASLprep, as Kafka does.
 
-use std::sync::Arc;
+mod client;
+mod hash;
+mod message;
+mod server;
 
-use crate::sasl::{Mechanism, Step};
-use crate::store::UserStore;
+pub use client::{ClientError, ScramClient};
+pub(crate) use hash::{ct_eq, ScramHash};
+pub(crate) use server::shorten;
+pub use server::ScramServer;
 
-/// The server side of one SCRAM exchange.
-#[derive(Debug)]
-pub struct ScramServer {
-    #[allow(dead_code)]
-    mechanism: Mechanism,
-    #[allow(dead_code)]
-    users: Arc<UserStore>,
-}
+/// The largest SCRAM message accepted from either side, in bytes.
+pub const MAX_MESSAGE_LEN: usize = 4096;
 
-impl ScramServer {
-    /// Starts an exchange for SCRAM-SHA-256 or SCRAM-SHA-512 against `users`.
-    pub fn new(mechanism: Mechanism, users: Arc<UserStore>) -> ScramServer {
-        ScramServer { mechanism, users }
-    }
-
-    /// Feeds one client message.
-    pub fn step(&mut self, _client_message: &[u8]) -> Step {
-        todo!()
-    }
-}
+#[cfg(test)]
+mod rfc7677_tests;

@@ -1,0 +1,143 @@
+//! The store as the running proxy sees it: swapped atomically when the file changes.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+
+use super::{StoreError, UserStore};
+
+/// What the watcher last saw at the path, so an unchanged (or unchanged broken) file is
+/// neither re-parsed nor re-reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Contents([u8; 32]),
+    Missing,
+}
+
+/// The current user store plus the file it came from.
+///
+/// New authentications take [`SharedUserStore::current`]; [`SharedUserStore::spawn_watcher`]
+/// polls the file and swaps in a new store when its contents change and validate. A file
+/// that is broken or missing leaves the last good store in place.
+#[derive(Debug)]
+pub struct SharedUserStore {
+    path: PathBuf,
+    current: ArcSwap<UserStore>,
+    seen: Mutex<Option<Seen>>,
+}
+
+impl SharedUserStore {
+    /// Loads the store at `path` (an error when it is missing or invalid: the proxy should not
+    /// start without its users).
+    pub fn load(path: &Path) -> Result<SharedUserStore, StoreError> {
+        let bytes = std::fs::read(path).map_err(|source| StoreError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let store = parse_bytes(path, &bytes)?;
+        Ok(SharedUserStore {
+            path: path.to_path_buf(),
+            current: ArcSwap::from_pointee(store),
+            seen: Mutex::new(Some(Seen::Contents(Sha256::digest(&bytes).into()))),
+        })
+    }
+
+    /// Starts from `store`, watching `path` (which need not exist yet).
+    pub fn new(path: &Path, store: UserStore) -> SharedUserStore {
+        SharedUserStore {
+            path: path.to_path_buf(),
+            current: ArcSwap::from_pointee(store),
+            seen: Mutex::new(None),
+        }
+    }
+
+    /// The file being watched.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The store as of now. Cheap; hold the `Arc` for the duration of one authentication.
+    pub fn current(&self) -> Arc<UserStore> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the file and swaps in the new store if the contents changed.
+    ///
+    /// `Ok(true)` when a new store was installed, `Ok(false)` when nothing changed (including
+    /// a broken or missing file that was already reported). An error (the file became
+    /// unreadable or invalid) leaves the current store in place and is returned once per
+    /// distinct broken content.
+    pub fn reload_if_changed(&self) -> Result<bool, StoreError> {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(source) => {
+                let now = if source.kind() == std::io::ErrorKind::NotFound {
+                    Some(Seen::Missing)
+                } else {
+                    None
+                };
+                if now.is_some() && *seen == now {
+                    return Ok(false);
+                }
+                *seen = now;
+                return Err(StoreError::Read {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let now = Some(Seen::Contents(Sha256::digest(&bytes).into()));
+        if *seen == now {
+            return Ok(false);
+        }
+        *seen = now;
+        let store = parse_bytes(&self.path, &bytes)?;
+        self.current.store(Arc::new(store));
+        Ok(true)
+    }
+
+    /// Polls the file every `interval` on the tokio runtime, installing valid changes and
+    /// logging (without secrets) changes that cannot be used.
+    pub fn spawn_watcher(self: Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let this = self.clone();
+                match tokio::task::spawn_blocking(move || this.reload_if_changed()).await {
+                    Ok(Ok(true)) => tracing::info!(
+                        file = %self.path.display(),
+                        users = self.current().len(),
+                        "user store reloaded"
+                    ),
+                    Ok(Ok(false)) => {}
+                    Ok(Err(error)) => tracing::warn!(
+                        file = %self.path.display(),
+                        %error,
+                        "user store not reloaded; keeping the last good one"
+                    ),
+                    Err(error) => tracing::warn!(
+                        file = %self.path.display(),
+                        %error,
+                        "user store reload task failed; keeping the last good one"
+                    ),
+                }
+            }
+        })
+    }
+}
+
+fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<UserStore, StoreError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| StoreError::Syntax {
+        path: Some(path.to_path_buf()),
+        line: 0,
+        message: "the file is not UTF-8".into(),
+    })?;
+    UserStore::parse(text).map_err(|e| e.with_path(path))
+}
