@@ -421,7 +421,8 @@ impl StoreError {
         }
     }
 
-    /// Sets the user and prefixes the field of an [`StoreError::Invalid`].
+    /// Sets the user (unless `user_label` is empty or a user is already set) and prefixes
+    /// the field of an [`StoreError::Invalid`].
     fn within(self, user_label: &str, field_prefix: &str) -> Self {
         match self {
             StoreError::Invalid {
@@ -431,7 +432,7 @@ impl StoreError {
                 problem,
             } => StoreError::Invalid {
                 path,
-                user: user.or_else(|| Some(user_label.to_owned())),
+                user: user.or_else(|| (!user_label.is_empty()).then(|| user_label.to_owned())),
                 field: format!("{field_prefix}{field}"),
                 problem,
             },
