@@ -152,6 +152,10 @@ pub struct ApiRef {
 pub struct Event {
     /// The schema version this event was written with ([`SCHEMA_VERSION`]).
     pub schema_version: u32,
+    /// The event's position in the tamper-evident log (its Merkle leaf index), assigned by the
+    /// sequencer when the event is appended; unset before that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     /// When the event was created: RFC 3339, UTC, millisecond precision
     /// (`2025-01-31T12:34:56.789Z`).
     pub timestamp: String,
@@ -212,6 +216,7 @@ impl Event {
     pub fn new(category: Category, action: impl Into<String>, outcome: Outcome) -> Event {
         Event {
             schema_version: SCHEMA_VERSION,
+            seq: None,
             timestamp: format_timestamp(OffsetDateTime::now_utc()),
             event_id: new_event_id(),
             category,
@@ -343,6 +348,11 @@ impl Event {
             .insert(key.into(), value.into());
         self
     }
+}
+
+/// The current time in the event timestamp format.
+pub(crate) fn now_timestamp() -> String {
+    format_timestamp(OffsetDateTime::now_utc())
 }
 
 /// Formats a time as RFC 3339 in UTC with exactly three fractional digits and a `Z` suffix.

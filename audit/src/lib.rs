@@ -20,15 +20,29 @@
 //! Events must never carry secrets or record payloads; see [`Event`].
 
 pub mod checkpoint;
+pub mod cli;
+pub mod config;
 mod error;
 mod event;
+pub mod export;
 mod jsonl_sink;
+pub mod key_chain;
 pub mod key_file;
+mod log;
 pub mod merkle;
 pub mod note;
+pub mod ocsf;
+pub mod read;
+mod sequencer;
 mod sink;
+pub mod sled_store;
+pub mod store;
+pub mod verify;
 
+pub use config::{AuditLogConfig, Durability, FailurePolicy};
 pub use error::AuditError;
 pub use event::{new_event_id, ApiRef, Category, Event, Outcome, Resource, SCHEMA_VERSION};
 pub use jsonl_sink::{JsonLinesSink, JsonLinesWriter};
+pub use log::{AuditLog, AuditRejected, AuditStats, OpenError, Recorded, Seq, KEY_FILE, STORE_DIR};
+pub use sequencer::{WriteFailed, KEY_ROTATE_ACTION};
 pub use sink::{AuditSink, EmitOutcome, MemorySink, NullSink};

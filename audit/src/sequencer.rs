@@ -1,0 +1,388 @@
+//! The sequencer: the one thread that appends to the log.
+//!
+//! Connection tasks only put events on a bounded queue. This thread takes whatever has
+//! accumulated (up to `max_batch` events; while one batch is being fsynced the next one builds
+//! up, which is the group commit), assigns sequence numbers, hashes the entries into the Merkle
+//! tree, writes the batch, signs a checkpoint when one is due, and fsyncs once. Only after the
+//! fsync are `sync` callers told their event is durable.
+//!
+//! It runs on a plain thread, not a tokio task, because everything it does blocks (sled, fsync,
+//! signing) and it must keep running while the runtime is busy.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::checkpoint::Checkpoint;
+use crate::event::{Category, Event, Outcome};
+use crate::key_file;
+use crate::merkle::{leaf_hash, Frontier};
+use crate::note::{Signer, VerifierKey};
+use crate::sled_store::SledStore;
+use crate::store::{is_stored_level, AppendBatch, LogStore, StoreError};
+
+/// The action of the event recorded when the signing key is rotated.
+pub const KEY_ROTATE_ACTION: &str = "audit.key.rotate";
+/// The `details` field of that event holding the new verifier key.
+pub const NEW_KEY_DETAIL: &str = "new_verifier_key";
+
+/// Why an event was not made durable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WriteFailed(pub String);
+
+/// The answer to a `sync` event: its sequence number once durable.
+pub type Ack = oneshot::Sender<Result<u64, WriteFailed>>;
+
+/// A queued event.
+pub(crate) struct Queued {
+    pub event: Event,
+    pub ack: Option<Ack>,
+}
+
+/// A request to the sequencer other than an event.
+pub(crate) enum Control {
+    /// Sign a checkpoint now (if the log grew) and answer with the latest signed note.
+    Checkpoint(oneshot::Sender<Result<String, WriteFailed>>),
+    /// Rotate the signing key; answer with the new verifier key.
+    Rotate(oneshot::Sender<Result<VerifierKey, WriteFailed>>),
+    /// Drain the queue, sign a final checkpoint, flush and stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Counters shared with the handle.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Events dropped at the queue (full or closed) or lost to failed writes.
+    pub dropped: AtomicU64,
+    /// Events whose write or fsync failed.
+    pub write_errors: AtomicU64,
+    /// Entries appended.
+    pub appended: AtomicU64,
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// `(first, last)` timestamps of drops not yet reported in a gap entry.
+    pub drop_window: Mutex<Option<(String, String)>>,
+}
+
+impl Counters {
+    /// Records one lost event at `timestamp`.
+    pub fn note_drop(&self, timestamp: &str) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        let mut w = self
+            .drop_window
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &mut *w {
+            Some((_, last)) => timestamp.clone_into(last),
+            None => *w = Some((timestamp.to_owned(), timestamp.to_owned())),
+        }
+    }
+}
+
+/// The sequencer's state.
+pub(crate) struct Sequencer {
+    pub store: Arc<SledStore>,
+    pub counters: Arc<Counters>,
+    pub frontier: Frontier,
+    pub signer: Signer,
+    pub key_path: PathBuf,
+    pub origin: String,
+    pub anchor_file: Option<PathBuf>,
+    pub max_batch: usize,
+    pub checkpoint_interval: Duration,
+    pub checkpoint_every: u64,
+    pub last_checkpoint_size: u64,
+    pub last_checkpoint_note: Option<String>,
+    /// Drop count already reported by a gap entry.
+    pub reported_dropped: u64,
+    /// False after a failed write until the in-memory tree is rebuilt from the store.
+    pub healthy: bool,
+}
+
+impl Sequencer {
+    pub(crate) fn run(mut self, rx: Receiver<Queued>, control: Receiver<Control>) {
+        let mut batch: Vec<Queued> = Vec::with_capacity(self.max_batch);
+        let mut next_tick = Instant::now() + self.checkpoint_interval;
+        loop {
+            let now = Instant::now();
+            let wait = next_tick
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(10));
+            match rx.recv_timeout(wait) {
+                Ok(first) => {
+                    batch.push(first);
+                    while batch.len() < self.max_batch {
+                        match rx.try_recv() {
+                            Ok(q) => batch.push(q),
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit(&mut batch);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.finish();
+                    return;
+                }
+            }
+            while let Ok(c) = control.try_recv() {
+                match c {
+                    Control::Checkpoint(reply) => {
+                        let r = self.checkpoint_and_flush(false);
+                        let _ = reply.send(r);
+                    }
+                    Control::Rotate(reply) => {
+                        let _ = reply.send(self.rotate());
+                    }
+                    Control::Shutdown(done) => {
+                        // Everything queued before shutdown still goes in.
+                        loop {
+                            while batch.len() < self.max_batch {
+                                match rx.try_recv() {
+                                    Ok(q) => batch.push(q),
+                                    Err(_) => break,
+                                }
+                            }
+                            if batch.is_empty() {
+                                break;
+                            }
+                            self.commit(&mut batch);
+                        }
+                        self.finish();
+                        let _ = done.send(());
+                        return;
+                    }
+                }
+            }
+            if Instant::now() >= next_tick {
+                if self.frontier.size() != self.last_checkpoint_size {
+                    if let Err(err) = self.checkpoint_and_flush(false) {
+                        tracing::error!(error = %err, "cannot write audit checkpoint");
+                    }
+                }
+                next_tick = Instant::now() + self.checkpoint_interval;
+            }
+        }
+    }
+
+    /// Signs a checkpoint at open if the log has none or grew since its last one.
+    pub(crate) fn initial_checkpoint(&mut self) {
+        if let Err(err) = self.checkpoint_and_flush(false) {
+            tracing::error!(error = %err, "cannot write the opening audit checkpoint");
+        }
+    }
+
+    fn finish(&mut self) {
+        // A gap entry for drops since the last batch, then the final checkpoint.
+        let mut empty = Vec::new();
+        if self.counters.dropped.load(Ordering::Relaxed) > self.reported_dropped {
+            self.commit(&mut empty);
+        }
+        if let Err(err) = self.checkpoint_and_flush(false) {
+            tracing::error!(error = %err, "cannot write the final audit checkpoint");
+        }
+    }
+
+    /// Appends `batch` (emptying it) with a gap entry first if events were lost, signs a
+    /// checkpoint if one is due, fsyncs once, then answers the `sync` callers.
+    pub(crate) fn commit(&mut self, batch: &mut Vec<Queued>) {
+        if !self.healthy {
+            if let Err(err) = self.reload() {
+                self.fail_all(batch, &format!("audit log unavailable: {err}"));
+                return;
+            }
+        }
+        let dropped_total = self.counters.dropped.load(Ordering::Relaxed);
+        let lost = dropped_total - self.reported_dropped;
+        let mut events: Vec<(Event, Option<Ack>)> = Vec::with_capacity(batch.len() + 1);
+        if lost > 0 {
+            let window = self
+                .counters
+                .drop_window
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            let mut gap = Event::new(Category::AuditSystem, "audit.gap", Outcome::Error)
+                .reason(format!(
+                    "{lost} audit event(s) were lost (queue full, log unavailable or write failed)"
+                ))
+                .detail("lost", lost)
+                .detail("lost_total", dropped_total);
+            if let Some((first, last)) = window {
+                gap = gap
+                    .detail("first_lost_at", first)
+                    .detail("last_lost_at", last);
+            }
+            events.push((gap, None));
+        }
+        events.extend(batch.drain(..).map(|q| (q.event, q.ack)));
+        if events.is_empty() {
+            return;
+        }
+
+        let mut out = AppendBatch::default();
+        let mut acks: Vec<(Ack, u64)> = Vec::new();
+        let mut appended = 0u64;
+        for (mut event, ack) in events {
+            let seq = self.frontier.size();
+            event.seq = Some(seq);
+            let bytes = match serde_json::to_vec(&event) {
+                Ok(b) => b,
+                Err(err) => {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Err(WriteFailed(format!("cannot encode event: {err}"))));
+                    }
+                    self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            let hashes = &mut out.hashes;
+            self.frontier.push(leaf_hash(&bytes), |n| {
+                if is_stored_level(n.level) {
+                    hashes.push((n.level, n.index, n.hash));
+                }
+            });
+            out.by_time.push((event.timestamp.clone(), seq));
+            if let Some(p) = &event.principal {
+                out.by_principal.push((p.clone(), seq));
+            }
+            out.entries.push((seq, bytes));
+            if let Some(ack) = ack {
+                acks.push((ack, seq));
+            }
+            appended += 1;
+        }
+        let result = self.store.append(&out).and_then(|()| {
+            if self.frontier.size() - self.last_checkpoint_size >= self.checkpoint_every {
+                self.checkpoint()?;
+            }
+            self.store.flush()
+        });
+        match result {
+            Ok(()) => {
+                self.reported_dropped = dropped_total;
+                self.counters
+                    .appended
+                    .fetch_add(appended, Ordering::Relaxed);
+                self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                for (ack, seq) in acks {
+                    let _ = ack.send(Ok(seq));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, events = appended, "cannot write audit events");
+                self.counters
+                    .write_errors
+                    .fetch_add(appended, Ordering::Relaxed);
+                let now = crate::event::now_timestamp();
+                for _ in 0..appended {
+                    self.counters.note_drop(&now);
+                }
+                let msg = format!("audit write failed: {err}");
+                for (ack, _) in acks {
+                    let _ = ack.send(Err(WriteFailed(msg.clone())));
+                }
+                self.healthy = false;
+            }
+        }
+    }
+
+    fn fail_all(&self, batch: &mut Vec<Queued>, msg: &str) {
+        let now = crate::event::now_timestamp();
+        for q in batch.drain(..) {
+            self.counters.note_drop(&now);
+            if let Some(ack) = q.ack {
+                let _ = ack.send(Err(WriteFailed(msg.to_owned())));
+            }
+        }
+    }
+
+    /// Rebuilds the in-memory tree from what the store holds (after a failed write).
+    fn reload(&mut self) -> Result<(), StoreError> {
+        self.frontier = crate::log::repair(&*self.store)?;
+        self.healthy = true;
+        Ok(())
+    }
+
+    /// Signs and stores a checkpoint of the current tree (not flushed).
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        let cp = Checkpoint {
+            origin: self.origin.clone(),
+            size: self.frontier.size(),
+            root: self.frontier.root(),
+        };
+        let note = cp.sign(&self.signer);
+        self.store.put_checkpoint(cp.size, &note)?;
+        if let Some(path) = &self.anchor_file {
+            if let Err(err) = append_anchor(path, &note) {
+                tracing::error!(path = %path.display(), error = %err, "cannot append checkpoint to the anchor file");
+            }
+        }
+        self.last_checkpoint_size = cp.size;
+        self.last_checkpoint_note = Some(note);
+        Ok(())
+    }
+
+    fn checkpoint_and_flush(&mut self, force: bool) -> Result<String, WriteFailed> {
+        if !self.healthy {
+            self.reload().map_err(|e| WriteFailed(e.to_string()))?;
+        }
+        if force
+            || self.last_checkpoint_note.is_none()
+            || self.frontier.size() != self.last_checkpoint_size
+        {
+            self.checkpoint()
+                .and_then(|()| self.store.flush())
+                .map_err(|e| WriteFailed(e.to_string()))?;
+        }
+        self.last_checkpoint_note
+            .clone()
+            .ok_or_else(|| WriteFailed("no checkpoint".into()))
+    }
+
+    /// Records the rotation in the log, seals it with a checkpoint signed by the old key, then
+    /// switches to the new key.
+    fn rotate(&mut self) -> Result<VerifierKey, WriteFailed> {
+        let new = Signer::generate(&self.origin).map_err(|e| WriteFailed(e.to_string()))?;
+        let (tx, _rx) = oneshot::channel();
+        let event = Event::new(Category::Key, KEY_ROTATE_ACTION, Outcome::Success)
+            .reason("audit signing key rotated")
+            .detail("old_verifier_key", self.signer.verifier().to_string())
+            .detail(NEW_KEY_DETAIL, new.verifier().to_string());
+        let mut batch = vec![Queued {
+            event,
+            ack: Some(tx),
+        }];
+        let before = self.frontier.size();
+        self.commit(&mut batch);
+        if self.frontier.size() == before || !self.healthy {
+            return Err(WriteFailed("cannot record the key rotation".into()));
+        }
+        self.checkpoint_and_flush(true)?;
+        self.store
+            .add_verifier_key(&new.verifier().to_string())
+            .and_then(|()| self.store.flush())
+            .map_err(|e| WriteFailed(e.to_string()))?;
+        key_file::write_private(&self.key_path, &new).map_err(|e| WriteFailed(e.to_string()))?;
+        let verifier = new.verifier().clone();
+        self.signer = new;
+        Ok(verifier)
+    }
+}
+
+/// Appends a signed checkpoint to the anchor file and syncs it.
+fn append_anchor(path: &std::path::Path, note: &str) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(note.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_data()
+}
