@@ -1,6 +1,6 @@
 //! Replacing a file so that readers see the old or the new contents, never a mix.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -47,12 +47,16 @@ fn write_and_rename(tmp: &Path, path: &Path, dir: &Path, contents: &[u8]) -> std
     file.sync_all()?;
     drop(file);
     std::fs::rename(tmp, path)?;
-    #[cfg(unix)]
-    {
-        // Make the rename itself durable.
-        File::open(dir)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    let _ = (dir, File::open);
+    sync_dir(dir)
+}
+
+/// Makes the rename itself durable (directories cannot be opened for syncing on Windows).
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
     Ok(())
 }

@@ -14,7 +14,7 @@ use super::{StoreError, UserStore};
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seen {
     Contents([u8; 32]),
-    Missing,
+    Unreadable(std::io::ErrorKind),
 }
 
 /// The current user store plus the file it came from.
@@ -67,20 +67,16 @@ impl SharedUserStore {
     /// Re-reads the file and swaps in the new store if the contents changed.
     ///
     /// `Ok(true)` when a new store was installed, `Ok(false)` when nothing changed (including
-    /// a broken or missing file that was already reported). An error (the file became
-    /// unreadable or invalid) leaves the current store in place and is returned once per
-    /// distinct broken content.
+    /// a broken, missing or unreadable file that was already reported). An error (the file
+    /// became missing, unreadable or invalid) leaves the current store in place and is
+    /// returned once per distinct problem, so the watcher warns once, not every poll.
     pub fn reload_if_changed(&self) -> Result<bool, StoreError> {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let bytes = match std::fs::read(&self.path) {
             Ok(bytes) => bytes,
             Err(source) => {
-                let now = if source.kind() == std::io::ErrorKind::NotFound {
-                    Some(Seen::Missing)
-                } else {
-                    None
-                };
-                if now.is_some() && *seen == now {
+                let now = Some(Seen::Unreadable(source.kind()));
+                if *seen == now {
                     return Ok(false);
                 }
                 *seen = now;
