@@ -12,11 +12,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use zeroize::Zeroizing;
-
 use crate::principal::{AuthSource, Principal};
 use crate::sasl::{AuthFailure, Authenticated, FailureKind, Mechanism, Step};
-use crate::scram::{ct_eq, ClientError};
+use crate::scram::ct_eq;
 use crate::store::{Password, ScramCredential, UserStore};
 
 /// The largest PLAIN message accepted, in bytes.
@@ -139,33 +137,34 @@ pub struct PlainClient {
 
 impl PlainClient {
     /// A client logging in as `username` (no separate authorization id).
-    pub fn new(
-        username: impl Into<String>,
-        password: Password,
-    ) -> Result<PlainClient, ClientError> {
-        let username = username.into();
-        if username.is_empty() || username.contains('\0') {
-            return Err(ClientError::InvalidCredentials(
-                "the user name is empty or contains NUL",
-            ));
+    ///
+    /// PLAIN cannot carry a NUL inside the user name or password; such credentials produce a
+    /// message the server rejects as malformed (see [`PlainClient::is_sendable`]).
+    pub fn new(username: impl Into<String>, password: impl Into<Password>) -> PlainClient {
+        PlainClient {
+            username: username.into(),
+            password: password.into(),
         }
-        if password.is_empty() || password.expose_secret().contains('\0') {
-            return Err(ClientError::InvalidCredentials(
-                "the password is empty or contains NUL",
-            ));
-        }
-        Ok(PlainClient { username, password })
     }
 
-    /// The single PLAIN message, `NUL username NUL password` (wiped when dropped).
-    pub fn message(&self) -> Zeroizing<Vec<u8>> {
-        let mut message = Zeroizing::new(Vec::with_capacity(
-            self.username.len() + self.password.expose_secret().len() + 2,
-        ));
+    /// Whether the credentials fit PLAIN: a non-empty user name and password without NUL.
+    pub fn is_sendable(&self) -> bool {
+        let password = self.password.expose_secret();
+        !self.username.is_empty()
+            && !self.username.contains('\0')
+            && !password.is_empty()
+            && !password.contains('\0')
+    }
+
+    /// The single PLAIN message, `NUL username NUL password`. It contains the password:
+    /// send it and drop it.
+    pub fn message(&self) -> Vec<u8> {
+        let password = self.password.expose_secret().as_bytes();
+        let mut message = Vec::with_capacity(self.username.len() + password.len() + 2);
         message.push(0);
         message.extend_from_slice(self.username.as_bytes());
         message.push(0);
-        message.extend_from_slice(self.password.expose_secret().as_bytes());
+        message.extend_from_slice(password);
         message
     }
 }

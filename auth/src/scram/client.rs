@@ -74,8 +74,9 @@ impl ScramClient {
     pub fn new(
         mechanism: Mechanism,
         username: impl Into<String>,
-        password: Password,
+        password: impl Into<Password>,
     ) -> Result<ScramClient, ClientError> {
+        let password = password.into();
         let hash = ScramHash::for_mechanism(mechanism).ok_or(ClientError::NotScram(mechanism))?;
         let username = username.into();
         if username.is_empty() || username.contains('\0') {
@@ -104,7 +105,7 @@ impl ScramClient {
         password: &str,
         nonce: &str,
     ) -> Result<ScramClient, ClientError> {
-        let mut client = ScramClient::new(mechanism, username, Password::new(password))?;
+        let mut client = ScramClient::new(mechanism, username, password)?;
         client.fixed_nonce = Some(nonce.to_owned());
         Ok(client)
     }
