@@ -374,6 +374,19 @@ impl AuditLog {
         }
     }
 
+    /// Queues an event without waiting; if the queue is full or closed, hands the event back
+    /// without counting a loss, so the caller can apply back-pressure (benchmarks, batch
+    /// importers). The proxy's request path uses [`AuditSink::emit`] or
+    /// [`record`](AuditLog::record) instead.
+    ///
+    /// # Errors
+    ///
+    /// The event, when it was not queued.
+    #[allow(clippy::result_large_err)]
+    pub fn try_emit(&self, event: Event) -> Result<(), Event> {
+        self.try_enqueue(event, None).map_err(|q| q.event)
+    }
+
     /// Records an event according to its category's durability and failure policy.
     ///
     /// - `sync` categories: waits (up to `sync_timeout_ms`, including for room in the queue)

@@ -133,27 +133,18 @@ impl Sequencer {
             }
             while let Ok(c) = control.try_recv() {
                 match c {
+                    // Each request covers everything queued before it was made.
                     Control::Checkpoint(reply) => {
+                        self.drain(&rx, &mut batch);
                         let r = self.checkpoint_and_flush(false);
                         let _ = reply.send(r);
                     }
                     Control::Rotate(reply) => {
+                        self.drain(&rx, &mut batch);
                         let _ = reply.send(self.rotate());
                     }
                     Control::Shutdown(done) => {
-                        // Everything queued before shutdown still goes in.
-                        loop {
-                            while batch.len() < self.max_batch {
-                                match rx.try_recv() {
-                                    Ok(q) => batch.push(q),
-                                    Err(_) => break,
-                                }
-                            }
-                            if batch.is_empty() {
-                                break;
-                            }
-                            self.commit(&mut batch);
-                        }
+                        self.drain(&rx, &mut batch);
                         self.finish();
                         let _ = done.send(());
                         return;
@@ -168,6 +159,22 @@ impl Sequencer {
                 }
                 next_tick = Instant::now() + self.checkpoint_interval;
             }
+        }
+    }
+
+    /// Commits everything currently queued.
+    fn drain(&mut self, rx: &Receiver<Queued>, batch: &mut Vec<Queued>) {
+        loop {
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(q) => batch.push(q),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                return;
+            }
+            self.commit(batch);
         }
     }
 

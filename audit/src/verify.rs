@@ -331,11 +331,15 @@ fn verify_inner<S: LogStore + ?Sized>(
                     // Keys introduced before the saved checkpoint are not re-derived in an
                     // incremental run: trust every key the store lists, unless keys are pinned.
                     if opts.keys.is_empty() {
+                        let mut keys = chain.trusted().to_vec();
                         for k in store.verifier_keys()? {
                             if let Ok(k) = VerifierKey::parse(&k) {
-                                chain = KeyChain::new([chain.trusted().to_vec(), vec![k]].concat());
+                                if !keys.contains(&k) {
+                                    keys.push(k);
+                                }
                             }
                         }
+                        chain = KeyChain::new(keys);
                     }
                 }
                 // Stored hashes disagree with the saved checkpoint: fall back to a full run,
