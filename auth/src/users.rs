@@ -28,7 +28,7 @@ pub const MAX_PASSWORD_LEN: usize = 1024;
 pub enum UsersCommand {
     /// Add a user with SCRAM-SHA-256 and SCRAM-SHA-512 credentials.
     Add {
-        /// The user name ([A-Za-z0-9._@-], at most 255 characters).
+        /// The user name (letters, digits and `._@-`, at most 255 characters).
         name: String,
         /// Where the password comes from.
         #[command(flatten)]

@@ -102,3 +102,41 @@ fn rfc_nonce_changed_by_client_fails() {
     assert_eq!(f.kind, crate::sasl::FailureKind::BadCredentials);
     assert_eq!(f.detail, "nonce does not match");
 }
+
+/// Builds the RFC's client-final for an arbitrary gs2 header, computing the proof by hand.
+fn client_final_for(gs2_header: &str, server_first: &str) -> String {
+    use super::hash::{xor, ScramHash};
+    let hash = ScramHash::Sha256;
+    let salt = STANDARD.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+    let salted = hash.salted_password(b"pencil", &salt, 4096);
+    let client_key = hash.client_key(&salted);
+    let stored_key = hash.stored_key(&client_key);
+    let nonce = server_first.split(',').next().unwrap();
+    let without_proof = format!("c={},{nonce}", STANDARD.encode(gs2_header));
+    let auth_message = format!("n=user,r=rOprNGfwEbeRWgbNEkqO,{server_first},{without_proof}");
+    let signature = hash.hmac(&stored_key, auth_message.as_bytes());
+    let proof = xor(&client_key, &signature).unwrap();
+    format!("{without_proof},p={}", STANDARD.encode(proof.as_slice()))
+}
+
+#[test]
+fn y_flag_and_authzid_are_bound_by_their_exact_header() {
+    for gs2 in ["y,,", "n,a=user,", "y,a=user,"] {
+        let mut server = ScramServer::with_nonce(
+            Mechanism::ScramSha256,
+            rfc_store(),
+            "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+        );
+        let first = format!("{gs2}n=user,r=rOprNGfwEbeRWgbNEkqO");
+        let Step::Challenge(server_first) = server.step(first.as_bytes()) else {
+            panic!("expected a challenge for {gs2}");
+        };
+        let server_first = String::from_utf8(server_first).unwrap();
+        assert_eq!(server_first, SERVER_FIRST);
+        let last = client_final_for(gs2, &server_first);
+        let Step::Success(done) = server.step(last.as_bytes()) else {
+            panic!("expected success for {gs2}");
+        };
+        assert_eq!(done.principal.name, "user");
+    }
+}
