@@ -5,12 +5,13 @@
 //! derives SCRAM's `StoredKey` from the offered password with the user's stored salt and
 //! iteration count and compares that in constant time with the stored one, so PLAIN and
 //! SCRAM share one credential store that holds nothing reversible. Unknown users cost the
-//! same PBKDF2 work against a dummy credential, so timing does not reveal which users exist.
+//! same PBKDF2 work against a dummy credential (with the iteration count most users have), so
+//! timing does not reveal which users exist.
 //!
 //! The PBKDF2 work (a few milliseconds at the default 8192 iterations) happens inside
 //! [`PlainServer::step`].
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crate::principal::{AuthSource, Principal};
 use crate::sasl::{AuthFailure, Authenticated, FailureKind, Mechanism, Step};
@@ -86,8 +87,16 @@ impl PlainServer {
 
         let record = self.users.lookup(authcid);
         let credential = record.and_then(|r| r.plain_credential());
-        let dummy: &ScramCredential = dummy_credential();
-        let matches = check_password(credential.unwrap_or(dummy), password);
+        let dummy;
+        let checked = match credential {
+            Some(c) => c,
+            None => {
+                dummy =
+                    ScramCredential::dummy(self.users.typical_iterations(Mechanism::ScramSha256));
+                &dummy
+            }
+        };
+        let matches = check_password(checked, password);
         match (record, credential) {
             (Some(record), Some(_)) if matches => Ok(Authenticated {
                 principal: Principal {
@@ -111,12 +120,6 @@ fn check_password(credential: &ScramCredential, password: &[u8]) -> bool {
     let salted = hash.salted_password(password, credential.salt(), credential.iterations());
     let client_key = hash.client_key(&salted);
     ct_eq(&hash.stored_key(&client_key), credential.stored_key())
-}
-
-/// A credential no password matches, costing what a default user costs.
-fn dummy_credential() -> &'static ScramCredential {
-    static DUMMY: OnceLock<ScramCredential> = OnceLock::new();
-    DUMMY.get_or_init(ScramCredential::dummy)
 }
 
 impl std::fmt::Debug for PlainServer {

@@ -49,8 +49,9 @@
 //! The file is written atomically (temporary file with mode 0600 in the same directory,
 //! fsync, rename), so a reader sees either the old or the new store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::sasl::Mechanism;
 
@@ -80,10 +81,29 @@ pub const MAX_NAME_LEN: usize = 255;
 
 /// Users and their salted credentials.
 ///
-/// `Debug` lists user names and roles only.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// `Debug` lists user names, roles and credential parameters, never keys.
+#[derive(Default, Clone)]
 pub struct UserStore {
     users: BTreeMap<String, UserRecord>,
+    /// The most common iteration count of each SCRAM hash, computed on first use and reset by
+    /// every change: what unknown users are shown, so they do not stand out.
+    typical_iterations: OnceLock<[u32; 2]>,
+}
+
+impl PartialEq for UserStore {
+    fn eq(&self, other: &Self) -> bool {
+        self.users == other.users
+    }
+}
+
+impl Eq for UserStore {}
+
+impl std::fmt::Debug for UserStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserStore")
+            .field("users", &self.users)
+            .finish()
+    }
 }
 
 /// One user: name, roles, and a SCRAM credential per hash.
@@ -165,12 +185,14 @@ impl UserStore {
         if self.users.contains_key(&record.name) {
             return Err(StoreError::UserExists(record.name));
         }
+        self.typical_iterations = OnceLock::new();
         self.users.insert(record.name.clone(), record);
         Ok(())
     }
 
     /// Replaces the user of the same name; a missing user is an error.
     pub fn replace(&mut self, record: UserRecord) -> Result<UserRecord, StoreError> {
+        self.typical_iterations = OnceLock::new();
         match self.users.get_mut(&record.name) {
             Some(existing) => Ok(std::mem::replace(existing, record)),
             None => Err(StoreError::NoSuchUser(record.name)),
@@ -179,9 +201,33 @@ impl UserStore {
 
     /// Removes and returns the user called `name`; a missing user is an error.
     pub fn remove(&mut self, name: &str) -> Result<UserRecord, StoreError> {
+        self.typical_iterations = OnceLock::new();
         self.users
             .remove(name)
             .ok_or_else(|| StoreError::NoSuchUser(name.to_owned()))
+    }
+
+    /// The most common iteration count among the users' credentials for a SCRAM mechanism
+    /// ([`DEFAULT_ITERATIONS`] when there are none): the count shown for unknown users.
+    pub(crate) fn typical_iterations(&self, mechanism: Mechanism) -> u32 {
+        let [sha256, sha512] = *self.typical_iterations.get_or_init(|| {
+            [Mechanism::ScramSha256, Mechanism::ScramSha512].map(|m| {
+                let mut counts: HashMap<u32, usize> = HashMap::new();
+                for user in self.users.values() {
+                    if let Some(c) = user.credential(m) {
+                        *counts.entry(c.iterations()).or_default() += 1;
+                    }
+                }
+                counts
+                    .into_iter()
+                    .max_by_key(|&(iterations, n)| (n, iterations))
+                    .map_or(DEFAULT_ITERATIONS, |(iterations, _)| iterations)
+            })
+        });
+        match mechanism {
+            Mechanism::ScramSha512 => sha512,
+            _ => sha256,
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use super::message::{parse_client_final, parse_client_first, ClientFirstError};
 use super::MAX_MESSAGE_LEN;
 use crate::principal::{AuthSource, Principal};
 use crate::sasl::{AuthFailure, Authenticated, FailureKind, Mechanism, Step};
-use crate::store::{UserStore, DEFAULT_ITERATIONS, MAX_NAME_LEN};
+use crate::store::{UserStore, MAX_NAME_LEN};
 
 /// The server side of one SCRAM exchange.
 ///
@@ -230,7 +230,12 @@ impl ScramServer {
                 } else {
                     "unknown user"
                 };
-                fake_verifier(hash, username, why)
+                fake_verifier(
+                    hash,
+                    username,
+                    self.users.typical_iterations(self.mechanism),
+                    why,
+                )
             }
         }
     }
@@ -246,10 +251,10 @@ impl ScramServer {
     }
 }
 
-/// A credential that looks like a real one and is the same every time for the same user
-/// name and mechanism (during the life of the process), so probing cannot tell unknown
-/// users apart by a changing salt.
-fn fake_verifier(hash: ScramHash, username: &str, why: &'static str) -> Verifier {
+/// A credential that looks like a real one: the salt is the same every time for the same
+/// user name and mechanism (during the life of the process), so probing cannot tell unknown
+/// users apart by a changing salt, and the iteration count is the one most users have.
+fn fake_verifier(hash: ScramHash, username: &str, iterations: u32, why: &'static str) -> Verifier {
     static SECRET: OnceLock<[u8; 32]> = OnceLock::new();
     let secret = SECRET.get_or_init(|| {
         let mut s = [0u8; 32];
@@ -264,7 +269,7 @@ fn fake_verifier(hash: ScramHash, username: &str, why: &'static str) -> Verifier
     salt.truncate(crate::store::SALT_LEN);
     Verifier {
         salt,
-        iterations: DEFAULT_ITERATIONS,
+        iterations,
         stored_key: derive("stored"),
         server_key: derive("server"),
         unusable: Some(why),

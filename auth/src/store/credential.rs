@@ -89,9 +89,9 @@ impl ScramCredential {
         })
     }
 
-    /// A SCRAM-SHA-256 credential with random keys that no password derives, at the default
-    /// iteration count: what unknown users are checked against so they cost the same work.
-    pub(crate) fn dummy() -> ScramCredential {
+    /// A SCRAM-SHA-256 credential with random keys that no password derives: what unknown
+    /// users are checked against so they cost the same work as known ones.
+    pub(crate) fn dummy(iterations: u32) -> ScramCredential {
         let random = |len: usize| {
             let mut bytes = vec![0u8; len];
             rand::rng().fill_bytes(&mut bytes);
@@ -100,7 +100,7 @@ impl ScramCredential {
         ScramCredential {
             hash: ScramHash::Sha256,
             salt: random(SALT_LEN),
-            iterations: super::DEFAULT_ITERATIONS,
+            iterations,
             stored_key: random(32),
             server_key: random(32),
         }
