@@ -6,8 +6,9 @@ use zeroize::Zeroizing;
 ///
 /// The bytes are wiped when the value is dropped, and `Debug` prints `[redacted]`, so a
 /// password inside a config struct or an error never reaches a log by accident. There is
-/// deliberately no `Display`.
-#[derive(Clone, PartialEq, Eq)]
+/// deliberately no `Display`, and no `PartialEq` (passwords are checked through derived keys
+/// in constant time, never compared directly).
+#[derive(Clone)]
 pub struct Password(Zeroizing<String>);
 
 impl Password {

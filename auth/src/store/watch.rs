@@ -38,6 +38,7 @@ impl SharedUserStore {
             source,
         })?;
         let store = parse_bytes(path, &bytes)?;
+        warn_if_shared(path);
         Ok(SharedUserStore {
             path: path.to_path_buf(),
             current: ArcSwap::from_pointee(store),
@@ -128,6 +129,26 @@ impl SharedUserStore {
         })
     }
 }
+
+/// Warns when the store file can be read by other users: it holds no passwords, but its keys
+/// allow offline guessing and impersonating the server to clients.
+#[cfg(unix)]
+fn warn_if_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format_args!("{:o}", mode & 0o777),
+                "user store is accessible to group or others; chmod 600 it"
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_shared(_path: &Path) {}
 
 fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<UserStore, StoreError> {
     let text = std::str::from_utf8(bytes).map_err(|_| StoreError::Syntax {
