@@ -307,7 +307,10 @@ fn run_on_store(
                 out.write_all(b"\n")?;
                 last = Some(seq);
             }
-            while follow {
+            if !follow {
+                return Ok(ExitCodeLike::Success);
+            }
+            loop {
                 out.flush()?;
                 std::thread::sleep(std::time::Duration::from_millis(500));
                 for (seq, bytes) in read::entries_after(store, last, 10_000)? {
@@ -316,7 +319,6 @@ fn run_on_store(
                     last = Some(seq);
                 }
             }
-            Ok(ExitCodeLike::Success)
         }
         AuditCommand::Verify {
             since_checkpoint,

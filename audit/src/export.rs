@@ -340,8 +340,7 @@ fn verify_export_inner(
                 // Pinpoint with the exported leaf hashes if they reproduce the signed root.
                 let claimed: Option<Vec<Hash>> = stored
                     .get(..n)
-                    .map(|s| s.iter().copied().collect::<Option<Vec<_>>>())
-                    .flatten();
+                    .and_then(|s| s.iter().copied().collect::<Option<Vec<_>>>());
                 let authentic = claimed
                     .as_ref()
                     .and_then(|c| root_from_range(from, p.to, size, c, &proof).ok())

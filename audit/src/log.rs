@@ -345,6 +345,9 @@ impl AuditLog {
         }
     }
 
+    // The queued item comes back to the caller on failure so the event is not cloned on the
+    // hot path; its size is the event's.
+    #[allow(clippy::result_large_err)]
     fn try_enqueue(&self, event: Event, ack: Option<crate::sequencer::Ack>) -> Result<(), Queued> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Queued { event, ack });

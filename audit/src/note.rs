@@ -428,7 +428,7 @@ mod tests {
         .is_err());
         let note = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n\n\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
         let parsed = SignedNote::parse(note).unwrap();
-        parsed.verify(&[vk.clone()]).unwrap();
+        parsed.verify(std::slice::from_ref(&vk)).unwrap();
         // Ed25519 is deterministic: the published private key reproduces the published note.
         let signer = Signer::parse(
             "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz",
