@@ -366,3 +366,38 @@ async fn a_jwks_file_is_reread_when_a_new_kid_shows_up() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert!(v.validate(&new.mint(&claims("c"))).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_url_source_refreshes_in_the_background() {
+    use portcullis_auth::jwks::JwksCache;
+    let idp = idp().await;
+    let cache = JwksCache::from_url(
+        &idp.server.url("/jwks"),
+        true,
+        Duration::from_millis(300),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert_eq!(
+        idp.server.hits("/jwks"),
+        0,
+        "nothing is fetched at construction"
+    );
+    cache
+        .key_for(Some("ec1"), jsonwebtoken::Algorithm::ES256)
+        .await
+        .unwrap();
+    assert_eq!(idp.server.hits("/jwks"), 1);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        idp.server.hits("/jwks") >= 3,
+        "{}",
+        idp.server.hits("/jwks")
+    );
+    // The task ends with the cache.
+    drop(cache);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let after = idp.server.hits("/jwks");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(idp.server.hits("/jwks"), after);
+}
