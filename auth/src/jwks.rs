@@ -290,9 +290,13 @@ impl Inner {
             return false;
         }
         state.last_file_check = Some(Instant::now());
-        if stamp(path).is_some() && stamp(path) == state.file_stamp {
+        let now = stamp(path);
+        if now == state.file_stamp {
             return false;
         }
+        // Recorded before reading: a broken or missing file is tried (and warned about)
+        // once per change, not once per token.
+        state.file_stamp = now;
         self.load(&mut state).await.is_ok()
     }
 

@@ -107,6 +107,9 @@ fn unescape_saslname(s: &str) -> Result<String, &'static str> {
     if s.is_empty() {
         return Err("empty authzid");
     }
+    if s.chars().any(char::is_control) {
+        return Err("control character in authzid");
+    }
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('=') {
@@ -180,6 +183,7 @@ mod tests {
             b"n,,\x01\x01",
             b"n,a=x=zz,\x01auth=Bearer t\x01\x01",
             b"n,,\x01auth=Bearer t t\x01\x01",
+            b"n,a=x\x01auth=Bearer t\x01e=,\x01auth=Bearer u\x01\x01",
         ] {
             assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }

@@ -401,3 +401,22 @@ async fn a_url_source_refreshes_in_the_background() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(idp.server.hits("/jwks"), after);
 }
+
+#[tokio::test]
+async fn a_missing_jwks_file_is_not_retried_for_every_token() {
+    let key = TestKey::ec("k");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, jwks(&[&key]).to_string()).unwrap();
+    let mut cfg = OAuthBearerConfig::new(ISSUER, AUDIENCE);
+    cfg.jwks_file = Some(path.clone());
+    let v = JwtValidator::new(cfg).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let rogue = TestKey::ec("rogue");
+    for _ in 0..20 {
+        assert!(v.validate(&rogue.mint(&claims("a"))).await.is_err());
+    }
+    assert!(v.validate(&key.mint(&claims("a"))).await.is_ok());
+    std::fs::write(&path, jwks(&[&key, &rogue]).to_string()).unwrap();
+    assert!(v.validate(&rogue.mint(&claims("a"))).await.is_ok());
+}
