@@ -452,3 +452,58 @@ async fn locked_store_is_reported_clearly() {
     assert!(err.to_string().contains("locked"), "{err}");
     log.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_never_panics_the_verifier() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), 40).await;
+    {
+        let s = store(dir.path());
+        s.raw_entries()
+            .insert(3u64.to_be_bytes(), &[0xff, 0x00, b'{'][..])
+            .unwrap();
+        s.raw_entries()
+            .insert(b"short".as_slice(), &b"x"[..])
+            .unwrap();
+        s.raw_checkpoints()
+            .insert(16u64.to_be_bytes(), &b"\xff\xfe garbage"[..])
+            .unwrap();
+        s.raw_checkpoints()
+            .insert(
+                17u64.to_be_bytes(),
+                &b"o\n17\nAAAA\n\n\xe2\x80\x94 o AAAA\n"[..],
+            )
+            .unwrap();
+        s.flush().unwrap();
+    }
+    let s = store(dir.path());
+    let report = verify_store(&s, &VerifyOptions::default());
+    assert!(!report.ok());
+    drop(s);
+    let (code, _) = cli(dir.path(), verify_cmd());
+    assert_eq!(code, ExitCodeLike::VerificationFailed);
+    let bad = dir.path().join("bad.json");
+    let key = Signer::generate("o").unwrap().verifier().to_string();
+    for text in ["", "{}", "{\"format\":1}", "null", "[1,2]"] {
+        std::fs::write(&bad, text).unwrap();
+        let (code, _) = cli(
+            Path::new("/nonexistent"),
+            AuditCommand::VerifyProof {
+                file: bad.clone(),
+                key: vec![key.clone()],
+            },
+        );
+        assert_eq!(code, ExitCodeLike::VerificationFailed);
+    }
+    let empty = dir.path().join("empty-export");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("manifest.json"), "{\"format\":\"portcullis-audit-export/v1\",\"origin\":\"o\",\"from\":5,\"to\":2,\"rendering\":\"jsonl\"}").unwrap();
+    std::fs::write(empty.join("entries.jsonl"), "garbage\n{}\n").unwrap();
+    std::fs::write(
+        empty.join("proofs.jsonl"),
+        "{\"checkpoint\":\"x\",\"from\":5,\"to\":1,\"proof\":[\"!!\"]}\n",
+    )
+    .unwrap();
+    let report = verify_export(&empty, &[]);
+    assert!(!report.ok());
+}
