@@ -99,6 +99,10 @@ pub enum FailureKind {
     ExpiredToken,
     /// A message arrived when the mechanism expected none.
     IllegalState,
+    /// The client asked for a mechanism the listener does not offer.
+    UnsupportedMechanism,
+    /// The source address has too many recent failures; credentials were not checked.
+    RateLimited,
 }
 
 impl FailureKind {
@@ -112,6 +116,8 @@ impl FailureKind {
             FailureKind::InvalidToken => "invalid_token",
             FailureKind::ExpiredToken => "expired_token",
             FailureKind::IllegalState => "illegal_state",
+            FailureKind::UnsupportedMechanism => "unsupported_mechanism",
+            FailureKind::RateLimited => "rate_limited",
         }
     }
 }
@@ -129,7 +135,11 @@ pub struct AuthFailure {
 
 impl AuthFailure {
     /// Builds a failure.
-    pub fn new(kind: FailureKind, attempted_user: Option<String>, detail: impl Into<String>) -> Self {
+    pub fn new(
+        kind: FailureKind,
+        attempted_user: Option<String>,
+        detail: impl Into<String>,
+    ) -> Self {
         AuthFailure {
             kind,
             attempted_user,
@@ -150,7 +160,25 @@ impl AuthFailure {
             FailureKind::InvalidToken => "Authentication failed: invalid token",
             FailureKind::ExpiredToken => "Authentication failed: token expired or not yet valid",
             FailureKind::IllegalState => "Authentication failed: unexpected SASL message",
+            FailureKind::UnsupportedMechanism => {
+                "Authentication failed: SASL mechanism not enabled"
+            }
+            FailureKind::RateLimited => {
+                "Authentication failed: too many failed attempts, try again later"
+            }
         }
+    }
+}
+
+/// Runs CPU-heavy `f` without stalling other tasks on a multi-threaded tokio runtime (on a
+/// current-thread runtime, or outside one, it simply runs).
+fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
     }
 }
 
@@ -192,7 +220,8 @@ impl ServerSession {
     /// Feeds one client token.
     pub async fn step(&mut self, client_message: &[u8]) -> Step {
         match self {
-            ServerSession::Plain(s) => s.step(client_message),
+            // PLAIN runs PBKDF2 (milliseconds): keep it off the async workers' critical path.
+            ServerSession::Plain(s) => run_blocking(|| s.step(client_message)),
             ServerSession::Scram(s) => s.step(client_message),
             ServerSession::OAuthBearer(s) => s.step(client_message).await,
         }

@@ -17,6 +17,9 @@ pub enum Handling {
     Raw,
     /// Forwarded raw; the response carries broker addresses and is rewritten.
     RewriteResponse,
+    /// SaslHandshake and SaslAuthenticate: answered by the proxy's authenticator on
+    /// listeners with SASL enabled, refused (and not advertised) elsewhere.
+    Sasl,
     /// Not served: removed from ApiVersions, and a request closes the connection.
     Refused(RefusalReason),
 }
@@ -28,8 +31,6 @@ pub enum RefusalReason {
     InterBroker,
     /// Would act on the proxy's own upstream credentials.
     UpstreamCredentials,
-    /// The proxy does not authenticate clients yet, so SASL is not offered.
-    SaslNotEnabled,
     /// Response carries addresses the proxy cannot rewrite, or semantics it cannot enforce.
     NotSupported,
 }
@@ -40,7 +41,6 @@ impl RefusalReason {
         match self {
             RefusalReason::InterBroker => "inter_broker_api",
             RefusalReason::UpstreamCredentials => "upstream_credentials_api",
-            RefusalReason::SaslNotEnabled => "sasl_not_enabled",
             RefusalReason::NotSupported => "not_supported",
         }
     }
@@ -98,7 +98,7 @@ pub fn handling(key: ApiKey) -> Handling {
         | PushTelemetry
         | ListConfigResources
         | DescribeTopicPartitions => Raw,
-        SaslHandshake | SaslAuthenticate => Refused(SaslNotEnabled),
+        SaslHandshake | SaslAuthenticate => Sasl,
         CreateDelegationToken
         | RenewDelegationToken
         | ExpireDelegationToken
@@ -189,7 +189,6 @@ mod tests {
             ApiKey::AlterUserScramCredentials,
             ApiKey::UpdateRaftVoter,
             ApiKey::Envelope,
-            ApiKey::SaslHandshake,
         ] {
             assert!(matches!(handling(key), Handling::Refused(_)), "{key:?}");
         }

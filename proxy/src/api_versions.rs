@@ -35,6 +35,9 @@ impl Negotiated {
             };
             let range = if handling(key) == Handling::Local {
                 Some(ours)
+            } else if handling(key) == Handling::Sasl {
+                // Advertised per listener, by `with_sasl`.
+                None
             } else {
                 cluster
                     .iter()
@@ -57,6 +60,18 @@ impl Negotiated {
             .map(|k| (k.api_key, k.min_version, k.max_version))
             .collect();
         Self::from_cluster(&cluster)
+    }
+
+    /// The same set plus SaslHandshake and SaslAuthenticate, which the proxy answers itself
+    /// on listeners that authenticate with SASL.
+    pub fn with_sasl(&self) -> Self {
+        let mut ranges = self.ranges.clone();
+        for key in [ApiKey::SaslHandshake, ApiKey::SaslAuthenticate] {
+            if let Some(slot) = ranges.get_mut(key as i16 as usize) {
+                *slot = proxy_versions(key);
+            }
+        }
+        Self { ranges }
     }
 
     /// The advertised range for `key`, if it is served at all.
@@ -154,7 +169,16 @@ mod tests {
         assert_eq!(
             n.range(ApiKey::SaslHandshake),
             None,
-            "refused keys are hidden"
+            "SASL is advertised only per listener"
+        );
+        let sasl = n.with_sasl();
+        assert_eq!(
+            sasl.range(ApiKey::SaslHandshake).map(|r| (r.min, r.max)),
+            Some((0, 1))
+        );
+        assert_eq!(
+            sasl.range(ApiKey::SaslAuthenticate).map(|r| (r.min, r.max)),
+            Some((0, 2))
         );
         assert_eq!(n.range(ApiKey::Envelope), None);
         assert_eq!(n.range(ApiKey::ListOffsets), None, "cluster lacks it");

@@ -6,6 +6,8 @@
 
 use serde::Deserialize;
 use std::net::SocketAddr;
+
+use crate::auth_config::{self, AuthConfig, ListenerAuthConfig, UpstreamSaslConfig};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,6 +31,9 @@ pub struct Config {
     /// Audit event output.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Credential sources and limits of client authentication.
+    #[serde(default)]
+    pub auth: AuthConfig,
 }
 
 /// Client-facing listeners. The bootstrap listener is `bind_host:bootstrap_port`; every
@@ -47,6 +52,9 @@ pub struct ListenerConfig {
     pub broker_ports: String,
     /// Client-facing TLS; absent means plaintext (development only).
     pub tls: Option<ServerTlsConfig>,
+    /// How clients authenticate; absent means they do not (development only).
+    #[serde(default)]
+    pub auth: ListenerAuthConfig,
 }
 
 /// Client-facing TLS material.
@@ -76,6 +84,8 @@ pub struct UpstreamConfig {
     pub metadata_refresh_ms: u64,
     /// TLS to the cluster; absent means plaintext.
     pub tls: Option<UpstreamTlsConfig>,
+    /// The proxy's own SASL login to the cluster; absent means none.
+    pub sasl: Option<UpstreamSaslConfig>,
 }
 
 /// TLS from the proxy to the cluster.
@@ -368,6 +378,21 @@ impl Config {
     /// Reads, parses and validates a configuration file. Relative paths inside the file are
     /// resolved against the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let config = Self::load_unvalidated(path)?;
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    /// Reads and parses a configuration file and resolves its relative paths, without
+    /// checking values or referenced files (for tools that create those files).
+    pub fn load_unvalidated(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -379,15 +404,7 @@ impl Config {
         if let Some(dir) = path.parent() {
             config.resolve_paths(dir);
         }
-        let problems = config.validate();
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                problems,
-            })
-        }
+        Ok(config)
     }
 
     /// Parses TOML text without validating values.
@@ -415,6 +432,12 @@ impl Config {
             }
         }
         fix(&mut self.audit.path);
+        auth_config::resolve_paths(
+            &mut self.listener.auth,
+            &mut self.auth,
+            self.upstream.sasl.as_mut(),
+            dir,
+        );
     }
 
     /// Checks every value and referenced file; returns all problems found.
@@ -549,6 +572,22 @@ impl Config {
                     format!("directory {} does not exist", parent.display()),
                 );
             }
+        }
+        let auth_problems = auth_config::validate_listener_auth(
+            &self.listener.auth,
+            self.listener.tls.is_some(),
+            &self.auth,
+        )
+        .into_iter()
+        .chain(auth_config::validate_auth(&self.auth))
+        .chain(
+            self.upstream
+                .sasl
+                .iter()
+                .flat_map(auth_config::validate_upstream_sasl),
+        );
+        for (key, message) in auth_problems {
+            bad(&key, message);
         }
         problems
     }

@@ -11,8 +11,12 @@
 //! instead of growing memory. Produce with acks=0 queues nothing, because no response comes.
 //!
 //! Before anything needs the cluster, the connection has no upstream connection at all:
-//! ApiVersions is answered locally, and the upstream is opened by the first request that
-//! must be forwarded.
+//! ApiVersions and SASL are answered locally, and the upstream is opened by the first
+//! request that must be forwarded, which on a listener with authentication is only ever
+//! after the client authenticated. Until then frames are bounded by
+//! `auth.max_message_bytes` and the whole exchange by `auth.timeout_ms`. Afterwards every
+//! forwarded request is checked against the session (lifetime, user still in the store);
+//! re-authentication (KIP-368) is answered locally in request order like any local answer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,22 +24,25 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
+use portcullis_auth::{AuthSource, Principal};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 
 use crate::address_rewrite::{rewrite_response, RewriteError};
 use crate::api_table::{handling, response_needs_rewrite, Handling};
 use crate::api_versions::{api_versions_response_frame, Negotiated};
+use crate::authn::{AuthService, ClientInfo};
 use crate::broker_map::BrokerMap;
 use crate::cluster::ClusterView;
 use crate::config::LimitsConfig;
-use crate::frame::{build_frame, FrameError, FrameReader};
+use crate::frame::{build_frame, FrameError, FrameReader, LENGTH_PREFIX};
 use crate::header::{
     peek_request_header, peek_response_header, produce_acks, with_produce_acks, HeaderError,
     RequestHeader,
 };
 use crate::metrics;
 use crate::request_check::{check_request, RequestCheckError};
+use crate::sasl_exchange::{Reply, Session};
 use crate::upstream::{BoxedStream, Connector, UpstreamError};
 
 /// Which broker a listener stands for.
@@ -58,6 +65,8 @@ pub struct Shared {
     pub brokers: Arc<BrokerMap>,
     /// Negotiated api versions.
     pub cluster: Arc<ClusterView>,
+    /// Client authentication.
+    pub auth: Arc<AuthService>,
 }
 
 /// Byte and request counts of one connection, for its close event.
@@ -114,6 +123,18 @@ pub enum ConnectionEnd {
     /// Writing to the client failed.
     #[error("client write failed: {0}")]
     ClientWrite(std::io::Error),
+    /// Authentication failed or the SASL exchange broke the protocol.
+    #[error("authentication: {0}")]
+    Authentication(String),
+    /// The client did not authenticate within `auth.timeout_ms`.
+    #[error("authentication not completed in time")]
+    AuthTimeout,
+    /// The client sent a request that needs authentication before authenticating.
+    #[error("{0:?} before authentication")]
+    Unauthenticated(ApiKey),
+    /// The session ended: it expired without re-authentication, or its user was removed.
+    #[error("session ended: {0}")]
+    SessionEnded(&'static str),
 }
 
 impl ConnectionEnd {
@@ -133,6 +154,10 @@ impl ConnectionEnd {
             ConnectionEnd::Broker(_) => "broker",
             ConnectionEnd::Rewrite(_) => "rewrite",
             ConnectionEnd::ClientWrite(_) => "client_write",
+            ConnectionEnd::Authentication(_) => "authentication",
+            ConnectionEnd::AuthTimeout => "auth_timeout",
+            ConnectionEnd::Unauthenticated(_) => "unauthenticated",
+            ConnectionEnd::SessionEnded(_) => "session_ended",
         }
     }
 }
@@ -156,6 +181,8 @@ enum Pending {
 /// What to do with one request.
 enum Decision {
     Answer(Bytes),
+    /// SaslHandshake or SaslAuthenticate, for the connection's [`Session`].
+    Sasl,
     /// Forward upstream. `fire_and_forget` marks an acks=0 Produce: the client expects no
     /// response, but brokers differ (tansu 0.6.0 answers anyway), so the proxy sends it as
     /// acks=1 and drops the answer, which keeps responses and requests matched.
@@ -170,42 +197,110 @@ pub async fn serve<S>(
     target: Target,
     shared: Arc<Shared>,
     stats: Arc<ConnectionStats>,
+    client: ClientInfo,
 ) -> ConnectionEnd
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (client_r, mut client_w) = tokio::io::split(stream);
-    let mut reader = FrameReader::new(client_r, shared.limits.max_frame_bytes);
     let limits = &shared.limits;
+    let auth = shared.auth.clone();
+    let mut session = match initial_session(&auth, &client) {
+        Ok(s) => s,
+        Err(end) => return end,
+    };
+    let pre_auth_limit = limits.max_frame_bytes.min(
+        auth.settings
+            .max_message_bytes
+            .saturating_add(PRE_AUTH_HEADER_ALLOWANCE),
+    );
+    let mut reader = FrameReader::new(
+        client_r,
+        if session.principal().is_some() {
+            limits.max_frame_bytes
+        } else {
+            pre_auth_limit
+        },
+    );
+    let auth_deadline = Instant::now() + auth.settings.timeout();
 
-    // Phase 1: no upstream connection until a request needs one.
+    // Phase 1: no upstream connection until an authenticated request needs one.
     let mut first = true;
     let (frame, header, decision) = loop {
-        // The first request must come within the handshake timeout, whole.
-        let (idle, frame_time) = if first {
+        // The first request must come within the handshake timeout, whole; authentication
+        // must finish within the authentication timeout.
+        let (mut idle, mut frame_time) = if first {
             (limits.handshake_timeout(), limits.handshake_timeout())
         } else {
             (limits.idle_timeout(), limits.frame_timeout())
         };
         first = false;
-        match next_request(&mut reader, idle, frame_time, &shared, &stats).await {
-            Ok((_, header, Decision::Answer(response))) => {
-                let started = Instant::now();
-                if let Err(e) = write_frame(&mut client_w, &response).await {
-                    return ConnectionEnd::ClientWrite(e);
-                }
-                count_out(&stats, response.len());
-                let m = metrics::api(header.api_key);
-                m.duration.record(started.elapsed().as_secs_f64());
+        if session.principal().is_none() {
+            let left = auth_deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return ConnectionEnd::AuthTimeout;
             }
-            Ok(forward) => break forward,
-            Err(end) => return end,
+            idle = idle.min(left);
+            frame_time = frame_time.min(left);
+        }
+        if session.expects_raw_token() {
+            let token = match reader.next_frame_timed(idle, frame_time).await {
+                Ok(Some(token)) => token,
+                Ok(None) => return ConnectionEnd::ClientClosed,
+                Err(e) => return unauthenticated_end(&session, e.into()),
+            };
+            count_in(&stats, token.len());
+            let reply = session
+                .raw_token(
+                    token.get(LENGTH_PREFIX..).unwrap_or_default(),
+                    &auth,
+                    &client,
+                )
+                .await;
+            if let Err(end) = send_reply(&mut client_w, reply, &stats).await {
+                return end;
+            }
+        } else {
+            let request = next_request(&mut reader, idle, frame_time, &shared, &stats).await;
+            match request {
+                Ok((_, header, Decision::Answer(response))) => {
+                    let started = Instant::now();
+                    if let Err(e) = write_frame(&mut client_w, &response).await {
+                        return ConnectionEnd::ClientWrite(e);
+                    }
+                    count_out(&stats, response.len());
+                    let m = metrics::api(header.api_key);
+                    m.duration.record(started.elapsed().as_secs_f64());
+                }
+                Ok((frame, header, Decision::Sasl)) => {
+                    let reply = session.sasl_request(&frame, &header, &auth, &client).await;
+                    if let Err(end) = send_reply(&mut client_w, reply, &stats).await {
+                        return end;
+                    }
+                }
+                Ok(forward) => {
+                    if session.principal().is_none() {
+                        return ConnectionEnd::Unauthenticated(forward.1.api_key);
+                    }
+                    if let Err(reason) = session.check(Instant::now(), &auth) {
+                        return ConnectionEnd::SessionEnded(reason);
+                    }
+                    break forward;
+                }
+                Err(end) => return unauthenticated_end(&session, end),
+            }
+        }
+        if session.principal().is_some() {
+            reader.set_max_frame(limits.max_frame_bytes);
         }
     };
 
     // Phase 2: open the upstream connection and run both halves.
     let upstream = match connect_upstream(target, &shared).await {
-        Ok(s) => s,
+        Ok(s) => {
+            ::metrics::counter!(crate::metrics::UPSTREAM_CONNECTIONS).increment(1);
+            s
+        }
         Err(e) => {
             ::metrics::counter!(crate::metrics::UPSTREAM_CONNECT_FAILURES).increment(1);
             return e;
@@ -227,6 +322,7 @@ where
         tx,
         shared.clone(),
         stats,
+        (session, client),
     );
     tokio::pin!(pump, forward);
     // Why the client side stopped, once it has. Like a broker, the proxy still delivers
@@ -264,12 +360,28 @@ async fn next_request<C: AsyncRead + Unpin>(
     count_in(stats, frame.len());
     stats.requests.fetch_add(1, Ordering::Relaxed);
     let header = peek_request_header(&frame)?;
+    if handling(header.api_key) == Handling::Sasl {
+        metrics::api(header.api_key).requests.increment(1);
+        if !shared.auth.sasl_enabled() {
+            metrics::api(header.api_key).errors.increment(1);
+            return Err(ConnectionEnd::Refused {
+                api: header.api_key,
+                version: header.api_version,
+                reason: "SASL is not enabled on this listener",
+            });
+        }
+        return Ok((frame, header, Decision::Sasl));
+    }
     let negotiated = shared
         .cluster
         .negotiated(shared.limits.handshake_timeout())
         .await
         .ok_or(ConnectionEnd::ClusterUnavailable)?;
-    let decision = decide(&frame, &header, &negotiated, &shared.limits)?;
+    let decision = if shared.auth.sasl_enabled() && header.api_key == ApiKey::ApiVersions {
+        decide(&frame, &header, &negotiated.with_sasl(), &shared.limits)?
+    } else {
+        decide(&frame, &header, &negotiated, &shared.limits)?
+    };
     Ok((frame, header, decision))
 }
 
@@ -299,7 +411,7 @@ fn decide(
     };
     match handling(api) {
         Handling::Refused(reason) => return Err(refuse(reason.as_str())),
-        Handling::Local => return Err(refuse("no local handler")),
+        Handling::Local | Handling::Sasl => return Err(refuse("no local handler")),
         Handling::Raw | Handling::RewriteResponse => {}
     }
     if !negotiated.allows(api, header.api_version) {
@@ -334,24 +446,37 @@ async fn forward_requests<C: AsyncRead + Unpin>(
     tx: mpsc::Sender<Pending>,
     shared: Arc<Shared>,
     stats: Arc<ConnectionStats>,
+    (mut session, client): (Session, ClientInfo),
 ) -> ConnectionEnd {
     let limits = &shared.limits;
+    let auth = shared.auth.clone();
     let mut next = Some(first);
     loop {
         let (frame, header, decision) = match next.take() {
             Some(request) => request,
             None => {
-                let request = next_request(
-                    &mut reader,
-                    limits.idle_timeout(),
-                    limits.frame_timeout(),
-                    &shared,
-                    &stats,
-                )
-                .await;
+                // An idle connection is closed when its session ends, not only at its
+                // next request.
+                let idle = match session.deadline() {
+                    Some(d) => limits
+                        .idle_timeout()
+                        .min(d.saturating_duration_since(Instant::now())),
+                    None => limits.idle_timeout(),
+                };
+                let request =
+                    next_request(&mut reader, idle, limits.frame_timeout(), &shared, &stats).await;
                 match request {
                     Ok(r) => r,
-                    Err(end) => return end,
+                    Err(end) => {
+                        if session.deadline().is_some_and(|d| Instant::now() >= d) {
+                            if let ConnectionEnd::ClientFrame(FrameError::Timeout { .. }) = end {
+                                return ConnectionEnd::SessionEnded(
+                                    "session expired without re-authentication",
+                                );
+                            }
+                        }
+                        return end;
+                    }
                 }
             }
         };
@@ -365,7 +490,26 @@ async fn forward_requests<C: AsyncRead + Unpin>(
                     .duration
                     .record(started.elapsed().as_secs_f64());
             }
+            Decision::Sasl => {
+                if header.api_key == ApiKey::SaslHandshake && header.api_version == 0 {
+                    return ConnectionEnd::Authentication(
+                        "re-authentication needs SaslHandshake v1 or later".into(),
+                    );
+                }
+                let reply = session.sasl_request(&frame, &header, &auth, &client).await;
+                if let Some(response) = reply.frame {
+                    if tx.send(Pending::Local(response)).await.is_err() {
+                        return ConnectionEnd::ClientClosed;
+                    }
+                }
+                if let Some(reason) = reply.close {
+                    return ConnectionEnd::Authentication(reason);
+                }
+            }
             Decision::Forward { fire_and_forget } => {
+                if let Err(reason) = session.check(Instant::now(), &auth) {
+                    return ConnectionEnd::SessionEnded(reason);
+                }
                 let frame = if fire_and_forget {
                     match with_produce_acks(&frame, &header, 1) {
                         Ok(f) => f,
@@ -480,6 +624,69 @@ fn checked_response(
     match rewrite_response(api, version, body, brokers)? {
         None => Ok(frame),
         Some(new_body) => Ok(build_frame(&[&frame[4..body_offset], &new_body])),
+    }
+}
+
+/// Room for a request header (client id included) on top of `auth.max_message_bytes` in
+/// frames read before authentication.
+const PRE_AUTH_HEADER_ALLOWANCE: usize = 4096;
+
+/// The session a new connection starts with: anonymous on listeners without
+/// authentication, authenticated by its certificate where that is enough, else none yet.
+fn initial_session(auth: &AuthService, client: &ClientInfo) -> Result<Session, ConnectionEnd> {
+    if !auth.required() {
+        return Ok(Session::anonymous());
+    }
+    if auth.certificate_authenticates {
+        if let Some(identity) = &client.tls_identity {
+            let principal = Principal {
+                name: identity.principal.clone(),
+                roles: identity.roles.clone(),
+                source: AuthSource::Tls,
+            };
+            auth.record_success(client, &principal, false);
+            return Ok(Session::from_certificate(principal));
+        }
+        if !auth.sasl_enabled() {
+            let failure = portcullis_auth::AuthFailure::new(
+                portcullis_auth::FailureKind::BadCredentials,
+                None,
+                "no client certificate",
+            );
+            auth.record_failure(client, "TLS", &failure);
+            return Err(ConnectionEnd::Authentication(
+                "a client certificate is required".into(),
+            ));
+        }
+    }
+    Ok(Session::new())
+}
+
+/// A timeout before authentication completed is an authentication timeout.
+fn unauthenticated_end(session: &Session, end: ConnectionEnd) -> ConnectionEnd {
+    match end {
+        ConnectionEnd::ClientFrame(FrameError::Timeout { .. }) if session.principal().is_none() => {
+            ConnectionEnd::AuthTimeout
+        }
+        other => other,
+    }
+}
+
+/// Writes a SASL reply; `Err` when the connection ends with it.
+async fn send_reply<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    reply: Reply,
+    stats: &ConnectionStats,
+) -> Result<(), ConnectionEnd> {
+    if let Some(frame) = reply.frame {
+        write_frame(w, &frame)
+            .await
+            .map_err(ConnectionEnd::ClientWrite)?;
+        count_out(stats, frame.len());
+    }
+    match reply.close {
+        Some(reason) => Err(ConnectionEnd::Authentication(reason)),
+        None => Ok(()),
     }
 }
 

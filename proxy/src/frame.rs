@@ -67,6 +67,22 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Changes the largest frame accepted from now on (a connection that authenticated may
+    /// send larger frames than one that has not).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
+
+    /// Gives the stream back; `Err` with the count of bytes already read past the last frame
+    /// (which would be lost), so the caller can refuse to continue.
+    pub fn into_inner(self) -> Result<R, usize> {
+        if self.buf.is_empty() {
+            Ok(self.inner)
+        } else {
+            Err(self.buf.len())
+        }
+    }
+
     /// The underlying stream (for writing on the same connection).
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.inner

@@ -11,9 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis_audit::{AuditSink, Category, Event, Outcome};
+use portcullis_auth::mtls::TlsIdentity;
+use portcullis_auth::{AuthFailure, FailureKind};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::authn::ClientInfo;
 use crate::connection::{serve, ConnectionEnd, ConnectionStats, Shared, Target};
 use crate::tls::ServerTls;
 
@@ -93,8 +96,13 @@ async fn handle_connection(
             .detail("tls", ctx.tls.is_some()),
     );
     let stats = Arc::new(ConnectionStats::default());
+    let mut client = ClientInfo {
+        peer,
+        listener: label.to_string(),
+        tls_identity: None,
+    };
     let end = match &ctx.tls {
-        None => serve(tcp, target, ctx.shared.clone(), stats.clone()).await,
+        None => serve(tcp, target, ctx.shared.clone(), stats.clone(), client).await,
         Some(tls) => {
             let handshake = tokio::time::timeout(
                 ctx.shared.limits.handshake_timeout(),
@@ -102,8 +110,24 @@ async fn handle_connection(
             )
             .await;
             match handshake {
-                Ok(Ok(stream)) => serve(stream, target, ctx.shared.clone(), stats.clone()).await,
-                Ok(Err(e)) => ConnectionEnd::TlsHandshake(e.to_string()),
+                Ok(Ok(stream)) => {
+                    let leaf = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first());
+                    match leaf.map(|cert| client_identity(&ctx, &client, cert)) {
+                        Some(Err(end)) => end,
+                        identity => {
+                            client.tls_identity = identity.and_then(Result::ok);
+                            serve(stream, target, ctx.shared.clone(), stats.clone(), client).await
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    tls_failure(&ctx, &client, &e.to_string());
+                    ConnectionEnd::TlsHandshake(e.to_string())
+                }
                 Err(_) => ConnectionEnd::TlsHandshake("timed out".into()),
             }
         }
@@ -139,4 +163,38 @@ async fn handle_connection(
             .detail("requests", stats.requests.load(Ordering::Relaxed))
             .detail("duration_ms", opened.elapsed().as_millis() as u64),
     );
+}
+
+/// Maps a verified client certificate to its identity; a certificate that cannot be mapped
+/// ends the connection (audited as an authentication failure).
+fn client_identity(
+    ctx: &ListenerContext,
+    client: &ClientInfo,
+    cert: &rustls_pki_types::CertificateDer<'_>,
+) -> Result<TlsIdentity, ConnectionEnd> {
+    let auth = &ctx.shared.auth;
+    let Some(mapper) = &auth.mtls else {
+        return Err(ConnectionEnd::Authentication(
+            "client certificate received but no mapping is configured".into(),
+        ));
+    };
+    mapper.map(cert.as_ref()).map_err(|e| {
+        let failure = AuthFailure::new(
+            FailureKind::BadCredentials,
+            None,
+            format!("client certificate cannot be mapped to a principal: {e}"),
+        );
+        auth.record_failure(client, "TLS", &failure);
+        ConnectionEnd::Authentication(failure.detail)
+    })
+}
+
+/// Records a TLS handshake failure that is about the client's certificate (untrusted,
+/// expired, missing) as an authentication failure.
+fn tls_failure(ctx: &ListenerContext, client: &ClientInfo, error: &str) {
+    let about_certificate = error.contains("certificate") || error.contains("Certificate");
+    if about_certificate && ctx.shared.auth.mtls.is_some() {
+        let failure = AuthFailure::new(FailureKind::BadCredentials, None, error.to_string());
+        ctx.shared.auth.record_failure(client, "TLS", &failure);
+    }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use portcullis::certs::{init_dev_certs, DevCertsRequest};
 use portcullis::config::{Config, LogFormat};
+use portcullis_auth::users::UsersCommand;
 
 /// Portcullis: a security and governance proxy for Apache Kafka.
 #[derive(Debug, Parser)]
@@ -33,6 +34,18 @@ enum Command {
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
+    },
+    /// Manage the PLAIN/SCRAM credential store. A running proxy picks up changes within
+    /// `auth.users_reload_ms`.
+    Users {
+        /// The credential store file (default: `auth.users_file` of `--config`).
+        #[arg(long, global = true)]
+        store: Option<PathBuf>,
+        /// Configuration file whose `auth.users_file` to edit.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: UsersCommand,
     },
 }
 
@@ -64,6 +77,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Check { config } => check(&config),
+        Command::Users {
+            store,
+            config,
+            command,
+        } => users(store, config, command),
         Command::Certs {
             command:
                 CertsCommand::Init {
@@ -97,8 +115,43 @@ fn main() -> ExitCode {
     }
 }
 
-/// `portcullis check`: the configuration, then the TLS material it names (parsed, and the
-/// key checked against the certificate), each problem with its key.
+/// `portcullis users ...` on the store named directly or by the configuration.
+fn users(store: Option<PathBuf>, config: Option<PathBuf>, command: UsersCommand) -> ExitCode {
+    let path = match (store, config) {
+        (Some(store), _) => store,
+        (None, Some(config)) => match Config::load_unvalidated(&config) {
+            Ok(c) => match c.auth.users_file {
+                Some(path) => path,
+                None => {
+                    eprintln!("{}: auth.users_file is not set", config.display());
+                    return ExitCode::FAILURE;
+                }
+            },
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => {
+            eprintln!("name the credential store with --store FILE or --config FILE");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut out = std::io::stdout();
+    match portcullis_auth::users::run(&path, command, &mut input, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis users: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `portcullis check`: the configuration (credential store, token and certificate-mapping
+/// settings included), then the TLS material it names (parsed, and the key checked against
+/// the certificate) and the upstream credentials, each problem with its key.
 fn check(path: &std::path::Path) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -110,8 +163,16 @@ fn check(path: &std::path::Path) -> ExitCode {
     portcullis::tls::install_crypto_provider();
     let mut problems = Vec::new();
     if let Some(tls) = &config.listener.tls {
-        if let Err(e) = portcullis::tls::ServerTls::load(tls) {
+        let client_certs = portcullis::server::client_cert_policy(&config.listener.auth);
+        if let Err(e) =
+            portcullis::tls::ServerTls::load_with_client_certs(tls, client_certs.as_ref())
+        {
             problems.push(format!("listener.tls: {e}"));
+        }
+    }
+    if let Some(sasl) = &config.upstream.sasl {
+        if let Err(e) = portcullis::upstream_sasl::UpstreamCredentials::from_config(sasl) {
+            problems.push(format!("{e:#}"));
         }
     }
     if let Some(tls) = &config.upstream.tls {

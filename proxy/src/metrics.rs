@@ -29,6 +29,10 @@ pub const BYTES_IN: &str = "portcullis_client_bytes_in_total";
 pub const BYTES_OUT: &str = "portcullis_client_bytes_out_total";
 /// Failed attempts to connect to a broker.
 pub const UPSTREAM_CONNECT_FAILURES: &str = "portcullis_upstream_connect_failures_total";
+/// Upstream connections opened on behalf of clients (not counting cluster discovery).
+pub const UPSTREAM_CONNECTIONS: &str = "portcullis_upstream_connections_total";
+/// Authentications, by mechanism and outcome (see `authn::AUTHENTICATIONS`).
+pub const AUTHENTICATIONS: &str = "portcullis_authentications_total";
 /// Cluster metadata refreshes, by outcome.
 pub const CLUSTER_REFRESHES: &str = "portcullis_cluster_refreshes_total";
 
@@ -57,6 +61,8 @@ fn register(api: &'static str) -> ApiMetrics {
 /// Registers every handle. Call once after the recorder is installed (handles taken
 /// before that go nowhere).
 pub fn init() {
+    // Counters a test or an alert compares against zero exist from the start.
+    metrics::counter!(UPSTREAM_CONNECTIONS).increment(0);
     API_METRICS.get_or_init(|| {
         (0..=ApiKey::iter().map(|k| k as i16).max().unwrap_or(0))
             .map(|k| match ApiKey::try_from(k) {

@@ -15,12 +15,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::admin_http::{self, AdminState};
+use crate::auth_config::{ClientAuth, ListenerAuthConfig};
+use crate::authn::AuthService;
 use crate::broker_map::BrokerMap;
 use crate::cluster::{run_discovery, ClusterView};
 use crate::config::Config;
 use crate::connection::{Shared, Target};
 use crate::listener::{accept_loop, ListenerContext};
-use crate::tls::{install_crypto_provider, ServerTls};
+use crate::tls::{install_crypto_provider, ClientCertPolicy, ServerTls};
 use crate::upstream::Connector;
 
 /// Runs the proxy until SIGINT or SIGTERM.
@@ -49,15 +51,34 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         range,
     ));
     let cluster = Arc::new(ClusterView::new());
+    let auth = Arc::new(AuthService::new(
+        &config.listener.auth,
+        &config.auth,
+        audit.clone(),
+    )?);
+    if let (Some(users), Some(path)) = (&auth.users, &config.auth.users_file) {
+        tracing::info!(file = %path.display(), "credential store loaded");
+        users
+            .clone()
+            .spawn_watcher(Duration::from_millis(config.auth.users_reload_ms));
+    }
+    if !auth.required() {
+        tracing::warn!("clients are NOT authenticated (listener.auth): development use only");
+    }
     let shared = Arc::new(Shared {
         limits: config.limits.clone(),
         connector: connector.clone(),
         brokers: brokers.clone(),
         cluster: cluster.clone(),
+        auth,
     });
+    let client_certs = client_cert_policy(&config.listener.auth);
     let tls = match &config.listener.tls {
         Some(tls_config) => {
-            let tls = Arc::new(ServerTls::load(tls_config).context("listener.tls")?);
+            let tls = Arc::new(
+                ServerTls::load_with_client_certs(tls_config, client_certs.as_ref())
+                    .context("listener.tls")?,
+            );
             tls.spawn_reloader(Duration::from_millis(tls_config.reload_interval_ms));
             Some(tls)
         }
@@ -143,6 +164,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     audit_writer.shutdown().await;
     Ok(())
+}
+
+/// The client certificate policy of `[listener.auth]`, if certificates are requested.
+pub fn client_cert_policy(auth: &ListenerAuthConfig) -> Option<ClientCertPolicy> {
+    let ca = auth.client_ca.clone()?;
+    match auth.client_auth {
+        ClientAuth::None => None,
+        ClientAuth::Optional => Some(ClientCertPolicy { ca, optional: true }),
+        ClientAuth::Required => Some(ClientCertPolicy {
+            ca,
+            optional: false,
+        }),
+    }
 }
 
 async fn wait_for_shutdown_signal() {

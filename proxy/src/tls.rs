@@ -103,7 +103,15 @@ pub enum TlsError {
     /// A client certificate was configured without its key, or the other way round.
     #[error("upstream TLS client certificate and key must be configured together")]
     IncompleteClientAuth,
-    /// rustls rejected the configuration.
+    /// The client CA bundle cannot be used to verify client certificates.
+    #[error("cannot verify client certificates with {path}: {reason}")]
+    Verifier {
+        /// The CA bundle.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// rustls refused the configuration.
     #[error("TLS configuration error: {0}")]
     Rustls(#[from] rustls::Error),
     /// A name is neither a DNS name nor an IP address.
@@ -185,8 +193,18 @@ pub struct ServerTls {
 
 impl ServerTls {
     /// Loads the certificate chain and key named in `cfg` and builds the server config
-    /// (TLS 1.3 and 1.2, no ALPN, no client authentication yet).
+    /// (TLS 1.3 and 1.2, no ALPN, no client certificates).
     pub fn load(cfg: &ServerTlsConfig) -> Result<Self, TlsError> {
+        Self::load_with_client_certs(cfg, None)
+    }
+
+    /// Like [`load`](Self::load), and with `client_certs` requests client certificates and
+    /// verifies them against the CA bundle (chain, validity period, client-auth usage).
+    /// Clients without a certificate are refused unless the policy makes them optional.
+    pub fn load_with_client_certs(
+        cfg: &ServerTlsConfig,
+        client_certs: Option<&ClientCertPolicy>,
+    ) -> Result<Self, TlsError> {
         let stamps = (FileStamp::of(&cfg.cert)?, FileStamp::of(&cfg.key)?);
         let key = load_certified_key(&cfg.cert, &cfg.key)?;
         tracing::info!(
@@ -196,12 +214,13 @@ impl ServerTls {
             "loaded TLS server certificate"
         );
         let resolver = Arc::new(ReloadingCertResolver::new(Arc::new(key)));
-        let config = ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(PROTOCOL_VERSIONS)?
-            // mTLS goes here: `.with_client_cert_verifier(verifier)` with a
-            // `WebPkiClientVerifier` built from the configured client CA bundle.
-            .with_no_client_auth()
-            .with_cert_resolver(resolver.clone());
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(PROTOCOL_VERSIONS)?;
+        let config = match client_certs {
+            None => builder.with_no_client_auth(),
+            Some(policy) => builder.with_client_cert_verifier(client_verifier(policy)?),
+        }
+        .with_cert_resolver(resolver.clone());
         Ok(Self {
             cert_path: cfg.cert.clone(),
             key_path: cfg.key.clone(),
@@ -300,24 +319,55 @@ impl ServerTls {
     }
 }
 
-/// A connector for the proxy's connections to the brokers: trusts the CA bundle in
-/// `cfg.ca`, presents the client certificate if one is configured, TLS 1.3 and 1.2.
-pub fn upstream_connector(cfg: &UpstreamTlsConfig) -> Result<tokio_rustls::TlsConnector, TlsError> {
-    let cas = read_certificates(&cfg.ca)?;
+/// How a TLS listener treats client certificates.
+#[derive(Debug, Clone)]
+pub struct ClientCertPolicy {
+    /// PEM bundle of the CAs that sign client certificates.
+    pub ca: PathBuf,
+    /// Whether a client without a certificate may still connect.
+    pub optional: bool,
+}
+
+fn client_verifier(
+    policy: &ClientCertPolicy,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let roots = root_store(&policy.ca, "client CA bundle")?;
+    let builder =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    let builder = if policy.optional {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    builder.build().map_err(|e| TlsError::Verifier {
+        path: policy.ca.clone(),
+        reason: e.to_string(),
+    })
+}
+
+fn root_store(path: &Path, what: &str) -> Result<RootCertStore, TlsError> {
+    let cas = read_certificates(path)?;
     let mut roots = RootCertStore::empty();
     let (added, ignored) = roots.add_parsable_certificates(cas);
     if added == 0 {
         return Err(TlsError::NoCertificate {
-            path: cfg.ca.clone(),
+            path: path.to_path_buf(),
         });
     }
     if ignored > 0 {
         tracing::warn!(
-            ca = %cfg.ca.display(),
+            file = %path.display(),
             ignored,
-            "some certificates in the upstream CA bundle are unusable and were skipped"
+            "some certificates in the {what} are unusable and were skipped"
         );
     }
+    Ok(roots)
+}
+
+/// A connector for the proxy's connections to the brokers: trusts the CA bundle in
+/// `cfg.ca`, presents the client certificate if one is configured, TLS 1.3 and 1.2.
+pub fn upstream_connector(cfg: &UpstreamTlsConfig) -> Result<tokio_rustls::TlsConnector, TlsError> {
+    let roots = root_store(&cfg.ca, "upstream CA bundle")?;
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(PROTOCOL_VERSIONS)?
         .with_root_certificates(roots);

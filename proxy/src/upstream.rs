@@ -17,6 +17,7 @@ use crate::config::{split_host_port, UpstreamConfig};
 use crate::frame::FrameReader;
 use crate::header::peek_response_header;
 use crate::tls::{upstream_connector, upstream_server_name};
+use crate::upstream_sasl::UpstreamCredentials;
 
 /// A byte stream to a broker, plaintext or TLS.
 pub trait UpstreamStream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -47,6 +48,14 @@ pub enum UpstreamError {
     /// A request/response exchange failed.
     #[error("{0}")]
     Protocol(String),
+    /// The proxy's own SASL login was refused or failed.
+    #[error("SASL login to {addr} failed: {reason}")]
+    Authentication {
+        /// Broker address.
+        addr: String,
+        /// What went wrong (never a secret).
+        reason: String,
+    },
 }
 
 /// Opens upstream connections according to the configuration.
@@ -55,6 +64,7 @@ pub struct Connector {
     next_bootstrap: AtomicUsize,
     timeout: Duration,
     tls: Option<(tokio_rustls::TlsConnector, crate::config::UpstreamTlsConfig)>,
+    credentials: Option<UpstreamCredentials>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -62,6 +72,7 @@ impl std::fmt::Debug for Connector {
         f.debug_struct("Connector")
             .field("bootstrap", &self.bootstrap)
             .field("tls", &self.tls.is_some())
+            .field("credentials", &self.credentials)
             .finish()
     }
 }
@@ -82,11 +93,16 @@ impl Connector {
             Some(tls) => Some((upstream_connector(tls)?, tls.clone())),
             None => None,
         };
+        let credentials = match &config.sasl {
+            Some(sasl) => Some(UpstreamCredentials::from_config(sasl)?),
+            None => None,
+        };
         Ok(Self {
             bootstrap,
             next_bootstrap: AtomicUsize::new(0),
             timeout: Duration::from_millis(config.connect_timeout_ms),
             tls,
+            credentials,
         })
     }
 
@@ -108,8 +124,24 @@ impl Connector {
         }))
     }
 
-    /// Connects to `host:port`, with TLS if configured.
+    /// Connects to `host:port`, with TLS and the proxy's SASL login if configured.
     pub async fn connect(&self, host: &str, port: u16) -> Result<BoxedStream, UpstreamError> {
+        let stream = self.connect_transport(host, port).await?;
+        match &self.credentials {
+            None => Ok(stream),
+            Some(credentials) => {
+                crate::upstream_sasl::login(
+                    stream,
+                    credentials,
+                    self.timeout,
+                    &format!("{host}:{port}"),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn connect_transport(&self, host: &str, port: u16) -> Result<BoxedStream, UpstreamError> {
         let addr = format!("{host}:{port}");
         let tcp = tokio::time::timeout(self.timeout, TcpStream::connect((host, port)))
             .await
@@ -164,6 +196,13 @@ impl KafkaClient {
             next_correlation: 1,
             timeout,
         }
+    }
+
+    /// Gives the stream back for raw use; refuses if a response arrived that nobody read.
+    pub fn into_inner(self) -> Result<BoxedStream, UpstreamError> {
+        self.stream.into_inner().map_err(|extra| {
+            UpstreamError::Protocol(format!("{extra} unexpected bytes from the broker"))
+        })
     }
 
     /// Sends `request` as `api` v`version` and decodes the response.

@@ -1,0 +1,30 @@
+//! Encoding whole response frames for requests the proxy answers itself.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::protocol::Encodable;
+
+/// Encodes `body` as the response to `api` v`version` with `correlation_id`, length prefix
+/// and the response header version Kafka uses for that api version.
+pub fn response_frame<M: Encodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &M,
+) -> anyhow::Result<Bytes> {
+    let mut out = BytesMut::with_capacity(64);
+    out.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut out, api.response_header_version(version))?;
+    body.encode(&mut out, version)?;
+    let body_len = i32::try_from(out.len() - 4)?;
+    out[..4].copy_from_slice(&body_len.to_be_bytes());
+    Ok(out.freeze())
+}
+
+/// A frame carrying `payload` with no Kafka header: how SASL tokens travel after a v0
+/// SaslHandshake.
+pub fn raw_frame(payload: &[u8]) -> Bytes {
+    crate::frame::build_frame(&[payload])
+}
