@@ -11,11 +11,19 @@
 //!   event goes into a bounded queue, or, if the queue is full, it is dropped and counted.
 //!   Losses are not silent: the writer records an `audit-system` / `audit.dropped` event
 //!   saying how many events were lost.
-//! - A writer task drains the queue in batches and appends them to storage. Today that is
-//!   [`JsonLinesSink`], one JSON object per line; a tamper-evident (Merkle) log is meant to
-//!   replace it behind the same [`AuditSink`] trait, so the proxy does not change.
+//! - [`AuditLog`] is the tamper-evident log: one sequencer thread appends queued events in
+//!   group commits (one fsync per batch) to a Merkle tree (RFC 6962/9162, [`merkle`]) stored in
+//!   sled ([`sled_store`]), and signs C2SP checkpoints with an Ed25519 key ([`checkpoint`],
+//!   [`note`]). [`AuditLog::record`] is the awaitable path for `sync` categories: it returns once
+//!   the event is durable, and applies the category's `reject`/`permit` failure policy
+//!   ([`config`]). [`JsonLinesSink`] is the older plain JSON-lines sink, kept for compatibility.
 //!
-//! On shutdown, [`JsonLinesWriter::shutdown`] writes and flushes everything already queued.
+//! The read side ([`read`], [`verify`], [`export`]) works on a stopped proxy's data directory
+//! through the CLI ([`cli`]) and on a running log through the admin router ([`admin_api`]).
+//! See `docs/audit.md` for formats and the auditor's procedure.
+//!
+//! On shutdown, [`AuditLog::shutdown`] (or [`JsonLinesWriter::shutdown`]) writes and flushes
+//! everything already queued.
 //!
 //! Events must never carry secrets or record payloads; see [`Event`].
 
