@@ -78,6 +78,69 @@ def rec_json(partition, offset, key, value, headers):
     }
 
 
+def confluent_security(args):
+    """security.protocol, TLS trust, client certificate and SASL settings for librdkafka."""
+    conf = {}
+    if args.ca:
+        conf["ssl.ca.location"] = args.ca
+    if args.client_cert:
+        conf["ssl.certificate.location"] = args.client_cert
+        conf["ssl.key.location"] = args.client_key
+    if args.sasl_mechanism:
+        conf["security.protocol"] = "sasl_ssl" if args.ca else "sasl_plaintext"
+        conf["sasl.mechanism"] = args.sasl_mechanism
+        if args.sasl_mechanism == "OAUTHBEARER":
+            token = args.oauth_token
+
+            def oauth_cb(_config):
+                claims = jwt_claims(token)
+                return token, float(claims["exp"])
+
+            conf["oauth_cb"] = oauth_cb
+        else:
+            conf["sasl.username"] = args.username
+            conf["sasl.password"] = args.password
+    elif args.ca:
+        conf["security.protocol"] = "ssl"
+    return conf
+
+
+def kafka_python_security(args):
+    """The same settings in kafka-python's spelling."""
+    conf = {}
+    if args.ca:
+        conf["ssl_cafile"] = args.ca
+    if args.client_cert:
+        conf["ssl_certfile"] = args.client_cert
+        conf["ssl_keyfile"] = args.client_key
+    if args.sasl_mechanism:
+        conf["security_protocol"] = "SASL_SSL" if args.ca else "SASL_PLAINTEXT"
+        conf["sasl_mechanism"] = args.sasl_mechanism
+        if args.sasl_mechanism == "OAUTHBEARER":
+            from kafka.net.sasl.oauth import AbstractTokenProvider
+
+            class StaticToken(AbstractTokenProvider):
+                def token(self):
+                    return args.oauth_token
+
+            conf["sasl_oauth_token_provider"] = StaticToken()
+        else:
+            conf["sasl_plain_username"] = args.username
+            conf["sasl_plain_password"] = args.password
+    elif args.ca:
+        conf["security_protocol"] = "SSL"
+    return conf
+
+
+def jwt_claims(token):
+    """The (unverified) claims of a JWT, to tell librdkafka when it expires."""
+    import base64
+
+    payload = token.split(".")[1]
+    payload += "=" * (-len(payload) % 4)
+    return json.loads(base64.urlsafe_b64decode(payload))
+
+
 def run_confluent(args, records):
     import confluent_kafka
     from confluent_kafka import Consumer, Producer
@@ -97,8 +160,7 @@ def run_confluent(args, records):
         "statistics.interval.ms": 100,
         "stats_cb": on_stats,
     }
-    if args.ca:
-        conf.update({"security.protocol": "ssl", "ssl.ca.location": args.ca})
+    conf.update(confluent_security(args))
 
     producer = Producer({**conf, "linger.ms": 5, "message.timeout.ms": 30000})
     delivered = {}
@@ -183,8 +245,7 @@ def run_kafka_python(args, records):
     common = {"bootstrap_servers": [args.bootstrap], "request_timeout_ms": 30000}
     if args.api_version:
         common["api_version"] = tuple(int(x) for x in args.api_version.split("."))
-    if args.ca:
-        common.update({"security_protocol": "SSL", "ssl_cafile": args.ca})
+    common.update(kafka_python_security(args))
 
     producer = KafkaProducer(**common, linger_ms=5, acks=1)
     futures = []
@@ -250,6 +311,12 @@ def main():
     ap.add_argument("--ca", help="CA bundle: use TLS")
     ap.add_argument("--api-version", help="kafka-python: pin the protocol version, e.g. 2.5.0")
     ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--client-cert", help="client certificate (PEM) for mTLS")
+    ap.add_argument("--client-key", help="key of --client-cert")
+    ap.add_argument("--sasl-mechanism", help="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER")
+    ap.add_argument("--username")
+    ap.add_argument("--password")
+    ap.add_argument("--oauth-token", help="OAUTHBEARER: the JWT to present")
     args = ap.parse_args()
 
     records = sample_records(args.count, args.partitions)

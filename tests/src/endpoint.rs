@@ -9,6 +9,39 @@
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Produces the current OAUTHBEARER token (a JWT) whenever a client asks for one.
+pub type TokenSource = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// How a client authenticates to what it connects to.
+#[derive(Clone)]
+pub enum ClientAuth {
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    Password {
+        /// Kafka mechanism name.
+        mechanism: String,
+        /// User name.
+        username: String,
+        /// Password.
+        password: String,
+    },
+    /// OAUTHBEARER with tokens from the source.
+    OAuthBearer(TokenSource),
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientAuth::Password {
+                mechanism,
+                username,
+                ..
+            } => write!(f, "{mechanism} as {username}"),
+            ClientAuth::OAuthBearer(_) => f.write_str("OAUTHBEARER"),
+        }
+    }
+}
 
 /// A bootstrap address plus the TLS trust and address rules that go with it.
 #[derive(Debug, Clone)]
@@ -22,6 +55,10 @@ pub struct Endpoint {
     /// The broker behind a proxy (`host:port`), for differential checks that compare an
     /// answer through the proxy with the broker's own; `None` on the direct path.
     pub upstream: Option<String>,
+    /// SASL credentials; `None` means no SASL.
+    pub auth: Option<ClientAuth>,
+    /// Client certificate and key (PEM) for mTLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// The addresses a proxy may advertise: its advertised host with its bootstrap port or a
@@ -81,6 +118,36 @@ impl Endpoint {
             ca: None,
             rules: None,
             upstream: None,
+            auth: None,
+            client_cert: None,
+        }
+    }
+
+    /// This endpoint with SASL `mechanism` as `username`/`password`.
+    pub fn with_password(&self, mechanism: &str, username: &str, password: &str) -> Endpoint {
+        Endpoint {
+            auth: Some(ClientAuth::Password {
+                mechanism: mechanism.into(),
+                username: username.into(),
+                password: password.into(),
+            }),
+            ..self.clone()
+        }
+    }
+
+    /// This endpoint with OAUTHBEARER tokens from `tokens`.
+    pub fn with_oauth(&self, tokens: TokenSource) -> Endpoint {
+        Endpoint {
+            auth: Some(ClientAuth::OAuthBearer(tokens)),
+            ..self.clone()
+        }
+    }
+
+    /// This endpoint presenting a client certificate.
+    pub fn with_client_cert(&self, cert: PathBuf, key: PathBuf) -> Endpoint {
+        Endpoint {
+            client_cert: Some((cert, key)),
+            ..self.clone()
         }
     }
 

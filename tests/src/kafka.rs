@@ -8,7 +8,7 @@
 //! Every client carries a [`RecordingContext`], so a scenario can assert that a client
 //! talking through the proxy never learned a real broker's address.
 
-use crate::endpoint::Endpoint;
+use crate::endpoint::{ClientAuth, Endpoint};
 pub use crate::observe::{
     assert_consumer_addresses, assert_metadata_addresses, Extra, Observed, RecordingContext,
 };
@@ -61,6 +61,34 @@ pub fn client_config(ep: &Endpoint) -> ClientConfig {
         c.set("security.protocol", "ssl")
             .set("ssl.ca.location", ca.to_string_lossy().as_ref());
     }
+    if let Some((cert, key)) = &ep.client_cert {
+        c.set("ssl.certificate.location", cert.to_string_lossy().as_ref())
+            .set("ssl.key.location", key.to_string_lossy().as_ref());
+    }
+    if let Some(auth) = &ep.auth {
+        c.set(
+            "security.protocol",
+            if ep.ca.is_some() {
+                "sasl_ssl"
+            } else {
+                "sasl_plaintext"
+            },
+        );
+        match auth {
+            ClientAuth::Password {
+                mechanism,
+                username,
+                password,
+            } => {
+                c.set("sasl.mechanism", mechanism)
+                    .set("sasl.username", username)
+                    .set("sasl.password", password);
+            }
+            ClientAuth::OAuthBearer(_) => {
+                c.set("sasl.mechanism", "OAUTHBEARER");
+            }
+        }
+    }
     c
 }
 
@@ -75,7 +103,10 @@ fn build<T>(
         config.set(*k, *v);
     }
     let observed = Observed::new(label);
-    let ctx = RecordingContext::new(observed.clone());
+    let mut ctx = RecordingContext::new(observed.clone());
+    if let Some(ClientAuth::OAuthBearer(tokens)) = &ep.auth {
+        ctx = ctx.with_tokens(tokens.clone());
+    }
     let inner = create(&config, ctx).unwrap_or_else(|e| panic!("cannot create {label}: {e}"));
     Client { inner, observed }
 }

@@ -27,6 +27,7 @@
 //! - [`scenarios`]: the end-to-end scenarios shared by the direct and proxied suites.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod auth;
 pub mod broker;
 pub mod endpoint;
 pub mod hostile;
@@ -38,11 +39,13 @@ pub mod process;
 pub mod proxy;
 pub mod python;
 pub mod records;
+pub mod sasl_wire;
 pub mod scenarios;
+pub mod token_endpoint;
 pub mod wire;
 
 pub use broker::Broker;
-pub use endpoint::{AddressRules, Endpoint};
+pub use endpoint::{AddressRules, ClientAuth, Endpoint, TokenSource};
 pub use proxy::{Proxy, ProxyOptions};
 pub use rdkafka;
 

@@ -7,7 +7,7 @@
 //! lines, printed when a test fails) and the `assert_*_addresses` functions check them
 //! against an [`Endpoint`]'s rules.
 
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, TokenSource};
 use crate::kafka::{Client, FetchMetadata};
 use crate::{with_timeout, OP_TIMEOUT};
 use rdkafka::client::ClientContext;
@@ -188,20 +188,69 @@ pub fn assert_metadata_addresses(client: &impl FetchMetadata, ep: &Endpoint, con
     }
 }
 
-/// Client context that records logs and broker addresses into an [`Observed`].
-#[derive(Debug, Clone)]
+/// Client context that records logs and broker addresses into an [`Observed`], and hands
+/// out OAUTHBEARER tokens when the client uses that mechanism.
+#[derive(Clone)]
 pub struct RecordingContext {
     observed: Observed,
+    tokens: Option<TokenSource>,
+}
+
+impl std::fmt::Debug for RecordingContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingContext")
+            .field("observed", &self.observed)
+            .field("tokens", &self.tokens.is_some())
+            .finish()
+    }
 }
 
 impl RecordingContext {
     /// A context recording into `observed`.
     pub fn new(observed: Observed) -> Self {
-        Self { observed }
+        Self {
+            observed,
+            tokens: None,
+        }
+    }
+
+    /// The same context handing out OAUTHBEARER tokens from `tokens`.
+    pub fn with_tokens(self, tokens: TokenSource) -> Self {
+        Self {
+            tokens: Some(tokens),
+            ..self
+        }
     }
 }
 
 impl ClientContext for RecordingContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        let tokens = self
+            .tokens
+            .as_ref()
+            .ok_or("this client has no OAUTHBEARER token source")?;
+        let token = tokens();
+        let claims = crate::auth::unverified_claims(&token)?;
+        Ok(rdkafka::client::OAuthToken {
+            principal_name: claims
+                .get("sub")
+                .and_then(|s| s.as_str())
+                .unwrap_or("unknown")
+                .to_string(),
+            lifetime_ms: claims
+                .get("exp")
+                .and_then(|e| e.as_i64())
+                .map(|e| e * 1000)
+                .ok_or("token has no exp")?,
+            token,
+        })
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         self.observed
             .push_log(format!("{level:?} {fac} {log_message}"));

@@ -357,6 +357,8 @@ level = {level}
             ca: self.ca.clone(),
             rules: Some(self.address_rules()),
             upstream: self.upstream.first().cloned(),
+            auth: None,
+            client_cert: None,
         }
     }
 }

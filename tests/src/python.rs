@@ -10,7 +10,7 @@
 //! records are then read once more with rdkafka, so an error shared by a client's encoder
 //! and decoder cannot hide.
 
-use crate::endpoint::Endpoint;
+use crate::endpoint::{ClientAuth, Endpoint};
 use crate::kafka::{self, Placement, Rec};
 use crate::process::run_with_timeout;
 use crate::{cache_dir, TEST_TIMEOUT};
@@ -168,6 +168,31 @@ pub fn run_client(
         .env("PYTHONDONTWRITEBYTECODE", "1");
     if let Some(ca) = &ep.ca {
         cmd.arg("--ca").arg(ca);
+    }
+    if let Some((cert, key)) = &ep.client_cert {
+        cmd.arg("--client-cert")
+            .arg(cert)
+            .arg("--client-key")
+            .arg(key);
+    }
+    match &ep.auth {
+        None => {}
+        Some(ClientAuth::Password {
+            mechanism,
+            username,
+            password,
+        }) => {
+            cmd.args(["--sasl-mechanism", mechanism, "--username", username])
+                .args(["--password", password]);
+        }
+        Some(ClientAuth::OAuthBearer(tokens)) => {
+            cmd.args([
+                "--sasl-mechanism",
+                "OAUTHBEARER",
+                "--oauth-token",
+                &tokens(),
+            ]);
+        }
     }
     let done = run_with_timeout(&mut cmd, SCRIPT_TIMEOUT.min(TEST_TIMEOUT), scratch.path());
     if !done.status.success() {

@@ -7,6 +7,7 @@
 //! topic with rdkafka as a cross-check.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use portcullis_tests::auth;
 use portcullis_tests::python::{assert_report, run_client};
 use portcullis_tests::{
     kafka, unique_name, with_test_timeout, Broker, Endpoint, Proxy, ProxyOptions,
@@ -85,4 +86,60 @@ async fn confluent_kafka_through_tls_proxy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_python_through_tls_proxy() {
     proxied("kafka-python", ProxyOptions::tls(), &[]).await;
+}
+
+/// Python clients authenticate through the proxy with each mechanism they support
+/// (kafka-python has no re-authentication; the sessions here outlast the runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_clients_authenticate_with_each_mechanism() {
+    let mut setup = auth::start(auth::Auth {
+        tls: true,
+        ..auth::Auth::default()
+    });
+    let token = setup
+        .issuer
+        .token("carol", &["analytics"], std::time::Duration::from_secs(900));
+    let ep = setup.proxy.endpoint();
+    let cases = [
+        (
+            "confluent",
+            ep.with_password("SCRAM-SHA-512", "alice", "alice-secret"),
+        ),
+        (
+            "confluent",
+            ep.with_oauth(std::sync::Arc::new({
+                let token = token.clone();
+                move || token.clone()
+            })),
+        ),
+        (
+            "kafka-python",
+            ep.with_password("SCRAM-SHA-256", "bob", "bob-secret"),
+        ),
+        (
+            "kafka-python",
+            ep.with_password("PLAIN", "alice", "alice-secret"),
+        ),
+        (
+            "kafka-python",
+            ep.with_oauth(std::sync::Arc::new(move || token.clone())),
+        ),
+    ];
+    for (client, ep) in cases {
+        with_test_timeout(client, roundtrip(client, &ep, &[])).await;
+    }
+    // Wrong credentials get nowhere with kafka-python either.
+    let bad = ep.with_password("SCRAM-SHA-256", "bob", "wrong");
+    let failed = tokio::task::spawn_blocking(move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_client("kafka-python", &bad, "never-created", 1, 1, &[])
+        }))
+    })
+    .await
+    .unwrap();
+    assert!(
+        failed.is_err(),
+        "kafka-python produced with a wrong password"
+    );
+    setup.proxy.assert_running();
 }
