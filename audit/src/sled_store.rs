@@ -1,15 +1,25 @@
 //! [`LogStore`] on sled 0.34.
 //!
 //! One sled database in `<data dir>/audit-log/` with one tree per kind of record. Keys are
-//! big-endian so sled's byte order is numeric order. Every append writes its trees in a fixed
+//! big-endian so sled's byte order is numeric order. sled pays roughly the same per insert
+//! whatever its size (see `examples/sled_probe.rs`), so only entries are stored one per key:
+//! leaf hashes are packed in tiles of 256 and index rows hold the sequence numbers of one batch
+//! (per principal, and per second for the time index). Every append writes its trees in a fixed
 //! order (entries first) and the sequencer flushes once per batch, so after a crash the entries
 //! tree may be ahead of the hash and index trees but never behind; [`crate::AuditLog::open`]
 //! repairs the difference from the entries themselves.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::merkle::Hash;
 use crate::store::{AppendBatch, LogStore, StoreError, StoredEntry};
+
+/// Leaf hashes per tile row.
+const TILE_WIDTH: u64 = 256;
+
+/// Length of `YYYY-MM-DDTHH:MM:SS`: time index rows are per second.
+const SECOND_PREFIX: usize = 19;
 
 /// The sled-backed store.
 #[derive(Debug, Clone)]
@@ -17,6 +27,7 @@ pub struct SledStore {
     db: sled::Db,
     entries: sled::Tree,
     hashes: sled::Tree,
+    leaf_tiles: sled::Tree,
     checkpoints: sled::Tree,
     keys: sled::Tree,
     meta: sled::Tree,
@@ -81,6 +92,7 @@ impl SledStore {
         Ok(SledStore {
             entries: t("entries")?,
             hashes: t("hashes")?,
+            leaf_tiles: t("leaf_tiles")?,
             checkpoints: t("checkpoints")?,
             keys: t("verifier_keys")?,
             meta: t("meta")?,
@@ -130,25 +142,82 @@ impl LogStore for SledStore {
             entries.insert(&be(*seq), bytes.as_slice());
         }
         self.entries.apply_batch(entries).map_err(backend)?;
+
+        // Leaf hashes go into tiles of TILE_WIDTH (one insert per tile touched, not per leaf);
+        // interior nodes are few and stored one per key.
         let mut hashes = sled::Batch::default();
+        let mut tiles = sled::Batch::default();
+        let mut current: Option<(u64, Vec<u8>)> = None;
         for (level, index, hash) in &batch.hashes {
-            hashes.insert(&hash_key(*level, *index), hash.as_slice());
+            if *level != 0 {
+                hashes.insert(&hash_key(*level, *index), hash.as_slice());
+                continue;
+            }
+            let tile = index / TILE_WIDTH;
+            let offset = usize::try_from(index % TILE_WIDTH).unwrap_or(0) * 32;
+            if current.as_ref().is_none_or(|(t, _)| *t != tile) {
+                if let Some((t, bytes)) = current.take() {
+                    tiles.insert(&be(t), bytes);
+                }
+                let existing = self
+                    .leaf_tiles
+                    .get(be(tile))
+                    .map_err(backend)?
+                    .map(|v| v.to_vec())
+                    .unwrap_or_default();
+                current = Some((tile, existing));
+            }
+            if let Some((_, bytes)) = current.as_mut() {
+                if bytes.len() < offset {
+                    return Err(StoreError::Damaged(format!(
+                        "leaf hash tile {tile} has a hole before leaf {index}"
+                    )));
+                }
+                bytes.truncate(offset);
+                bytes.extend_from_slice(hash);
+            }
         }
+        if let Some((t, bytes)) = current.take() {
+            tiles.insert(&be(t), bytes);
+        }
+        self.leaf_tiles.apply_batch(tiles).map_err(backend)?;
         self.hashes.apply_batch(hashes).map_err(backend)?;
-        let mut by_time = sled::Batch::default();
+
+        // Index rows are grouped per batch: one row per (second, batch) and per
+        // (principal, batch), holding the packed sequence numbers.
+        // second -> (row key = second || first seq, packed seqs)
+        let mut time_rows: BTreeMap<Vec<u8>, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
         for (ts, seq) in &batch.by_time {
-            let mut k = ts.as_bytes().to_vec();
-            k.extend_from_slice(&be(*seq));
-            by_time.insert(k, &[]);
+            let second = &ts.as_bytes()[..ts.len().min(SECOND_PREFIX)];
+            let row = time_rows.entry(second.to_vec()).or_insert_with(|| {
+                let mut k = second.to_vec();
+                k.extend_from_slice(&be(*seq));
+                (k, Vec::new())
+            });
+            row.1.extend_from_slice(&be(*seq));
         }
-        self.by_time.apply_batch(by_time).map_err(backend)?;
-        let mut by_principal = sled::Batch::default();
+        let mut rows = sled::Batch::default();
+        for (k, v) in time_rows.into_values() {
+            rows.insert(k, v);
+        }
+        self.by_time.apply_batch(rows).map_err(backend)?;
+
+        let mut principal_rows: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut first_of: BTreeMap<&str, u64> = BTreeMap::new();
         for (p, seq) in &batch.by_principal {
+            let first = *first_of.entry(p.as_str()).or_insert(*seq);
             let mut k = principal_prefix(p);
-            k.extend_from_slice(&be(*seq));
-            by_principal.insert(k, &[]);
+            k.extend_from_slice(&be(first));
+            principal_rows
+                .entry(k)
+                .or_default()
+                .extend_from_slice(&be(*seq));
         }
-        self.by_principal.apply_batch(by_principal).map_err(backend)
+        let mut rows = sled::Batch::default();
+        for (k, v) in principal_rows {
+            rows.insert(k, v);
+        }
+        self.by_principal.apply_batch(rows).map_err(backend)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -185,6 +254,19 @@ impl LogStore for SledStore {
     }
 
     fn hash(&self, level: u8, index: u64) -> Result<Option<Hash>, StoreError> {
+        if level == 0 {
+            let Some(tile) = self
+                .leaf_tiles
+                .get(be(index / TILE_WIDTH))
+                .map_err(backend)?
+            else {
+                return Ok(None);
+            };
+            let offset = usize::try_from(index % TILE_WIDTH).unwrap_or(0) * 32;
+            return Ok(tile
+                .get(offset..offset + 32)
+                .and_then(|h| h.try_into().ok()));
+        }
         match self.hashes.get(hash_key(level, index)).map_err(backend)? {
             None => Ok(None),
             Some(v) => v.as_ref().try_into().map(Some).map_err(|_| {
@@ -203,27 +285,35 @@ impl LogStore for SledStore {
         if from >= to {
             return Box::new(std::iter::empty());
         }
+        let first_tile = from / TILE_WIDTH;
+        let last_tile = (to - 1) / TILE_WIDTH;
         Box::new(
-            self.hashes
-                .range(hash_key(0, from)..hash_key(0, to))
-                .map(|item| {
-                    let (k, v) = item.map_err(backend)?;
-                    let index = seq_of(&k)?;
-                    let hash: Hash = v.as_ref().try_into().map_err(|_| {
-                        StoreError::Damaged(format!("leaf hash {index} is not 32 bytes"))
-                    })?;
-                    Ok((index, hash))
+            self.leaf_tiles
+                .range(be(first_tile)..=be(last_tile))
+                .flat_map(move |item| -> Vec<Result<(u64, Hash), StoreError>> {
+                    let (k, v) = match item.map_err(backend) {
+                        Ok(kv) => kv,
+                        Err(e) => return vec![Err(e)],
+                    };
+                    let tile = match seq_of(&k) {
+                        Ok(t) => t,
+                        Err(e) => return vec![Err(e)],
+                    };
+                    v.chunks_exact(32)
+                        .enumerate()
+                        .filter_map(|(i, h)| {
+                            let index = tile * TILE_WIDTH + i as u64;
+                            let hash: Hash = h.try_into().ok()?;
+                            (index >= from && index < to).then_some(Ok((index, hash)))
+                        })
+                        .collect()
                 }),
         )
     }
 
     fn hashed_size(&self) -> Result<u64, StoreError> {
-        let iter = self.hashes.range(hash_key(0, 0)..hash_key(1, 0));
-        match iter.last() {
-            Some(item) => {
-                let (k, _) = item.map_err(backend)?;
-                Ok(seq_of(&k)? + 1)
-            }
+        match self.leaf_tiles.last().map_err(backend)? {
+            Some((k, v)) => Ok(seq_of(&k)? * TILE_WIDTH + (v.len() / 32) as u64),
             None => Ok(0),
         }
     }
@@ -302,15 +392,10 @@ impl LogStore for SledStore {
         if from >= to {
             return Box::new(std::iter::empty());
         }
-        let iter = self
-            .by_time
-            .range(from.as_bytes().to_vec()..to.as_bytes().to_vec());
-        let map = |item: sled::Result<(sled::IVec, sled::IVec)>| seq_of(&item.map_err(backend)?.0);
-        if reverse {
-            Box::new(iter.rev().map(map))
-        } else {
-            Box::new(iter.map(map))
-        }
+        // Rows are per second; the caller filters the exact bounds on the entries.
+        let start = from.as_bytes()[..from.len().min(SECOND_PREFIX)].to_vec();
+        let iter = self.by_time.range(start..to.as_bytes().to_vec());
+        unpack_rows(iter, reverse)
     }
 
     fn seqs_by_principal(
@@ -318,12 +403,38 @@ impl LogStore for SledStore {
         principal: &str,
         reverse: bool,
     ) -> Box<dyn Iterator<Item = Result<u64, StoreError>> + '_> {
-        let iter = self.by_principal.scan_prefix(principal_prefix(principal));
-        let map = |item: sled::Result<(sled::IVec, sled::IVec)>| seq_of(&item.map_err(backend)?.0);
-        if reverse {
-            Box::new(iter.rev().map(map))
-        } else {
-            Box::new(iter.map(map))
-        }
+        unpack_rows(
+            self.by_principal.scan_prefix(principal_prefix(principal)),
+            reverse,
+        )
+    }
+}
+
+/// Flattens index rows (packed big-endian sequence numbers) into sequence numbers.
+fn unpack_rows<'a>(
+    iter: sled::Iter,
+    reverse: bool,
+) -> Box<dyn Iterator<Item = Result<u64, StoreError>> + 'a> {
+    let unpack =
+        move |item: sled::Result<(sled::IVec, sled::IVec)>| -> Vec<Result<u64, StoreError>> {
+            match item {
+                Err(e) => vec![Err(backend(e))],
+                Ok((_, v)) => {
+                    let mut seqs: Vec<Result<u64, StoreError>> = v
+                        .chunks_exact(8)
+                        .filter_map(|c| c.try_into().ok().map(u64::from_be_bytes))
+                        .map(Ok)
+                        .collect();
+                    if reverse {
+                        seqs.reverse();
+                    }
+                    seqs
+                }
+            }
+        };
+    if reverse {
+        Box::new(iter.rev().flat_map(unpack))
+    } else {
+        Box::new(iter.flat_map(unpack))
     }
 }
