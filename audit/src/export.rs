@@ -232,7 +232,7 @@ fn verify_export_inner(
     let mut leaves: Vec<Hash> = Vec::new();
     let mut expected = from;
     for (i, line) in entries_text.lines().enumerate() {
-        let pos = from + i as u64;
+        let pos = from.saturating_add(i as u64);
         leaves.push(leaf_hash(line.as_bytes()));
         match serde_json::from_str::<Event>(line) {
             Ok(ev) => {
@@ -257,13 +257,13 @@ fn verify_export_inner(
                 reason: format!("not a valid event: {e}"),
             }),
         }
-        expected += 1;
+        expected = expected.saturating_add(1);
         report.entries_checked += 1;
     }
     report.entries = leaves.len() as u64;
-    if from + report.entries < manifest.to {
+    if from.saturating_add(report.entries) < manifest.to {
         report.problems.push(Problem::Truncated {
-            entries: from + report.entries,
+            entries: from.saturating_add(report.entries),
             checkpoint_size: manifest.to,
         });
     }
@@ -319,7 +319,7 @@ fn verify_export_inner(
         let n = usize::try_from(p.to - from).unwrap_or(usize::MAX);
         let Some(slice) = leaves.get(..n) else {
             report.problems.push(Problem::Truncated {
-                entries: from + leaves.len() as u64,
+                entries: from.saturating_add(leaves.len() as u64),
                 checkpoint_size: p.to,
             });
             continue;
@@ -351,7 +351,7 @@ fn verify_export_inner(
                         if a != b {
                             named = true;
                             report.problems.push(Problem::EntryAltered {
-                                seq: from + i as u64,
+                                seq: from.saturating_add(i as u64),
                                 checkpoint_size: size,
                             });
                         }
@@ -366,12 +366,12 @@ fn verify_export_inner(
             }
         }
     }
-    if covered_to < from + report.entries && report.problems.is_empty() {
+    let end = from.saturating_add(report.entries);
+    if covered_to < end && report.problems.is_empty() {
         report.problems.push(Problem::BadCheckpoint {
             checkpoint_size: covered_to,
             reason: format!(
-                "entries {covered_to}..{} are not covered by any verified checkpoint",
-                from + report.entries
+                "entries {covered_to}..{end} are not covered by any verified checkpoint"
             ),
         });
     }

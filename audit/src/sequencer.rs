@@ -266,7 +266,12 @@ impl Sequencer {
             appended += 1;
         }
         let result = self.store.append(&out).and_then(|()| {
-            if self.frontier.size() - self.last_checkpoint_size >= self.checkpoint_every {
+            if self
+                .frontier
+                .size()
+                .saturating_sub(self.last_checkpoint_size)
+                >= self.checkpoint_every
+            {
                 self.checkpoint()?;
             }
             self.store.flush()

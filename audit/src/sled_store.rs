@@ -133,7 +133,7 @@ fn last_seq(tree: &sled::Tree) -> Result<Option<u64>, StoreError> {
 
 impl LogStore for SledStore {
     fn size(&self) -> Result<u64, StoreError> {
-        Ok(last_seq(&self.entries)?.map_or(0, |s| s + 1))
+        Ok(last_seq(&self.entries)?.map_or(0, |s| s.saturating_add(1)))
     }
 
     fn append(&self, batch: &AppendBatch) -> Result<(), StoreError> {
@@ -302,7 +302,7 @@ impl LogStore for SledStore {
                     v.chunks_exact(32)
                         .enumerate()
                         .filter_map(|(i, h)| {
-                            let index = tile * TILE_WIDTH + i as u64;
+                            let index = tile.saturating_mul(TILE_WIDTH).saturating_add(i as u64);
                             let hash: Hash = h.try_into().ok()?;
                             (index >= from && index < to).then_some(Ok((index, hash)))
                         })
@@ -313,7 +313,9 @@ impl LogStore for SledStore {
 
     fn hashed_size(&self) -> Result<u64, StoreError> {
         match self.leaf_tiles.last().map_err(backend)? {
-            Some((k, v)) => Ok(seq_of(&k)? * TILE_WIDTH + (v.len() / 32) as u64),
+            Some((k, v)) => Ok(seq_of(&k)?
+                .saturating_mul(TILE_WIDTH)
+                .saturating_add((v.len() / 32) as u64)),
             None => Ok(0),
         }
     }
@@ -349,7 +351,7 @@ impl LogStore for SledStore {
         if self.verifier_keys()?.iter().any(|k| k == key) {
             return Ok(());
         }
-        let next = last_seq(&self.keys)?.map_or(0, |s| s + 1);
+        let next = last_seq(&self.keys)?.map_or(0, |s| s.saturating_add(1));
         self.keys
             .insert(be(next), key.as_bytes())
             .map(|_| ())

@@ -392,9 +392,13 @@ fn verify_inner<S: LogStore + ?Sized>(
             });
             // Keep the tree going with the stored leaf hashes of the missing entries, so later
             // checkpoints can still be checked.
+            let mut broken = false;
             while expected < seq {
-                let stored = next_stored(&mut leaf_iter, expected)?;
-                let h = stored.unwrap_or([0; 32]);
+                let Some(h) = next_stored(&mut leaf_iter, expected)? else {
+                    // Without the entry or its hash the tree cannot be rebuilt past here.
+                    broken = true;
+                    break;
+                };
                 frontier.push(h, |_| {});
                 stored_frontier.push(h, |_| {});
                 expected += 1;
@@ -413,6 +417,9 @@ fn verify_inner<S: LogStore + ?Sized>(
                 ) {
                     frontier = stored_frontier.clone();
                 }
+            }
+            if broken {
+                break;
             }
         }
         let leaf = leaf_hash(&bytes);
@@ -444,7 +451,7 @@ fn verify_inner<S: LogStore + ?Sized>(
         frontier.push(leaf, |_| {});
         stored_frontier.push(stored.unwrap_or(leaf), |_| {});
         report.entries_checked += 1;
-        expected = seq + 1;
+        expected = seq.saturating_add(1);
         if check_due(
             &mut pending_cps,
             &checkpoints,
