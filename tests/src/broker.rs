@@ -59,19 +59,9 @@ pub struct Broker {
 impl Broker {
     /// Starts a broker on a free loopback port and waits until it answers ApiVersions.
     pub fn start() -> Self {
-        Self::start_with_args(&[])
-    }
-
-    /// Starts a broker that requires SASL authentication (`tansu broker --authentication`;
-    /// tansu 0.6.0's memory engine accepts any PLAIN password).
-    pub fn start_authenticating() -> Self {
-        Self::start_with_args(&["--authentication"])
-    }
-
-    fn start_with_args(extra: &[&str]) -> Self {
         let mut last_log = String::new();
         for _attempt in 0..3 {
-            match Self::try_start(extra) {
+            match Self::try_start() {
                 Ok(broker) => return broker,
                 Err(log) if is_port_clash(&log) => last_log = log,
                 Err(log) => panic!("tansu failed to start:\n{log}"),
@@ -80,7 +70,7 @@ impl Broker {
         panic!("tansu failed to start three times (port clashes):\n{last_log}");
     }
 
-    fn try_start(extra: &[&str]) -> Result<Self, String> {
+    fn try_start() -> Result<Self, String> {
         let bin = tansu_binary();
         let dir = tempfile::Builder::new()
             .prefix("portcullis-broker-")
@@ -103,8 +93,7 @@ impl Broker {
             .arg("--advertised-listener-url")
             .arg(&url)
             .arg("--storage-engine")
-            .arg("memory://tansu/")
-            .args(extra);
+            .arg("memory://tansu/");
         let mut child = ManagedChild::spawn("tansu", &mut cmd, &dir.path().join("tansu.log"));
         let addr = format!("127.0.0.1:{port}");
         let mut exited = None;

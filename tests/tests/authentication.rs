@@ -18,7 +18,7 @@ use portcullis_tests::auth::{
 };
 use portcullis_tests::kafka::FetchMetadata;
 use portcullis_tests::sasl_wire::{RawClient, SaslResult};
-use portcullis_tests::{http, kafka, scenarios, with_test_timeout, Broker, Proxy};
+use portcullis_tests::{http, kafka, scenarios, with_test_timeout, Proxy};
 use serde_json::{json, Value};
 
 /// Kafka error codes the proxy must answer with.
@@ -132,7 +132,22 @@ async fn oauthbearer_with_a_valid_token_produces_and_consumes() {
         .proxy
         .endpoint()
         .with_oauth(Arc::new(move || token.clone()));
-    with_test_timeout("OAUTHBEARER", scenarios::produce_consume_codec(&ep, "zstd")).await;
+    // rdkafka's AdminClient does not serve librdkafka's token-refresh events, so the topic
+    // is created by a SCRAM admin; producer and consumer use the token.
+    let admin_ep = s
+        .proxy
+        .endpoint()
+        .with_password("SCRAM-SHA-512", "alice", "alice-secret");
+    with_test_timeout("OAUTHBEARER", async {
+        let topic = portcullis_tests::unique_name("oauth");
+        kafka::create_topic(&admin_ep, &topic, 1).await;
+        let recs = kafka::sample_records(20, 1, 7);
+        let producer = kafka::producer(&ep, &[("compression.type", "zstd")]);
+        let placements = kafka::produce_all(&producer, &topic, &recs).await;
+        let back = kafka::read_back(&ep, &topic, 1, recs.len()).await;
+        kafka::assert_same_records(&recs, &placements, &back);
+    })
+    .await;
     let e = wait_for_event(&s.proxy, "OAUTHBEARER success", |e| {
         authn(e, "success") && e["mechanism"] == "OAUTHBEARER"
     });
@@ -725,38 +740,4 @@ async fn upstream_oauthbearer_uses_client_credentials_tokens() {
     );
     assert!(!front.log().contains("client-secret-value"));
     front.assert_running();
-}
-
-/// The proxy logs in to a broker that requires SASL (tansu `--authentication`) with PLAIN,
-/// and clients that authenticated to the proxy get through; without upstream credentials
-/// the proxy never becomes ready against that broker.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_plain_login_to_a_broker_that_requires_sasl() {
-    let broker = Broker::start_authenticating();
-    let dir = tempfile::tempdir().unwrap();
-    let password = dir.path().join("password");
-    std::fs::write(&password, "proxy-password\n").unwrap();
-    let extra = format!(
-        "[upstream.sasl]\nmechanism = \"PLAIN\"\nusername = \"portcullis\"\npassword_file = {}\n",
-        portcullis_tests::auth::toml_str(&password.to_string_lossy())
-    );
-    let mut proxy = Proxy::start_with(
-        &broker,
-        portcullis_tests::ProxyOptions {
-            extra_toml: extra,
-            ..Default::default()
-        },
-    );
-    with_test_timeout(
-        "upstream PLAIN",
-        scenarios::produce_consume_codec(&proxy.endpoint(), "gzip"),
-    )
-    .await;
-    proxy.assert_running();
-    // The same broker refuses a client that does not authenticate (so the login mattered).
-    let mut raw = RawClient::connect(&broker.bootstrap()).unwrap();
-    assert!(
-        raw.metadata().is_err(),
-        "tansu --authentication answered without SASL"
-    );
 }

@@ -17,8 +17,14 @@ const PARTITIONS: i32 = 2;
 const COUNT: usize = 60;
 
 async fn roundtrip(client: &str, ep: &Endpoint, extra: &[&str]) {
+    roundtrip_with_admin(client, ep, ep, extra).await
+}
+
+/// Like `roundtrip`, with the topic created through `admin` (rdkafka's AdminClient cannot
+/// use OAUTHBEARER token callbacks).
+async fn roundtrip_with_admin(client: &str, ep: &Endpoint, admin: &Endpoint, extra: &[&str]) {
     let topic = unique_name(&format!("py-{client}"));
-    kafka::create_topic(ep, &topic, PARTITIONS).await;
+    kafka::create_topic(admin, &topic, PARTITIONS).await;
     let report = {
         let (client, ep2, topic2) = (client.to_string(), ep.clone(), topic.clone());
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -125,8 +131,9 @@ async fn python_clients_authenticate_with_each_mechanism() {
             ep.with_oauth(std::sync::Arc::new(move || token.clone())),
         ),
     ];
+    let admin = ep.with_password("SCRAM-SHA-512", "alice", "alice-secret");
     for (client, ep) in cases {
-        with_test_timeout(client, roundtrip(client, &ep, &[])).await;
+        with_test_timeout(client, roundtrip_with_admin(client, &ep, &admin, &[])).await;
     }
     // Wrong credentials get nowhere with kafka-python either.
     let bad = ep.with_password("SCRAM-SHA-256", "bob", "wrong");
