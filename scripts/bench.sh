@@ -5,6 +5,7 @@
 #
 #   scripts/bench.sh                      # defaults: 200000 records/path, 300 s soak
 #   scripts/bench.sh --records 50000 --soak-secs 0
+#   scripts/bench.sh --auth [--connections N]   # connection set-up cost per mechanism
 #
 # Builds the release proxy and the bench client first; installs the broker if missing.
 set -euo pipefail
@@ -12,6 +13,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/install-test-deps.sh
 cargo build --release -p portcullis
-cargo build --release -p portcullis-tests --bin bench
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m), $(date -u +%Y-%m-%d)" >&2
+if [[ "${1:-}" == "--auth" ]]; then
+    shift
+    cargo build --release -p portcullis-tests --bin auth_bench
+    PORTCULLIS_BIN="$(pwd)/target/release/portcullis" exec target/release/auth_bench "$@"
+fi
+cargo build --release -p portcullis-tests --bin bench
 PORTCULLIS_BIN="$(pwd)/target/release/portcullis" exec target/release/bench "$@"

@@ -76,7 +76,7 @@ Portcullis is running.
   security.protocol   SSL
   ssl.ca.location     $ROOT/certs/ca.pem
   metrics / health    http://127.0.0.1:9190/metrics  /healthz  /readyz
-  audit events        $STATE/audit.jsonl
+  audit log           $STATE/audit  (live: http://127.0.0.1:9190/audit/tail ; stopped: portcullis audit --data-dir $STATE/audit verify)
 
 Produce and consume through the proxy with a stock client (confluent-kafka), in another terminal:
   $VENV/bin/python $ROOT/examples/client.py localhost:9192 $ROOT/certs/ca.pem

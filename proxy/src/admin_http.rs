@@ -47,6 +47,8 @@ pub struct AdminState {
     pub prometheus: PrometheusHandle,
     /// Set once the upstream cluster has answered; drives `/readyz`.
     pub ready: Arc<AtomicBool>,
+    /// The audit log, served under `/audit/...` (query, tail, checkpoint, pubkey, prove).
+    pub audit: portcullis_audit::AuditLog,
 }
 
 /// Builds the Prometheus recorder, installs it as the process-wide `metrics` recorder, and
@@ -109,11 +111,13 @@ pub fn spawn_upkeep(prometheus: PrometheusHandle) -> tokio::task::JoinHandle<()>
 
 /// The admin routes.
 fn router(state: AdminState) -> Router {
+    let audit = portcullis_audit::admin_api::router(state.audit.clone());
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
+        .merge(audit)
 }
 
 async fn metrics_handler(State(state): State<AdminState>) -> impl IntoResponse {
@@ -184,15 +188,23 @@ mod tests {
         ready: Arc<AtomicBool>,
         stop: oneshot::Sender<()>,
         server: tokio::task::JoinHandle<std::io::Result<()>>,
+        _audit_dir: tempfile::TempDir,
     }
 
     async fn start(prometheus: PrometheusHandle) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let ready = Arc::new(AtomicBool::new(false));
+        let audit_dir = tempfile::tempdir().unwrap();
+        let audit = portcullis_audit::AuditLog::open(
+            audit_dir.path(),
+            &portcullis_audit::AuditLogConfig::default(),
+        )
+        .unwrap();
         let state = AdminState {
             prometheus,
             ready: Arc::clone(&ready),
+            audit,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(serve(listener, state, async move {
@@ -203,6 +215,7 @@ mod tests {
             ready,
             stop,
             server,
+            _audit_dir: audit_dir,
         }
     }
 

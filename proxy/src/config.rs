@@ -8,6 +8,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 
 use crate::auth_config::{self, AuthConfig, ListenerAuthConfig, UpstreamSaslConfig};
+use portcullis_audit::AuditLogConfig;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -172,17 +173,16 @@ pub enum LogFormat {
     Json,
 }
 
-/// Audit event output.
+/// The tamper-evident audit log (see docs/audit.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
-    /// JSON-lines file the events are appended to.
-    #[serde(default = "default_audit_path")]
-    pub path: PathBuf,
-    /// Events that may wait in memory for the writer before new ones are dropped (and
-    /// counted).
-    #[serde(default = "default_audit_queue")]
-    pub queue_capacity: usize,
+    /// Directory of the log: its store and its signing key (created on first start).
+    #[serde(default = "default_audit_dir")]
+    pub data_dir: PathBuf,
+    /// Batching, checkpoints, per-category durability and failure policy, anchor file.
+    #[serde(default)]
+    pub log: AuditLogConfig,
 }
 
 fn default_bind_host() -> String {
@@ -233,11 +233,8 @@ fn default_true() -> bool {
 fn default_log_level() -> String {
     "info".into()
 }
-fn default_audit_path() -> PathBuf {
-    PathBuf::from("portcullis-audit.jsonl")
-}
-fn default_audit_queue() -> usize {
-    65_536
+fn default_audit_dir() -> PathBuf {
+    PathBuf::from("portcullis-audit")
 }
 
 impl Default for LimitsConfig {
@@ -277,8 +274,8 @@ impl Default for LogConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
-            path: default_audit_path(),
-            queue_capacity: default_audit_queue(),
+            data_dir: default_audit_dir(),
+            log: AuditLogConfig::default(),
         }
     }
 }
@@ -431,7 +428,10 @@ impl Config {
                 fix(k);
             }
         }
-        fix(&mut self.audit.path);
+        fix(&mut self.audit.data_dir);
+        if let Some(anchor) = &mut self.audit.log.anchor_file {
+            fix(anchor);
+        }
         auth_config::resolve_paths(
             &mut self.listener.auth,
             &mut self.auth,
@@ -562,13 +562,13 @@ impl Config {
                 format!("{:?} is not a valid filter", self.log.level),
             );
         }
-        if self.audit.queue_capacity == 0 {
-            bad("audit.queue_capacity", "must be above 0".into());
+        for problem in self.audit.log.validate() {
+            bad("audit.log", problem);
         }
-        if let Some(parent) = self.audit.path.parent() {
+        if let Some(parent) = self.audit.data_dir.parent() {
             if !parent.as_os_str().is_empty() && !parent.is_dir() {
                 bad(
-                    "audit.path",
+                    "audit.data_dir",
                     format!("directory {} does not exist", parent.display()),
                 );
             }

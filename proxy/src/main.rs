@@ -35,6 +35,18 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Query, verify, prove and export the tamper-evident audit log of a stopped proxy
+    /// (a running proxy serves the same reads under `/audit/...` on its admin listener).
+    Audit {
+        /// The log's data directory (default: `audit.data_dir` of `--config`).
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+        /// Configuration file whose `audit.data_dir` to use.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: portcullis_audit::cli::AuditCommand,
+    },
     /// Manage the PLAIN/SCRAM credential store. A running proxy picks up changes within
     /// `auth.users_reload_ms`.
     Users {
@@ -82,6 +94,11 @@ fn main() -> ExitCode {
             config,
             command,
         } => users(store, config, command),
+        Command::Audit {
+            data_dir,
+            config,
+            command,
+        } => audit(data_dir, config, command),
         Command::Certs {
             command:
                 CertsCommand::Init {
@@ -111,6 +128,36 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `portcullis audit ...` on the data directory named directly or by the configuration.
+fn audit(
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    command: portcullis_audit::cli::AuditCommand,
+) -> ExitCode {
+    let dir = match (data_dir, config) {
+        (Some(dir), _) => dir,
+        (None, Some(config)) => match Config::load_unvalidated(&config) {
+            Ok(c) => c.audit.data_dir,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => {
+            eprintln!("name the audit log with --data-dir DIR or --config FILE");
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::stdout();
+    match portcullis_audit::cli::run(&dir, command, &mut out) {
+        Ok(code) => ExitCode::from(u8::try_from(code.code()).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("portcullis audit: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -3,14 +3,14 @@
 //! Start-up order matters: the crypto provider, metrics recorder and audit sink exist before
 //! any socket is bound; the broker listener spawner is registered before cluster discovery
 //! can find brokers; the bootstrap listener is bound last so a client never reaches a proxy
-//! that is not ready to serve it. Shutdown flushes the audit queue.
+//! that is not ready to serve it. Shutdown drains the audit log and signs a last checkpoint.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use portcullis_audit::{AuditSink, Category, Event, JsonLinesSink, Outcome};
+use portcullis_audit::{AuditLog, AuditSink, Category, Event, Outcome};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -31,10 +31,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let prometheus = admin_http::install_metrics_recorder().map_err(anyhow::Error::msg)?;
     crate::metrics::init();
 
-    let (audit_sink, audit_writer) =
-        JsonLinesSink::start(&config.audit.path, config.audit.queue_capacity)
-            .with_context(|| format!("audit.path {}", config.audit.path.display()))?;
-    let audit: Arc<dyn AuditSink> = audit_sink;
+    let audit_log = AuditLog::open(&config.audit.data_dir, &config.audit.log)
+        .with_context(|| format!("audit.data_dir {}", config.audit.data_dir.display()))?;
+    tracing::info!(data_dir = %config.audit.data_dir.display(), "tamper-evident audit log open");
+    let audit: Arc<dyn AuditSink> = Arc::new(audit_log.clone());
 
     let bind_ip: IpAddr = config
         .listener
@@ -120,6 +120,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let state = AdminState {
             prometheus,
             ready: cluster.ready_flag(),
+            audit: audit_log.clone(),
         };
         tokio::spawn(async move {
             if let Err(e) = admin_http::serve(listener, state, std::future::pending()).await {
@@ -162,7 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "proxy.stop",
         Outcome::Success,
     ));
-    audit_writer.shutdown().await;
+    audit_log.shutdown().await;
     Ok(())
 }
 

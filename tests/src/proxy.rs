@@ -161,7 +161,7 @@ impl Proxy {
         let admin_port = ports::free_port();
         let broker_ports = ports::free_port_range(options.broker_port_count);
         let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().expect("addr");
-        let audit = dir.path().join("audit.jsonl");
+        let audit = dir.path().join("audit");
 
         let (tls_line, ca) = if options.tls {
             let certs = dir.path().join("certs");
@@ -215,7 +215,7 @@ metadata_refresh_ms = {refresh}
 bind = "{admin}"
 
 [audit]
-path = {audit}
+data_dir = {audit}
 
 [log]
 level = {level}
@@ -305,9 +305,19 @@ level = {level}
         self.admin
     }
 
-    /// The proxy's audit JSON-lines file.
-    pub fn audit_path(&self) -> &Path {
+    /// The proxy's audit log directory.
+    pub fn audit_dir(&self) -> &Path {
         &self.audit
+    }
+
+    /// Every audit event so far (up to 10,000, oldest first), read through the admin API's
+    /// `/audit/tail` while the proxy runs.
+    pub fn audit_events(&self) -> Vec<serde_json::Value> {
+        let r = crate::http::get(self.admin, "/audit/tail?n=10000", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("GET /audit/tail: {e}"));
+        assert_eq!(r.status, 200, "GET /audit/tail: {}", r.body);
+        serde_json::from_str(&r.body)
+            .unwrap_or_else(|e| panic!("/audit/tail is not a JSON array of events ({e})"))
     }
 
     /// The CA that signed the proxy's server certificate (TLS proxies only).
