@@ -5,12 +5,13 @@
 //! never negotiates a version the proxy cannot parse or that the cluster cannot serve.
 //! Requests outside the advertised set are refused.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
-use kafka_protocol::protocol::{Encodable, VersionRange};
+use kafka_protocol::protocol::VersionRange;
 
 use crate::api_table::{handling, proxy_versions, Handling};
+use crate::response_frame::response_frame;
 
 /// Kafka error code UNSUPPORTED_VERSION.
 pub const UNSUPPORTED_VERSION: i16 = 35;
@@ -124,14 +125,9 @@ pub fn api_versions_response_frame(
             .with_max_version(supported.max)];
         0
     };
-    let mut out = BytesMut::with_capacity(16 + 8 * response.api_keys.len());
-    out.put_i32(0);
-    // ApiVersions responses always use response header v0: just the correlation id.
-    out.put_i32(correlation_id);
-    response.encode(&mut out, version)?;
-    let body_len = i32::try_from(out.len() - 4).unwrap_or(i32::MAX);
-    out[..4].copy_from_slice(&body_len.to_be_bytes());
-    Ok(out.freeze())
+    // ApiVersions responses always use response header v0 (just the correlation id), as
+    // `response_frame` knows from kafka-protocol.
+    response_frame(ApiKey::ApiVersions, version, correlation_id, &response)
 }
 
 #[cfg(test)]

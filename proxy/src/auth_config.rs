@@ -15,6 +15,8 @@ use portcullis_auth::oauth_client::ClientCredentialsConfig;
 use portcullis_auth::Mechanism;
 use serde::Deserialize;
 
+use crate::config::check_readable;
+
 /// `[listener.auth]`: how clients of this listener authenticate.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -360,12 +362,6 @@ pub fn resolve_paths(
                 fix(p);
             }
         }
-    }
-}
-
-fn check_readable(bad: &mut impl FnMut(&str, String), key: &str, path: &Path) {
-    if let Err(e) = std::fs::File::open(path) {
-        bad(key, format!("cannot read {}: {e}", path.display()));
     }
 }
 

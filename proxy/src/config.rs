@@ -628,7 +628,8 @@ pub fn split_host_port(text: &str) -> Option<(String, u16)> {
     Some((host.to_string(), port))
 }
 
-fn check_readable(bad: &mut impl FnMut(&str, String), key: &str, path: &Path) {
+/// Reports `key` through `bad` when the file at `path` cannot be opened for reading.
+pub(crate) fn check_readable(bad: &mut impl FnMut(&str, String), key: &str, path: &Path) {
     if let Err(e) = std::fs::File::open(path) {
         bad(key, format!("cannot read {}: {e}", path.display()));
     }

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
     ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
     SaslHandshakeResponse,
 };
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use portcullis_auth::{
     AuthFailure, AuthSource, FailureKind, Mechanism, Principal, ServerSession, Step,
 };
@@ -59,6 +59,20 @@ impl Reply {
             frame: None,
             close: Some(reason.into()),
         }
+    }
+}
+
+/// Encodes `body` as the answer to `header`'s request; the connection closes after it if
+/// `close` says why.
+fn encoded_reply<M: Encodable>(header: &RequestHeader, body: &M, close: Option<String>) -> Reply {
+    let api = header.api_key;
+    match (
+        response_frame(api, header.api_version, header.correlation_id, body),
+        close,
+    ) {
+        (Ok(frame), None) => Reply::answer(frame),
+        (Ok(frame), Some(reason)) => Reply::answer_and_close(frame, reason),
+        (Err(e), _) => Reply::close(format!("cannot encode {api:?} response: {e}")),
     }
 }
 
@@ -186,7 +200,7 @@ impl Session {
         client: &ClientInfo,
     ) -> Reply {
         let version = header.api_version;
-        let respond = |error_code: i16| {
+        let reply = |error_code: i16, close: Option<&str>| {
             let body = SaslHandshakeResponse::default()
                 .with_error_code(error_code)
                 .with_mechanisms(
@@ -196,12 +210,7 @@ impl Session {
                         .map(|m| StrBytes::from_static_str(m.name()))
                         .collect(),
                 );
-            response_frame(ApiKey::SaslHandshake, version, header.correlation_id, &body)
-        };
-        let reply = |error_code: i16, close: Option<&str>| match (respond(error_code), close) {
-            (Ok(frame), None) => Reply::answer(frame),
-            (Ok(frame), Some(reason)) => Reply::answer_and_close(frame, reason),
-            (Err(e), _) => Reply::close(format!("cannot encode SaslHandshake response: {e}")),
+            encoded_reply(header, &body, close.map(str::to_string))
         };
         let mut body = frame.slice(header.body_offset..);
         let Ok(request) = SaslHandshakeRequest::decode(&mut body, version) else {
@@ -269,10 +278,8 @@ impl Session {
         service: &AuthService,
         client: &ClientInfo,
     ) -> Reply {
-        let version = header.api_version;
-        let correlation_id = header.correlation_id;
         let mut body = frame.slice(header.body_offset..);
-        let Ok(request) = SaslAuthenticateRequest::decode(&mut body, version) else {
+        let Ok(request) = SaslAuthenticateRequest::decode(&mut body, header.api_version) else {
             return Reply::close("malformed SaslAuthenticate request");
         };
         if !matches!(self.stage, Stage::Exchange { legacy: false, .. }) {
@@ -281,15 +288,11 @@ impl Session {
                 .with_error_message(Some(StrBytes::from_static_str(
                     "SaslAuthenticate without a preceding SaslHandshake v1",
                 )));
-            return match response_frame(
-                ApiKey::SaslAuthenticate,
-                version,
-                correlation_id,
+            return encoded_reply(
+                header,
                 &response,
-            ) {
-                Ok(f) => Reply::answer_and_close(f, "SaslAuthenticate out of order"),
-                Err(e) => Reply::close(format!("cannot encode SaslAuthenticate response: {e}")),
-            };
+                Some("SaslAuthenticate out of order".into()),
+            );
         }
         let outcome = self.step(&request.auth_bytes, service, client).await;
         let (response, close) = match outcome {
@@ -315,14 +318,7 @@ impl Session {
                 close,
             ),
         };
-        match (
-            response_frame(ApiKey::SaslAuthenticate, version, correlation_id, &response),
-            close,
-        ) {
-            (Ok(f), None) => Reply::answer(f),
-            (Ok(f), Some(reason)) => Reply::answer_and_close(f, reason),
-            (Err(e), _) => Reply::close(format!("cannot encode SaslAuthenticate response: {e}")),
-        }
+        encoded_reply(header, &response, close)
     }
 
     /// Answers a raw token of the legacy flow (after a v0 SaslHandshake). Kafka closes such

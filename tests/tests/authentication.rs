@@ -656,6 +656,18 @@ fn portcullis_certs(out: &Path) {
 // The proxy's own credentials upstream: a second portcullis in front of the first checks
 // them (each side of each mechanism meets an implementation that verifies it).
 
+/// A plaintext proxy in front of `s.proxy`, logging in to it as configured by `extra`.
+fn front_proxy(s: &portcullis_tests::auth::Setup, extra: String) -> Proxy {
+    Proxy::start_upstream(
+        &[s.proxy.bootstrap()],
+        &[s.broker.port()],
+        portcullis_tests::ProxyOptions {
+            extra_toml: extra,
+            ..Default::default()
+        },
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_scram_and_plain_logins_are_checked_by_a_second_proxy() {
     let s = start(Auth::default());
@@ -669,14 +681,7 @@ async fn upstream_scram_and_plain_logins_are_checked_by_a_second_proxy() {
             "[upstream.sasl]\nmechanism = \"{mechanism}\"\nusername = \"proxy-b\"\npassword_file = {}\n",
             portcullis_tests::auth::toml_str(&password.to_string_lossy())
         );
-        let mut front = Proxy::start_upstream(
-            &[s.proxy.bootstrap()],
-            &[s.broker.port()],
-            portcullis_tests::ProxyOptions {
-                extra_toml: extra,
-                ..Default::default()
-            },
-        );
+        let mut front = front_proxy(&s, extra);
         with_test_timeout(
             mechanism,
             scenarios::produce_consume_codec(&front.endpoint(), "none"),
@@ -715,14 +720,7 @@ async fn upstream_oauthbearer_uses_client_credentials_tokens() {
         portcullis_tests::auth::toml_str(&endpoint.url()),
         portcullis_tests::auth::toml_str(&secret.to_string_lossy())
     );
-    let mut front = Proxy::start_upstream(
-        &[s.proxy.bootstrap()],
-        &[s.broker.port()],
-        portcullis_tests::ProxyOptions {
-            extra_toml: extra,
-            ..Default::default()
-        },
-    );
+    let mut front = front_proxy(&s, extra);
     with_test_timeout(
         "upstream OAUTHBEARER",
         scenarios::produce_consume_codec(&front.endpoint(), "none"),
