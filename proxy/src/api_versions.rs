@@ -10,6 +10,8 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use kafka_protocol::protocol::VersionRange;
 
+use portcullis_policy::api_acl::{enforcement, Enforcement};
+
 use crate::api_table::{handling, proxy_versions, Handling};
 use crate::response_frame::response_frame;
 
@@ -71,6 +73,34 @@ impl Negotiated {
             if let Some(slot) = ranges.get_mut(key as i16 as usize) {
                 *slot = proxy_versions(key);
             }
+        }
+        Self { ranges }
+    }
+
+    /// The set as served while authorization is on: api keys the authorizer does not
+    /// enforce are removed and versions it cannot authorize (topic ids) are cut off
+    /// (`portcullis_policy::api_acl`).
+    pub fn enforceable(&self) -> Self {
+        let mut ranges = self.ranges.clone();
+        for key in ApiKey::iter() {
+            let Some(slot) = ranges.get_mut(key as i16 as usize) else {
+                continue;
+            };
+            *slot = match (enforcement(key), *slot) {
+                (_, None) => None,
+                (Enforcement::Open, range) => range,
+                (Enforcement::NotEnforced(_), _) => None,
+                (Enforcement::Checked { max_version, .. }, Some(range)) => {
+                    let range = match max_version {
+                        Some(max) => VersionRange {
+                            min: range.min,
+                            max: range.max.min(max),
+                        },
+                        None => range,
+                    };
+                    (!range.is_empty()).then_some(range)
+                }
+            };
         }
         Self { ranges }
     }

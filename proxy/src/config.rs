@@ -8,6 +8,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 
 use crate::auth_config::{self, AuthConfig, ListenerAuthConfig, UpstreamSaslConfig};
+use crate::authz_config::AuthorizationConfig;
 use portcullis_audit::AuditLogConfig;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub struct Config {
     /// Credential sources and limits of client authentication.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Per-topic RBAC; without it the proxy does not authorize.
+    pub authorization: Option<AuthorizationConfig>,
 }
 
 /// Client-facing listeners. The bootstrap listener is `bind_host:bootstrap_port`; every
@@ -586,7 +589,11 @@ impl Config {
                 .iter()
                 .flat_map(auth_config::validate_upstream_sasl),
         );
-        for (key, message) in auth_problems {
+        let authz_problems = self
+            .authorization
+            .iter()
+            .flat_map(crate::authz_config::validate_authorization);
+        for (key, message) in auth_problems.chain(authz_problems) {
             bad(&key, message);
         }
         problems

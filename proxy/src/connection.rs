@@ -23,8 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use portcullis_auth::{AuthSource, Principal};
+use portcullis_policy::api_acl;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 
@@ -32,6 +33,9 @@ use crate::address_rewrite::{rewrite_response, RewriteError};
 use crate::api_table::{handling, response_needs_rewrite, Handling};
 use crate::api_versions::{api_versions_response_frame, Negotiated};
 use crate::authn::{AuthService, ClientInfo};
+use crate::authz::{AuthzService, ConnectionPermissions, RequestContext};
+use crate::authz_request::{authorize_request, Action};
+use crate::authz_response::{apply_fix, ResponseFix};
 use crate::broker_map::BrokerMap;
 use crate::cluster::ClusterView;
 use crate::config::LimitsConfig;
@@ -42,6 +46,7 @@ use crate::header::{
 };
 use crate::metrics;
 use crate::request_check::{check_request, RequestCheckError};
+use crate::response_frame::response_kind_frame;
 use crate::sasl_exchange::{Reply, Session};
 use crate::upstream::{BoxedStream, Connector, UpstreamError};
 
@@ -67,6 +72,8 @@ pub struct Shared {
     pub cluster: Arc<ClusterView>,
     /// Client authentication.
     pub auth: Arc<AuthService>,
+    /// Authorization, when `[authorization]` is configured.
+    pub authz: Option<Arc<AuthzService>>,
 }
 
 /// Byte and request counts of one connection, for its close event.
@@ -175,6 +182,8 @@ enum Pending {
         /// False for a response the client did not ask for (acks=0 Produce, which the
         /// proxy sends upstream as acks=1): it is checked and dropped.
         deliver: bool,
+        /// What authorization changes in the response.
+        fix: Option<ResponseFix>,
     },
 }
 
@@ -188,6 +197,8 @@ enum Decision {
     /// acks=1 and drops the answer, which keeps responses and requests matched.
     Forward {
         fire_and_forget: bool,
+        /// The decoded request, for the authorizer.
+        request: Box<RequestKind>,
     },
 }
 
@@ -308,12 +319,16 @@ where
     };
     let (upstream_r, upstream_w) = tokio::io::split(upstream);
     let (tx, rx) = mpsc::channel(limits.max_inflight_requests);
+    let response_perms = shared
+        .authz
+        .as_ref()
+        .map(|a| a.connection(session.principal(), &client, false));
     let pump = pump_responses(
         rx,
         FrameReader::new(upstream_r, limits.max_response_frame_bytes),
         client_w,
         shared.clone(),
-        stats.clone(),
+        (stats.clone(), response_perms),
     );
     let forward = forward_requests(
         (frame, header, decision),
@@ -377,10 +392,19 @@ async fn next_request<C: AsyncRead + Unpin>(
         .negotiated(shared.limits.handshake_timeout())
         .await
         .ok_or(ConnectionEnd::ClusterUnavailable)?;
-    let decision = if shared.auth.sasl_enabled() && header.api_key == ApiKey::ApiVersions {
-        decide(&frame, &header, &negotiated.with_sasl(), &shared.limits)?
+    let authz_on = shared.authz.is_some();
+    let decision = if header.api_key == ApiKey::ApiVersions {
+        let mut served = if shared.auth.sasl_enabled() {
+            negotiated.with_sasl()
+        } else {
+            (*negotiated).clone()
+        };
+        if authz_on {
+            served = served.enforceable();
+        }
+        decide(&frame, &header, &served, &shared.limits, authz_on)?
     } else {
-        decide(&frame, &header, &negotiated, &shared.limits)?
+        decide(&frame, &header, &negotiated, &shared.limits, authz_on)?
     };
     Ok((frame, header, decision))
 }
@@ -391,6 +415,7 @@ fn decide(
     header: &RequestHeader,
     negotiated: &Negotiated,
     limits: &LimitsConfig,
+    authz_on: bool,
 ) -> Result<Decision, ConnectionEnd> {
     let api = header.api_key;
     metrics::api(api).requests.increment(1);
@@ -417,12 +442,21 @@ fn decide(
     if !negotiated.allows(api, header.api_version) {
         return Err(refuse("version not advertised"));
     }
-    if let Err(e) = check_request(frame, header, limits.max_records_per_batch) {
-        metrics::api(api).errors.increment(1);
-        return Err(e.into());
+    if authz_on && !api_acl::enforced(api, header.api_version) {
+        return Err(refuse("not enforced by the authorizer"));
     }
+    let request = match check_request(frame, header, limits.max_records_per_batch) {
+        Ok(request) => request,
+        Err(e) => {
+            metrics::api(api).errors.increment(1);
+            return Err(e.into());
+        }
+    };
     let fire_and_forget = api == ApiKey::Produce && produce_acks(frame, header)? == 0;
-    Ok(Decision::Forward { fire_and_forget })
+    Ok(Decision::Forward {
+        fire_and_forget,
+        request: Box::new(request),
+    })
 }
 
 async fn connect_upstream(target: Target, shared: &Shared) -> Result<BoxedStream, ConnectionEnd> {
@@ -450,6 +484,10 @@ async fn forward_requests<C: AsyncRead + Unpin>(
 ) -> ConnectionEnd {
     let limits = &shared.limits;
     let auth = shared.auth.clone();
+    let mut perms = shared
+        .authz
+        .as_ref()
+        .map(|a| a.connection(session.principal(), &client, true));
     let mut next = Some(first);
     loop {
         let (frame, header, decision) = match next.take() {
@@ -506,11 +544,69 @@ async fn forward_requests<C: AsyncRead + Unpin>(
                     return ConnectionEnd::Authentication(reason);
                 }
             }
-            Decision::Forward { fire_and_forget } => {
+            Decision::Forward {
+                fire_and_forget,
+                mut request,
+            } => {
                 if let Err(reason) = session.check(Instant::now(), &auth) {
                     return ConnectionEnd::SessionEnded(reason);
                 }
-                let frame = if fire_and_forget {
+                let (modified, fix) = match perms.as_mut() {
+                    None => (false, None),
+                    Some(perms) => {
+                        perms.begin_request(RequestContext {
+                            api: header.api_key,
+                            version: header.api_version,
+                            correlation_id: header.correlation_id,
+                            client_id: header.client_id.clone(),
+                        });
+                        let verdict = authorize_request(&mut request, header.api_version, perms);
+                        match verdict.action {
+                            Action::Forward => (false, verdict.fix),
+                            Action::ForwardModified => (true, verdict.fix),
+                            Action::Drop => continue,
+                            Action::Refuse => {
+                                return ConnectionEnd::Refused {
+                                    api: header.api_key,
+                                    version: header.api_version,
+                                    reason: "not enforced by the authorizer",
+                                }
+                            }
+                            Action::Answer(response) => {
+                                let answer = response_kind_frame(
+                                    header.api_key,
+                                    header.api_version,
+                                    header.correlation_id,
+                                    &response,
+                                );
+                                let answer = match answer {
+                                    Ok(a) => a,
+                                    Err(e) => {
+                                        return ConnectionEnd::Broker(format!(
+                                            "cannot encode {:?} answer: {e}",
+                                            header.api_key
+                                        ))
+                                    }
+                                };
+                                if tx.send(Pending::Local(answer)).await.is_err() {
+                                    return ConnectionEnd::ClientClosed;
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                };
+                let frame = if modified {
+                    if let (true, RequestKind::Produce(produce)) =
+                        (fire_and_forget, request.as_mut())
+                    {
+                        produce.acks = 1;
+                    }
+                    match encode_request_frame(&frame, &header, &request) {
+                        Ok(f) => f,
+                        Err(e) => return e,
+                    }
+                } else if fire_and_forget {
                     match with_produce_acks(&frame, &header, 1) {
                         Ok(f) => f,
                         Err(e) => return e.into(),
@@ -524,6 +620,7 @@ async fn forward_requests<C: AsyncRead + Unpin>(
                     correlation_id: header.correlation_id,
                     started,
                     deliver: !fire_and_forget,
+                    fix,
                 };
                 if tx.send(pending).await.is_err() {
                     return ConnectionEnd::ClientClosed;
@@ -542,7 +639,7 @@ async fn pump_responses<C: AsyncWrite + Unpin>(
     mut upstream: FrameReader<ReadHalf<BoxedStream>>,
     mut client: C,
     shared: Arc<Shared>,
-    stats: Arc<ConnectionStats>,
+    (stats, mut perms): (Arc<ConnectionStats>, Option<ConnectionPermissions>),
 ) -> Result<(), ConnectionEnd> {
     let timeout = shared.limits.upstream_response_timeout();
     loop {
@@ -570,6 +667,7 @@ async fn pump_responses<C: AsyncWrite + Unpin>(
                 correlation_id,
                 started,
                 deliver,
+                fix,
             } => {
                 let frame = match tokio::time::timeout(timeout, upstream.next_frame()).await {
                     Err(_) => {
@@ -585,6 +683,10 @@ async fn pump_responses<C: AsyncWrite + Unpin>(
                 if !deliver {
                     continue;
                 }
+                let out = match (fix, perms.as_mut()) {
+                    (Some(fix), Some(perms)) => fixed_response(out, api, version, &fix, perms)?,
+                    _ => out,
+                };
                 (out, Some((api, started)))
             }
         };
@@ -625,6 +727,39 @@ fn checked_response(
         None => Ok(frame),
         Some(new_body) => Ok(build_frame(&[&frame[4..body_offset], &new_body])),
     }
+}
+
+/// Applies authorization's changes to a (checked) response frame.
+fn fixed_response(
+    frame: Bytes,
+    api: ApiKey,
+    version: i16,
+    fix: &ResponseFix,
+    perms: &mut ConnectionPermissions,
+) -> Result<Bytes, ConnectionEnd> {
+    let (_, body_offset) = peek_response_header(&frame, api.response_header_version(version))
+        .map_err(|e| ConnectionEnd::Broker(format!("bad {api:?} response header: {e}")))?;
+    let body = frame.slice(body_offset..);
+    let body = apply_fix(fix, api, version, body, perms)
+        .map_err(|e| ConnectionEnd::Broker(format!("cannot re-encode {api:?} response: {e}")))?;
+    Ok(build_frame(&[&frame[4..body_offset], &body]))
+}
+
+/// Re-encodes a request the authorizer changed, keeping the client's header bytes.
+fn encode_request_frame(
+    frame: &Bytes,
+    header: &RequestHeader,
+    request: &RequestKind,
+) -> Result<Bytes, ConnectionEnd> {
+    let mut body = bytes::BytesMut::new();
+    request.encode(&mut body, header.api_version).map_err(|e| {
+        ConnectionEnd::Broker(format!(
+            "cannot re-encode {:?} request: {e}",
+            header.api_key
+        ))
+    })?;
+    let header_bytes = frame.get(4..header.body_offset).unwrap_or_default();
+    Ok(build_frame(&[header_bytes, &body]))
 }
 
 /// Room for a request header (client id included) on top of `auth.max_message_bytes` in

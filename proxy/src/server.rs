@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use crate::admin_http::{self, AdminState};
 use crate::auth_config::{ClientAuth, ListenerAuthConfig};
 use crate::authn::AuthService;
+use crate::authz::AuthzService;
 use crate::broker_map::BrokerMap;
 use crate::cluster::{run_discovery, ClusterView};
 use crate::config::Config;
@@ -65,12 +66,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if !auth.required() {
         tracing::warn!("clients are NOT authenticated (listener.auth): development use only");
     }
+    let authz = match &config.authorization {
+        Some(authz_config) => {
+            let service = AuthzService::start(authz_config, audit.clone())?;
+            tracing::info!(dir = %authz_config.policy_dir.display(), "policies loaded");
+            spawn_sighup_reload(service.clone())?;
+            Some(service)
+        }
+        None => {
+            tracing::warn!(
+                "authorization is OFF ([authorization] not configured): every authenticated client may do anything the proxy's upstream identity may"
+            );
+            None
+        }
+    };
     let shared = Arc::new(Shared {
         limits: config.limits.clone(),
         connector: connector.clone(),
         brokers: brokers.clone(),
         cluster: cluster.clone(),
         auth,
+        authz,
     });
     let client_certs = client_cert_policy(&config.listener.auth);
     let tls = match &config.listener.tls {
@@ -196,4 +212,16 @@ async fn wait_for_shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
     }
+}
+
+/// Reloads the policies on SIGHUP.
+fn spawn_sighup_reload(service: Arc<AuthzService>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            service.reload("sighup");
+        }
+    });
+    Ok(())
 }

@@ -1,0 +1,299 @@
+//! Authorization at run time: the loaded policies, their hot reload, and each connection's
+//! view of them (a decision cache per policy generation, metrics and audit events).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::ApiKey;
+use portcullis_audit::{AuditSink, Category, Event, Outcome};
+use portcullis_auth::Principal;
+use portcullis_policy::{Authorizer, Decision, Operation, ReloadEvent, ResourceType};
+
+use crate::authn::ClientInfo;
+use crate::authz_config::{AuditAllows, AuthorizationConfig};
+use crate::authz_request::Permissions;
+
+/// Metric: authorization decisions by principal, resource and outcome.
+pub const AUTHZ_DECISIONS: &str = "portcullis_authz_decisions_total";
+/// Metric: policy reloads by outcome.
+pub const POLICY_RELOADS: &str = "portcullis_policy_reloads_total";
+/// Metric: the generation of the policy in force.
+pub const POLICY_GENERATION: &str = "portcullis_policy_generation";
+
+/// The principal of connections on listeners without authentication, as in Kafka.
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
+/// Entries a connection caches before it starts over.
+const MAX_CACHED_DECISIONS: usize = 4096;
+
+/// The proxy's authorizer: policies in force plus what decisions are audited.
+pub struct AuthzService {
+    authorizer: Authorizer,
+    audit: Arc<dyn AuditSink>,
+    audit_allows: AuditAllows,
+}
+
+impl std::fmt::Debug for AuthzService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthzService")
+            .field("generation", &self.authorizer.generation())
+            .field("audit_allows", &self.audit_allows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthzService {
+    /// Loads the policies (failing if they do not load) and starts watching them.
+    pub fn start(
+        config: &AuthorizationConfig,
+        audit: Arc<dyn AuditSink>,
+    ) -> anyhow::Result<Arc<AuthzService>> {
+        let authorizer = Authorizer::load(&config.policy_config()).map_err(|e| {
+            anyhow::anyhow!(
+                "authorization.policy_dir {}: {e}",
+                config.policy_dir.display()
+            )
+        })?;
+        audit.emit(
+            Event::new(Category::Config, "policy.load", Outcome::Success)
+                .detail("generation", authorizer.generation())
+                .detail("policy_dir", config.policy_dir.display().to_string()),
+        );
+        metrics::gauge!(POLICY_GENERATION).set(authorizer.generation() as f64);
+        let service = Arc::new(AuthzService {
+            authorizer,
+            audit,
+            audit_allows: config.audit_allows,
+        });
+        let watcher = service.clone();
+        service
+            .authorizer
+            .spawn_watcher(move |event| watcher.record_reload(&event, "watch"));
+        Ok(service)
+    }
+
+    /// Re-reads the policies now (SIGHUP).
+    pub fn reload(&self, trigger: &'static str) {
+        let event = self.authorizer.reload();
+        self.record_reload(&event, trigger);
+    }
+
+    fn record_reload(&self, event: &ReloadEvent, trigger: &'static str) {
+        let outcome = if event.accepted {
+            "accepted"
+        } else {
+            "rejected"
+        };
+        metrics::counter!(POLICY_RELOADS, "outcome" => outcome).increment(1);
+        let mut audit = Event::new(
+            Category::Config,
+            "policy.reload",
+            if event.accepted {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
+        )
+        .detail("trigger", trigger)
+        .detail("generation", event.generation)
+        .detail("rules", event.rules as u64);
+        match &event.error {
+            None => {
+                metrics::gauge!(POLICY_GENERATION).set(event.generation as f64);
+                tracing::info!(
+                    generation = event.generation,
+                    rules = event.rules,
+                    trigger,
+                    "policy reloaded"
+                );
+            }
+            Some(error) => {
+                tracing::warn!(%error, trigger, generation = event.generation, "policy change rejected; the last good policy stays in force");
+                audit = audit.reason(error.to_string());
+            }
+        }
+        self.audit.emit(audit);
+    }
+
+    /// A connection's view of the policies. `audited` is false for the response side,
+    /// whose filtering of listings is not a denied request.
+    pub fn connection(
+        self: &Arc<Self>,
+        principal: Option<&Principal>,
+        client: &ClientInfo,
+        audited: bool,
+    ) -> ConnectionPermissions {
+        let (name, roles) = match principal {
+            Some(p) => (p.kafka_name(), p.roles.clone()),
+            None => (ANONYMOUS.to_string(), Vec::new()),
+        };
+        ConnectionPermissions {
+            service: self.clone(),
+            principal: name,
+            roles,
+            client: client.clone(),
+            generation: self.authorizer.generation(),
+            cache: HashMap::new(),
+            request: None,
+            audited,
+        }
+    }
+}
+
+/// The request being authorized, for audit events.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// Api key.
+    pub api: ApiKey,
+    /// Api version.
+    pub version: i16,
+    /// Correlation id.
+    pub correlation_id: i32,
+    /// Client id from the request header.
+    pub client_id: Option<String>,
+}
+
+struct Cached {
+    decision: Decision,
+    counter: metrics::Counter,
+    allow_audited: bool,
+}
+
+/// One connection's decisions: cached per (resource, operation, name) for the current
+/// policy generation, counted in metrics, denies audited.
+pub struct ConnectionPermissions {
+    service: Arc<AuthzService>,
+    principal: String,
+    roles: Vec<String>,
+    client: ClientInfo,
+    generation: u64,
+    cache: HashMap<(ResourceType, Operation, Box<str>), Cached>,
+    request: Option<RequestContext>,
+    audited: bool,
+}
+
+impl ConnectionPermissions {
+    /// Sets the request the next decisions belong to.
+    pub fn begin_request(&mut self, request: RequestContext) {
+        self.request = Some(request);
+    }
+
+    /// The principal decisions are made for.
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    fn is_admin_request(&self) -> bool {
+        self.request.as_ref().is_some_and(|r| is_admin_api(r.api))
+    }
+
+    fn event(
+        &self,
+        outcome: Outcome,
+        resource: ResourceType,
+        name: &str,
+        op: Operation,
+        rule: &str,
+    ) -> Event {
+        let action = match &self.request {
+            Some(r) => format!("kafka.{:?}", r.api),
+            None => "kafka.request".to_string(),
+        };
+        let mut event = Event::new(Category::Authz, action, outcome)
+            .principal(self.principal.clone())
+            .roles(self.roles.iter().cloned())
+            .client_addr(self.client.peer)
+            .listener(self.client.listener.clone())
+            .resource(resource.as_str(), name)
+            .detail("operation", op.as_str())
+            .rule(rule);
+        if let Some(r) = &self.request {
+            event = event.api(
+                r.api as i16,
+                format!("{:?}", r.api),
+                r.version,
+                r.correlation_id,
+            );
+            if let Some(id) = &r.client_id {
+                event = event.client_id(id.clone());
+            }
+        }
+        if let Some(id) = &self.client.tls_identity {
+            event = event.tls_identity(id.subject.clone());
+        }
+        event
+    }
+}
+
+impl Permissions for ConnectionPermissions {
+    fn allows(&mut self, resource: ResourceType, name: &str, op: Operation) -> bool {
+        let generation = self.service.authorizer.generation();
+        if generation != self.generation || self.cache.len() >= MAX_CACHED_DECISIONS {
+            self.cache.clear();
+            self.generation = generation;
+        }
+        let key = (resource, op, Box::<str>::from(name));
+        let admin = self.is_admin_request();
+        let audit_all = self.service.audit_allows == AuditAllows::All;
+        let audit_admin = self.service.audit_allows != AuditAllows::None;
+        let entry = match self.cache.get_mut(&key) {
+            Some(entry) => entry,
+            None => {
+                let decision = self.service.authorizer.authorize(
+                    &self.principal,
+                    &self.roles,
+                    resource,
+                    name,
+                    op,
+                );
+                let counter = metrics::counter!(
+                    AUTHZ_DECISIONS,
+                    "principal" => self.principal.clone(),
+                    "resource_type" => resource.as_str(),
+                    "resource" => name.to_string(),
+                    "operation" => op.as_str(),
+                    "outcome" => if decision.allowed { "allow" } else { "deny" },
+                );
+                self.cache.entry(key).or_insert(Cached {
+                    decision,
+                    counter,
+                    allow_audited: false,
+                })
+            }
+        };
+        entry.counter.increment(1);
+        let allowed = entry.decision.allowed;
+        let audit_allow = allowed
+            && self.audited
+            && ((admin && audit_admin) || (audit_all && !entry.allow_audited));
+        if audit_allow {
+            entry.allow_audited = true;
+        }
+        let rule = entry.decision.rule.clone();
+        if !allowed && self.audited {
+            tracing::debug!(principal = %self.principal, resource = %resource, name, operation = %op, rule = %rule, "denied");
+            let event = self.event(Outcome::Deny, resource, name, op, &rule);
+            self.service.audit.emit(event);
+        } else if audit_allow {
+            let event = self.event(Outcome::Allow, resource, name, op, &rule);
+            self.service.audit.emit(event);
+        }
+        allowed
+    }
+}
+
+/// Administrative apis, whose allows are audited under `audit_allows = "admin"`.
+pub fn is_admin_api(api: ApiKey) -> bool {
+    matches!(
+        api,
+        ApiKey::CreateTopics
+            | ApiKey::DeleteTopics
+            | ApiKey::CreatePartitions
+            | ApiKey::DeleteRecords
+            | ApiKey::DeleteGroups
+            | ApiKey::AlterConfigs
+            | ApiKey::IncrementalAlterConfigs
+            | ApiKey::DescribeCluster
+            | ApiKey::InitProducerId
+    )
+}

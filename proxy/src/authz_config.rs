@@ -1,0 +1,88 @@
+//! `[authorization]`: where the policies live and how decisions are audited.
+//!
+//! Without this table the proxy does not authorize: every authenticated principal may do
+//! whatever the proxy's own upstream identity may do, and the proxy says so at start-up.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth_config::Problem;
+
+/// `[authorization]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationConfig {
+    /// Directory holding `model.conf` and the `*.csv` policy files.
+    pub policy_dir: PathBuf,
+    /// Principals allowed everything (`User:admin`).
+    #[serde(default)]
+    pub super_users: Vec<String>,
+    /// How often the policy directory is checked for changes, in milliseconds.
+    #[serde(default = "default_reload_ms")]
+    pub reload_ms: u64,
+    /// Which allowed decisions are written to the audit log (denies always are).
+    #[serde(default)]
+    pub audit_allows: AuditAllows,
+}
+
+/// Which allowed decisions are audited.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditAllows {
+    /// None: allows are only counted in metrics.
+    None,
+    /// Every allowed administrative request (topic creation and deletion, cluster
+    /// description, producer ids); data-path allows (Produce, Fetch, ...) are counted only.
+    #[default]
+    Admin,
+    /// Administrative requests, plus the first allow of each (resource, operation) on
+    /// each connection for data-path APIs (aggregated per connection).
+    All,
+}
+
+fn default_reload_ms() -> u64 {
+    500
+}
+
+impl AuthorizationConfig {
+    /// The watcher's poll period.
+    pub fn reload_interval(&self) -> Duration {
+        Duration::from_millis(self.reload_ms)
+    }
+
+    /// The policy engine's configuration.
+    pub fn policy_config(&self) -> portcullis_policy::PolicyConfig {
+        portcullis_policy::PolicyConfig {
+            dir: self.policy_dir.clone(),
+            super_users: self.super_users.clone(),
+            reload_interval: self.reload_interval(),
+        }
+    }
+}
+
+/// Checks `[authorization]`, loading the policies the way the proxy would.
+pub fn validate_authorization(config: &AuthorizationConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if !(50..=2000).contains(&config.reload_ms) {
+        problems.push((
+            "authorization.reload_ms".to_string(),
+            "must be between 50 and 2000 (policy edits must apply within 2 seconds)".to_string(),
+        ));
+    }
+    for (i, user) in config.super_users.iter().enumerate() {
+        if !user.starts_with("User:") || user.len() == "User:".len() {
+            problems.push((
+                format!("authorization.super_users[{i}]"),
+                format!("{user:?} is not a principal like \"User:admin\""),
+            ));
+        }
+    }
+    if let Err(errors) = portcullis_policy::check_dir(&config.policy_dir) {
+        for e in errors {
+            problems.push(("authorization.policy_dir".to_string(), e.to_string()));
+        }
+    }
+    problems
+}

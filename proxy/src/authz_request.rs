@@ -1,0 +1,516 @@
+//! Authorizing one decoded request, with Kafka's error semantics.
+//!
+//! Plain functions over kafka-protocol messages (no sockets), so every row of the
+//! enforcement table is unit-tested. A request is forwarded untouched when everything it
+//! names is allowed; answered by the proxy when nothing is; and otherwise rewritten to the
+//! allowed part, with a [`ResponseFix`] that puts the denied items back into the broker's
+//! answer carrying Kafka's authorization error, exactly as a broker with equivalent ACLs
+//! would answer.
+
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, FindCoordinatorRequest,
+    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, ProduceRequest, RequestKind, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use portcullis_policy::resource::CLUSTER_NAME;
+use portcullis_policy::{Operation, ResourceType};
+
+use crate::authz_response::{self as answer, ResponseFix};
+
+/// Kafka error TOPIC_AUTHORIZATION_FAILED.
+pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+/// Kafka error GROUP_AUTHORIZATION_FAILED.
+pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+/// Kafka error CLUSTER_AUTHORIZATION_FAILED.
+pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+/// Kafka error TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+
+/// Answers "may this connection's principal do `op` on this resource?". Implementations
+/// record denials for the audit log.
+pub trait Permissions {
+    /// Whether `op` on the resource is allowed.
+    fn allows(&mut self, resource: ResourceType, name: &str, op: Operation) -> bool;
+}
+
+/// What to do with an authorized request.
+#[derive(Debug)]
+pub enum Action {
+    /// Forward the original bytes.
+    Forward,
+    /// The request was changed in place: encode and forward it.
+    ForwardModified,
+    /// Answer locally with this response; nothing goes upstream.
+    Answer(Box<ResponseKind>),
+    /// A fire-and-forget (acks=0) Produce that was wholly denied: nothing is sent and
+    /// nothing is answered.
+    Drop,
+    /// The api key is not enforced: refuse it (the connection closes).
+    Refuse,
+}
+
+/// The decision for one request.
+#[derive(Debug)]
+pub struct Verdict {
+    /// What happens to the request.
+    pub action: Action,
+    /// What must change in the broker's response (only with a forward).
+    pub fix: Option<ResponseFix>,
+}
+
+impl Verdict {
+    fn forward() -> Verdict {
+        Verdict {
+            action: Action::Forward,
+            fix: None,
+        }
+    }
+
+    fn answer(response: impl Into<ResponseKind>) -> Verdict {
+        Verdict {
+            action: Action::Answer(Box::new(response.into())),
+            fix: None,
+        }
+    }
+
+    fn forward_with(modified: bool, fix: Option<ResponseFix>) -> Verdict {
+        Verdict {
+            action: if modified {
+                Action::ForwardModified
+            } else {
+                Action::Forward
+            },
+            fix,
+        }
+    }
+}
+
+/// Denied `(topic, partitions)` of a per-partition request.
+pub type DeniedPartitions = Vec<(TopicName, Vec<i32>)>;
+
+/// Authorizes `request` (api `key` at `version`), changing it in place when only part of
+/// it is allowed. Api keys outside the enforcement table never get here: they are refused
+/// before (see `portcullis_policy::api_acl`).
+pub fn authorize_request(
+    request: &mut RequestKind,
+    version: i16,
+    perms: &mut dyn Permissions,
+) -> Verdict {
+    match request {
+        RequestKind::Produce(r) => produce(r, perms),
+        RequestKind::Fetch(r) => fetch(r, perms),
+        RequestKind::Metadata(r) => metadata(r, version, perms),
+        RequestKind::ListOffsets(r) => list_offsets(r, perms),
+        RequestKind::OffsetCommit(r) => offset_commit(r, perms),
+        RequestKind::OffsetFetch(r) => offset_fetch(r, version, perms),
+        RequestKind::FindCoordinator(r) => find_coordinator(r, version, perms),
+        RequestKind::JoinGroup(r) => group_read(ApiKey::JoinGroup, &r.group_id.0, perms),
+        RequestKind::SyncGroup(r) => group_read(ApiKey::SyncGroup, &r.group_id.0, perms),
+        RequestKind::Heartbeat(r) => group_read(ApiKey::Heartbeat, &r.group_id.0, perms),
+        RequestKind::LeaveGroup(r) => group_read(ApiKey::LeaveGroup, &r.group_id.0, perms),
+        RequestKind::DescribeGroups(r) => {
+            let mut denied = Vec::new();
+            r.groups.retain(|g| {
+                let ok = perms.allows(ResourceType::Group, g, Operation::Describe);
+                if !ok {
+                    denied.push(g.clone());
+                }
+                ok
+            });
+            let ops = r.include_authorized_operations;
+            if r.groups.is_empty() {
+                return Verdict::answer(answer::describe_groups_denied(&denied));
+            }
+            let modified = !denied.is_empty();
+            let fix = (modified || ops).then(|| ResponseFix::DescribeGroups {
+                denied,
+                authorized_operations: ops,
+            });
+            Verdict::forward_with(modified, fix)
+        }
+        RequestKind::ListGroups(_) => {
+            if perms.allows(ResourceType::Cluster, CLUSTER_NAME, Operation::Describe) {
+                Verdict::forward()
+            } else {
+                Verdict::forward_with(false, Some(ResponseFix::ListGroups))
+            }
+        }
+        RequestKind::CreateTopics(r) => create_topics(r, perms),
+        RequestKind::DeleteTopics(r) => delete_topics(r, perms),
+        RequestKind::InitProducerId(r) => init_producer_id(r, perms),
+        RequestKind::DescribeCluster(r) => {
+            if !perms.allows(ResourceType::Cluster, CLUSTER_NAME, Operation::Describe) {
+                return Verdict::answer(answer::describe_cluster_denied());
+            }
+            let fix = r
+                .include_cluster_authorized_operations
+                .then_some(ResponseFix::DescribeCluster);
+            Verdict::forward_with(false, fix)
+        }
+        RequestKind::ApiVersions(_)
+        | RequestKind::SaslHandshake(_)
+        | RequestKind::SaslAuthenticate(_) => Verdict::forward(),
+        // Not in the enforcement table (refused before decoding already).
+        _ => Verdict {
+            action: Action::Refuse,
+            fix: None,
+        },
+    }
+}
+
+fn produce(r: &mut ProduceRequest, perms: &mut dyn Permissions) -> Verdict {
+    let fire_and_forget = r.acks == 0;
+    if let Some(txn) = &r.transactional_id {
+        if !perms.allows(ResourceType::TransactionalId, txn, Operation::Write) {
+            let all = partitions_of(
+                r.topic_data
+                    .iter()
+                    .map(|t| (&t.name, t.partition_data.iter().map(|p| p.index).collect())),
+            );
+            return deny_all(fire_and_forget, || {
+                answer::produce_denied(&all, TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+            });
+        }
+    }
+    let mut denied = DeniedPartitions::new();
+    r.topic_data.retain(|t| {
+        let ok = perms.allows(ResourceType::Topic, &t.name, Operation::Write);
+        if !ok {
+            denied.push((
+                t.name.clone(),
+                t.partition_data.iter().map(|p| p.index).collect(),
+            ));
+        }
+        ok
+    });
+    if denied.is_empty() {
+        return Verdict::forward();
+    }
+    if r.topic_data.is_empty() {
+        return deny_all(fire_and_forget, || {
+            answer::produce_denied(&denied, TOPIC_AUTHORIZATION_FAILED)
+        });
+    }
+    Verdict::forward_with(true, Some(ResponseFix::Produce(denied)))
+}
+
+fn deny_all(fire_and_forget: bool, response: impl FnOnce() -> ResponseKind) -> Verdict {
+    if fire_and_forget {
+        Verdict {
+            action: Action::Drop,
+            fix: None,
+        }
+    } else {
+        Verdict::answer(response())
+    }
+}
+
+fn partitions_of<'a>(items: impl Iterator<Item = (&'a TopicName, Vec<i32>)>) -> DeniedPartitions {
+    items.map(|(t, p)| (t.clone(), p)).collect()
+}
+
+/// Fetch: Read per topic. Fetch sessions are turned off (every request a full fetch),
+/// so a revoked permission takes effect on the next fetch of an open connection: an
+/// incremental fetch would keep reading partitions it no longer names.
+fn fetch(r: &mut FetchRequest, perms: &mut dyn Permissions) -> Verdict {
+    if r.replica_id.0 >= 0 || r.replica_state.replica_id.0 >= 0 {
+        let allowed = perms.allows(
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+            Operation::ClusterAction,
+        );
+        if !allowed {
+            return Verdict::answer(answer::fetch_cluster_denied());
+        }
+    }
+    let mut modified = false;
+    if r.session_id != 0 || r.session_epoch != -1 || !r.forgotten_topics_data.is_empty() {
+        r.session_id = 0;
+        r.session_epoch = -1;
+        r.forgotten_topics_data.clear();
+        modified = true;
+    }
+    let mut denied = DeniedPartitions::new();
+    r.topics.retain(|t| {
+        let ok = perms.allows(ResourceType::Topic, &t.topic, Operation::Read);
+        if !ok {
+            denied.push((
+                t.topic.clone(),
+                t.partitions.iter().map(|p| p.partition).collect(),
+            ));
+        }
+        ok
+    });
+    if denied.is_empty() {
+        return Verdict::forward_with(modified, None);
+    }
+    if r.topics.is_empty() {
+        return Verdict::answer(answer::fetch_denied(&denied));
+    }
+    Verdict::forward_with(true, Some(ResponseFix::Fetch(denied)))
+}
+
+/// Metadata: a named topic needs Describe (else TOPIC_AUTHORIZATION_FAILED, and the
+/// broker never hears of it); listing all topics hides those without Describe;
+/// auto-creation needs Create.
+fn metadata(r: &mut MetadataRequest, version: i16, perms: &mut dyn Permissions) -> Verdict {
+    let topic_ops = r.include_topic_authorized_operations && version >= 8;
+    let cluster_ops = r.include_cluster_authorized_operations && (8..=10).contains(&version);
+    let mut modified = false;
+    let mut denied = Vec::new();
+    let list_all = match &mut r.topics {
+        None => true,
+        Some(topics) => {
+            let before = topics.len();
+            topics.retain(|t| match &t.name {
+                Some(name) => {
+                    let ok = perms.allows(ResourceType::Topic, name, Operation::Describe);
+                    if !ok {
+                        denied.push(answer::DeniedTopic::Name(name.clone()));
+                    }
+                    ok
+                }
+                None => {
+                    denied.push(answer::DeniedTopic::Id(t.topic_id));
+                    false
+                }
+            });
+            if topics.is_empty() && before > 0 && version == 0 {
+                // v0 reads an empty list as "all topics".
+                return Verdict::answer(answer::metadata_denied(&denied));
+            }
+            modified = topics.len() != before;
+            if r.allow_auto_topic_creation {
+                let may_create =
+                    perms.allows(ResourceType::Cluster, CLUSTER_NAME, Operation::Create)
+                        || topics.iter().all(|t| {
+                            t.name.as_ref().is_some_and(|n| {
+                                perms.allows(ResourceType::Topic, n, Operation::Create)
+                            })
+                        });
+                if !may_create {
+                    r.allow_auto_topic_creation = false;
+                    modified = true;
+                }
+            }
+            false
+        }
+    };
+    let fix = (list_all || !denied.is_empty() || topic_ops || cluster_ops).then(|| {
+        ResponseFix::Metadata {
+            hide_unauthorized: list_all,
+            denied,
+            topic_ops,
+            cluster_ops,
+        }
+    });
+    Verdict::forward_with(modified, fix)
+}
+
+fn list_offsets(r: &mut ListOffsetsRequest, perms: &mut dyn Permissions) -> Verdict {
+    let mut denied = DeniedPartitions::new();
+    r.topics.retain(|t| {
+        let ok = perms.allows(ResourceType::Topic, &t.name, Operation::Describe);
+        if !ok {
+            denied.push((
+                t.name.clone(),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            ));
+        }
+        ok
+    });
+    if denied.is_empty() {
+        return Verdict::forward();
+    }
+    if r.topics.is_empty() {
+        return Verdict::answer(answer::list_offsets_denied(&denied));
+    }
+    Verdict::forward_with(true, Some(ResponseFix::ListOffsets(denied)))
+}
+
+fn group_read(api: ApiKey, group: &StrBytes, perms: &mut dyn Permissions) -> Verdict {
+    if perms.allows(ResourceType::Group, group, Operation::Read) {
+        Verdict::forward()
+    } else {
+        Verdict::answer(answer::group_denied(api))
+    }
+}
+
+/// OffsetCommit: Read on the group (else every partition gets GROUP_AUTHORIZATION_FAILED)
+/// and Read on each topic.
+fn offset_commit(r: &mut OffsetCommitRequest, perms: &mut dyn Permissions) -> Verdict {
+    let all: DeniedPartitions = r
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        })
+        .collect();
+    if !perms.allows(ResourceType::Group, &r.group_id, Operation::Read) {
+        return Verdict::answer(answer::offset_commit_denied(
+            &all,
+            GROUP_AUTHORIZATION_FAILED,
+        ));
+    }
+    let mut denied = DeniedPartitions::new();
+    r.topics.retain(|t| {
+        let ok = perms.allows(ResourceType::Topic, &t.name, Operation::Read);
+        if !ok {
+            denied.push((
+                t.name.clone(),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            ));
+        }
+        ok
+    });
+    if denied.is_empty() {
+        return Verdict::forward();
+    }
+    if r.topics.is_empty() {
+        return Verdict::answer(answer::offset_commit_denied(
+            &denied,
+            TOPIC_AUTHORIZATION_FAILED,
+        ));
+    }
+    Verdict::forward_with(true, Some(ResponseFix::OffsetCommit(denied)))
+}
+
+/// OffsetFetch (v0-7, one group): Describe on the group, Describe on each named topic;
+/// asking for all topics returns only those with Describe.
+fn offset_fetch(r: &mut OffsetFetchRequest, version: i16, perms: &mut dyn Permissions) -> Verdict {
+    if !perms.allows(ResourceType::Group, &r.group_id, Operation::Describe) {
+        return Verdict::answer(answer::offset_fetch_group_denied(r, version));
+    }
+    let Some(topics) = &mut r.topics else {
+        return Verdict::forward_with(false, Some(ResponseFix::OffsetFetchAll));
+    };
+    let mut denied = DeniedPartitions::new();
+    topics.retain(|t| {
+        let ok = perms.allows(ResourceType::Topic, &t.name, Operation::Describe);
+        if !ok {
+            denied.push((t.name.clone(), t.partition_indexes.clone()));
+        }
+        ok
+    });
+    if denied.is_empty() {
+        return Verdict::forward();
+    }
+    if topics.is_empty() {
+        return Verdict::answer(answer::offset_fetch_denied(&denied));
+    }
+    Verdict::forward_with(true, Some(ResponseFix::OffsetFetch(denied)))
+}
+
+/// FindCoordinator: Describe on the group (key type 0) or transactional id (key type 1).
+fn find_coordinator(
+    r: &mut FindCoordinatorRequest,
+    version: i16,
+    perms: &mut dyn Permissions,
+) -> Verdict {
+    let (resource, code) = match r.key_type {
+        0 => (ResourceType::Group, GROUP_AUTHORIZATION_FAILED),
+        1 => (
+            ResourceType::TransactionalId,
+            TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        ),
+        // Share-group and unknown key types: nothing the proxy can authorize.
+        _ => return Verdict::answer(answer::find_coordinator_unknown_key_type(r, version)),
+    };
+    if version < 4 {
+        return if perms.allows(resource, &r.key, Operation::Describe) {
+            Verdict::forward()
+        } else {
+            Verdict::answer(answer::find_coordinator_denied(
+                std::slice::from_ref(&r.key),
+                code,
+                version,
+            ))
+        };
+    }
+    let mut denied = Vec::new();
+    r.coordinator_keys.retain(|k| {
+        let ok = perms.allows(resource, k, Operation::Describe);
+        if !ok {
+            denied.push(k.clone());
+        }
+        ok
+    });
+    if denied.is_empty() {
+        return Verdict::forward();
+    }
+    if r.coordinator_keys.is_empty() {
+        return Verdict::answer(answer::find_coordinator_denied(&denied, code, version));
+    }
+    Verdict::forward_with(true, Some(ResponseFix::FindCoordinator { denied, code }))
+}
+
+fn create_topics(r: &mut CreateTopicsRequest, perms: &mut dyn Permissions) -> Verdict {
+    if perms.allows(ResourceType::Cluster, CLUSTER_NAME, Operation::Create) {
+        return Verdict::forward();
+    }
+    let mut denied = Vec::new();
+    r.topics.retain(|t| {
+        let ok = perms.allows(ResourceType::Topic, &t.name, Operation::Create);
+        if !ok {
+            denied.push(t.name.clone());
+        }
+        ok
+    });
+    if denied.is_empty() {
+        return Verdict::forward();
+    }
+    if r.topics.is_empty() {
+        return Verdict::answer(answer::create_topics_denied(&denied));
+    }
+    Verdict::forward_with(true, Some(ResponseFix::CreateTopics(denied)))
+}
+
+/// DeleteTopics v0-5 (v6 names topics by id and is not advertised).
+fn delete_topics(r: &mut DeleteTopicsRequest, perms: &mut dyn Permissions) -> Verdict {
+    let mut denied = Vec::new();
+    r.topic_names.retain(|t| {
+        let ok = perms.allows(ResourceType::Topic, t, Operation::Delete);
+        if !ok {
+            denied.push(t.clone());
+        }
+        ok
+    });
+    if denied.is_empty() {
+        return Verdict::forward();
+    }
+    if r.topic_names.is_empty() {
+        return Verdict::answer(answer::delete_topics_denied(&denied));
+    }
+    Verdict::forward_with(true, Some(ResponseFix::DeleteTopics(denied)))
+}
+
+/// InitProducerId: Write on the transactional id; an idempotent producer without one
+/// needs IdempotentWrite on the cluster.
+fn init_producer_id(r: &mut InitProducerIdRequest, perms: &mut dyn Permissions) -> Verdict {
+    let (allowed, code) = match &r.transactional_id {
+        Some(txn) => (
+            perms.allows(ResourceType::TransactionalId, txn, Operation::Write),
+            TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        ),
+        None => (
+            perms.allows(
+                ResourceType::Cluster,
+                CLUSTER_NAME,
+                Operation::IdempotentWrite,
+            ),
+            CLUSTER_AUTHORIZATION_FAILED,
+        ),
+    };
+    if allowed {
+        Verdict::forward()
+    } else {
+        Verdict::answer(answer::init_producer_id_denied(code))
+    }
+}
+
+#[cfg(test)]
+mod tests;
