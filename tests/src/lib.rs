@@ -28,6 +28,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod auth;
+pub mod authz;
 pub mod broker;
 pub mod endpoint;
 pub mod hostile;

@@ -1,0 +1,409 @@
+//! Authorization end to end: real librdkafka clients through `portcullis serve` (SASL, policy
+//! files in a directory the test edits) to tansu. Each test shows one row of the issue's
+//! matrix: what a broker with equivalent ACLs would answer, audited, and changed by editing
+//! a file while the proxy runs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use portcullis_tests::auth::{add_user, start, Auth, Setup};
+use portcullis_tests::authz::PolicyDir;
+use portcullis_tests::kafka::{self, FetchMetadata, RecordingContext};
+use portcullis_tests::{http, with_test_timeout, with_timeout, Endpoint};
+use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::Message;
+use serde_json::Value;
+
+/// The estate of these tests. alice has role producers, bob consumers+analytics (see
+/// `auth::start`); `admin` is added with role admin.
+const RULES: &str = "\
+# producers write every orders topic, but never orders.secret
+p, Role:producers, topic, orders*, Write, allow
+p, Role:producers, topic, orders.secret, Write, deny
+# consumers read orders topics with the readers groups
+p, Role:consumers, topic, orders*, Read, allow
+p, Role:consumers, group, readers*, Read, allow
+# the analytics team sees analytics topics
+p, Role:analytics, topic, analytics.*, Read, allow
+# admins do everything
+p, Role:admin, cluster, kafka-cluster, All, allow
+p, Role:admin, topic, *, All, allow
+p, Role:admin, group, *, All, allow
+";
+
+struct World {
+    s: Setup,
+    policies: PolicyDir,
+}
+
+impl World {
+    fn start() -> World {
+        let policies = PolicyDir::new(RULES);
+        let authz = policies.proxy_toml("");
+        let s = start(Auth {
+            mechanisms: &["SCRAM-SHA-512", "OAUTHBEARER"],
+            auth_extra: &authz,
+            ..Auth::default()
+        });
+        add_user(&s.users, "admin", "admin-secret", &["admin"]);
+        let w = World { s, policies };
+        // The store reloads every 200 ms: wait until admin can log in.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while kafka::producer(&w.user("admin"), &[])
+            .metadata(None, Duration::from_secs(3))
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "admin never got in");
+        }
+        w
+    }
+
+    fn user(&self, name: &str) -> Endpoint {
+        self.s
+            .proxy
+            .endpoint()
+            .with_password("SCRAM-SHA-512", name, &format!("{name}-secret"))
+    }
+
+    async fn create_topics(&self, topics: &[&str]) {
+        for t in topics {
+            kafka::create_topic(&self.user("admin"), t, 1).await;
+        }
+    }
+
+    fn events(&self) -> Vec<Value> {
+        self.s.proxy.audit_events()
+    }
+
+    /// Waits until an audit event matching `pred` appears.
+    fn wait_for_event(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
+                return e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no audit event {what}; events:\n{}",
+                self.events()
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn metrics(&self) -> String {
+        http::get(self.s.proxy.admin_addr(), "/metrics", Duration::from_secs(5))
+            .unwrap()
+            .body
+    }
+}
+
+fn deny_of(e: &Value, principal: &str, resource: &str) -> bool {
+    e["category"] == "authz"
+        && e["outcome"] == "deny"
+        && e["principal"] == principal
+        && e["resource"]["name"] == resource
+}
+
+async fn send(
+    producer: &FutureProducer<RecordingContext>,
+    topic: &str,
+    payload: &str,
+) -> Result<(i32, i64), KafkaError> {
+    let record = FutureRecord::<(), str>::to(topic)
+        .payload(payload)
+        .partition(0);
+    producer
+        .send(record, Duration::from_secs(20))
+        .await
+        .map(|d| (d.partition, d.offset))
+        .map_err(|(e, _)| e)
+}
+
+fn is_topic_denied(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed)
+    )
+}
+
+/// Reads `n` records of `topic` as `ep` in `group`.
+async fn consume(ep: &Endpoint, group: &str, topic: &str, n: usize) -> Vec<String> {
+    let consumer = kafka::consumer(ep, group, &[]);
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = with_timeout(Duration::from_secs(30), "consume", consumer.recv())
+            .await
+            .unwrap_or_else(|e| panic!("{group} reading {topic}: {e}"));
+        out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+    }
+    out
+}
+
+/// The first error a consumer in `group` reading `topic` gets.
+async fn consume_error(consumer: &StreamConsumer<RecordingContext>, topic: &str) -> KafkaError {
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no error reading {topic}");
+        match tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await {
+            Ok(Err(e)) => return e,
+            Ok(Ok(m)) => panic!(
+                "read {:?} from {topic} without permission",
+                m.payload().map(String::from_utf8_lossy)
+            ),
+            Err(_) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_is_allowed_on_one_topic_and_denied_on_another_in_the_same_batch() {
+    let w = World::start();
+    with_test_timeout("mixed produce", async {
+        w.create_topics(&["orders.eu", "payments"]).await;
+        // One producer, both sends in flight together: librdkafka puts them in one
+        // ProduceRequest (one broker, linger 50 ms).
+        let producer = kafka::producer(&w.user("alice"), &[("linger.ms", "50")]);
+        let (allowed, denied) = tokio::join!(
+            send(&producer, "orders.eu", "ok-1"),
+            send(&producer, "payments", "nope")
+        );
+        allowed.expect("the allowed topic is written");
+        let e = denied.expect_err("the denied topic is refused");
+        assert!(is_topic_denied(&e), "{e:?}");
+        // What was acknowledged is stored.
+        let back = consume(&w.user("admin"), "admins-1", "orders.eu", 1).await;
+        assert_eq!(back, vec!["ok-1"]);
+        // Nothing reached the denied topic.
+        let (low, high) = kafka::admin(&w.user("admin"))
+            .inner
+            .inner()
+            .fetch_watermarks("payments", 0, Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(high - low, 0, "a denied record was written");
+    })
+    .await;
+    let e = w.wait_for_event("alice denied on payments", |e| {
+        deny_of(e, "User:alice", "payments")
+    });
+    assert_eq!(e["resource"]["type"], "topic", "{e}");
+    assert_eq!(e["detail"]["operation"], "Write", "{e}");
+    assert_eq!(e["roles"], serde_json::json!(["producers"]), "{e}");
+    assert!(e["rule"].as_str().is_some_and(|r| !r.is_empty()), "{e}");
+    assert!(e["client_addr"].is_string(), "{e}");
+    let metrics = w.metrics();
+    assert!(
+        metrics.contains("portcullis_authz_decisions_total")
+            && metrics.contains("outcome=\"deny\""),
+        "decisions are not in the metrics"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_overrides_a_prefix_allow() {
+    let w = World::start();
+    with_test_timeout("deny wins", async {
+        w.create_topics(&["orders.secret", "orders.us"]).await;
+        let producer = kafka::producer(&w.user("alice"), &[]);
+        send(&producer, "orders.us", "prefix grant")
+            .await
+            .expect("orders* is granted");
+        let e = send(&producer, "orders.secret", "x").await.unwrap_err();
+        assert!(is_topic_denied(&e), "{e:?}");
+    })
+    .await;
+    let e = w.wait_for_event("deny rule named", |e| {
+        deny_of(e, "User:alice", "orders.secret")
+    });
+    assert!(
+        e["rule"].as_str().unwrap().contains("orders.secret"),
+        "the deciding rule is not named: {e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_needs_read_on_its_group() {
+    let w = World::start();
+    with_test_timeout("group read", async {
+        w.create_topics(&["orders.eu"]).await;
+        let producer = kafka::producer(&w.user("alice"), &[]);
+        send(&producer, "orders.eu", "r1").await.unwrap();
+        let back = consume(&w.user("bob"), "readers-1", "orders.eu", 1).await;
+        assert_eq!(back, vec!["r1"]);
+        let consumer = kafka::consumer(&w.user("bob"), "thieves", &[]);
+        let e = consume_error(&consumer, "orders.eu").await;
+        assert!(
+            format!("{e:?}").contains("GroupAuthorizationFailed"),
+            "expected GROUP_AUTHORIZATION_FAILED, got {e:?}"
+        );
+    })
+    .await;
+    w.wait_for_event("group denied", |e| deny_of(e, "User:bob", "thieves"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_listing_hides_topics_and_a_named_one_is_denied() {
+    let w = World::start();
+    with_test_timeout("listing", async {
+        w.create_topics(&["orders.eu", "payments", "analytics.clicks"])
+            .await;
+        let bob = kafka::producer(&w.user("bob"), &[]);
+        let md = bob.metadata(None, Duration::from_secs(10)).unwrap();
+        let names: Vec<&str> = md.topics().iter().map(|t| t.name()).collect();
+        assert!(names.contains(&"orders.eu"), "{names:?}");
+        assert!(names.contains(&"analytics.clicks"), "{names:?}");
+        assert!(!names.contains(&"payments"), "an unauthorized topic is listed: {names:?}");
+        let md = bob.metadata(Some("payments"), Duration::from_secs(10)).unwrap();
+        let t = md.topics().iter().find(|t| t.name() == "payments").unwrap();
+        assert_eq!(
+            t.error(),
+            Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED),
+        );
+        assert!(t.partitions().is_empty(), "partitions of a hidden topic leaked");
+        let admin = kafka::producer(&w.user("admin"), &[]);
+        let md = admin.metadata(None, Duration::from_secs(10)).unwrap();
+        assert!(md.topics().iter().any(|t| t.name() == "payments"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_create_and_delete_are_denied_and_allowed_by_policy() {
+    let w = World::start();
+    with_test_timeout("admin ops", async {
+        let opts = kafka::admin_options();
+        let alice = kafka::admin(&w.user("alice"));
+        let new = NewTopic::new("orders.new", 1, TopicReplication::Fixed(1));
+        let r = alice.create_topics([&new], &opts).await.unwrap();
+        assert!(
+            matches!(&r[0], Err((_, RDKafkaErrorCode::TopicAuthorizationFailed))),
+            "{r:?}"
+        );
+        w.create_topics(&["orders.new"]).await;
+        let r = alice.delete_topics(&["orders.new"], &opts).await.unwrap();
+        assert!(
+            matches!(&r[0], Err((_, RDKafkaErrorCode::TopicAuthorizationFailed))),
+            "{r:?}"
+        );
+        let admin = kafka::admin(&w.user("admin"));
+        let r = admin.delete_topics(&["orders.new"], &opts).await.unwrap();
+        assert!(r[0].is_ok(), "{r:?}");
+    })
+    .await;
+    w.wait_for_event("create denied", |e| {
+        deny_of(e, "User:alice", "orders.new") && e["action"] == "kafka.CreateTopics"
+    });
+    w.wait_for_event("admin delete allowed and audited", |e| {
+        e["category"] == "authz"
+            && e["outcome"] == "allow"
+            && e["principal"] == "User:admin"
+            && e["action"] == "kafka.DeleteTopics"
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_from_a_jwt_claim_grant_access() {
+    let w = World::start();
+    let token = w
+        .s
+        .issuer
+        .token("carol", &["consumers"], Duration::from_secs(600));
+    let carol = w
+        .s
+        .proxy
+        .endpoint()
+        .with_oauth(std::sync::Arc::new(move || token.clone()));
+    let stranger_token = w.s.issuer.token("dave", &["nobody"], Duration::from_secs(600));
+    let dave = w
+        .s
+        .proxy
+        .endpoint()
+        .with_oauth(std::sync::Arc::new(move || stranger_token.clone()));
+    with_test_timeout("jwt roles", async {
+        w.create_topics(&["orders.eu"]).await;
+        send(&kafka::producer(&w.user("alice"), &[]), "orders.eu", "for carol")
+            .await
+            .unwrap();
+        let back = consume(&carol, "readers-carol", "orders.eu", 1).await;
+        assert_eq!(back, vec!["for carol"]);
+        let consumer = kafka::consumer(&dave, "readers-dave", &[]);
+        let e = consume_error(&consumer, "orders.eu").await;
+        assert!(format!("{e:?}").contains("Authorization"), "{e:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_edit_revokes_access_on_an_open_connection_within_2_seconds() {
+    let w = World::start();
+    with_test_timeout("revocation", async {
+        w.create_topics(&["orders.eu"]).await;
+        let producer = kafka::producer(&w.user("alice"), &[]);
+        send(&producer, "orders.eu", "before").await.unwrap();
+        let revoked = RULES.replace("p, Role:producers, topic, orders*, Write, allow\n", "");
+        w.policies.write("policy.csv", &revoked);
+        let edited = Instant::now();
+        loop {
+            match send(&producer, "orders.eu", "after").await {
+                Err(e) if is_topic_denied(&e) => break,
+                Err(e) => panic!("unexpected error {e:?}"),
+                Ok(_) => {
+                    assert!(
+                        edited.elapsed() < Duration::from_secs(2),
+                        "still allowed {:?} after the policy edit",
+                        edited.elapsed()
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+    .await;
+    w.wait_for_event("reload audited", |e| {
+        e["action"] == "policy.reload" && e["outcome"] == "success"
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_policy_edit_changes_nothing_and_is_reported() {
+    let w = World::start();
+    with_test_timeout("broken edit", async {
+        w.create_topics(&["orders.eu"]).await;
+        let producer = kafka::producer(&w.user("alice"), &[]);
+        send(&producer, "orders.eu", "before").await.unwrap();
+        let broken = format!("{RULES}p, Role:producers, topic, payments, Scribble, allow\n");
+        w.policies.write("policy.csv", &broken);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        send(&producer, "orders.eu", "after")
+            .await
+            .expect("the last good policy stays in force");
+        let e = send(&producer, "payments", "x").await.unwrap_err();
+        assert!(is_topic_denied(&e), "{e:?}");
+    })
+    .await;
+    let e = w.wait_for_event("rejected reload", |e| {
+        e["action"] == "policy.reload" && e["outcome"] == "failure"
+    });
+    let reason = e["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("policy.csv:") && reason.contains("Scribble"),
+        "the rejection does not name file, line and problem: {reason}"
+    );
+    let log = w.s.proxy.log();
+    assert!(log.contains("policy.csv:"), "no log line names the file");
+    assert!(
+        w.metrics()
+            .contains("portcullis_policy_reloads_total{outcome=\"rejected\"}"),
+        "no metric for the rejected reload"
+    );
+}
