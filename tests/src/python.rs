@@ -129,6 +129,38 @@ impl PyRecord {
     }
 }
 
+/// The script arguments for `ep`'s TLS trust, client certificate and SASL credentials.
+fn security_args(cmd: &mut Command, ep: &Endpoint) {
+    if let Some(ca) = &ep.ca {
+        cmd.arg("--ca").arg(ca);
+    }
+    if let Some((cert, key)) = &ep.client_cert {
+        cmd.arg("--client-cert")
+            .arg(cert)
+            .arg("--client-key")
+            .arg(key);
+    }
+    match &ep.auth {
+        None => {}
+        Some(ClientAuth::Password {
+            mechanism,
+            username,
+            password,
+        }) => {
+            cmd.args(["--sasl-mechanism", mechanism, "--username", username])
+                .args(["--password", password]);
+        }
+        Some(ClientAuth::OAuthBearer(tokens)) => {
+            cmd.args([
+                "--sasl-mechanism",
+                "OAUTHBEARER",
+                "--oauth-token",
+                &tokens(),
+            ]);
+        }
+    }
+}
+
 /// Runs `clients.py --client CLIENT` against `ep` on `topic` (which must exist with
 /// `partitions` partitions), producing and consuming `count` records; `extra` are further
 /// script arguments (e.g. `--api-version 2.5.0`). Panics with the script's output on failure.
@@ -166,34 +198,7 @@ pub fn run_client(
         .args(extra)
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
-    if let Some(ca) = &ep.ca {
-        cmd.arg("--ca").arg(ca);
-    }
-    if let Some((cert, key)) = &ep.client_cert {
-        cmd.arg("--client-cert")
-            .arg(cert)
-            .arg("--client-key")
-            .arg(key);
-    }
-    match &ep.auth {
-        None => {}
-        Some(ClientAuth::Password {
-            mechanism,
-            username,
-            password,
-        }) => {
-            cmd.args(["--sasl-mechanism", mechanism, "--username", username])
-                .args(["--password", password]);
-        }
-        Some(ClientAuth::OAuthBearer(tokens)) => {
-            cmd.args([
-                "--sasl-mechanism",
-                "OAUTHBEARER",
-                "--oauth-token",
-                &tokens(),
-            ]);
-        }
-    }
+    security_args(&mut cmd, ep);
     let done = run_with_timeout(&mut cmd, SCRIPT_TIMEOUT.min(TEST_TIMEOUT), scratch.path());
     if !done.status.success() {
         panic!(
@@ -292,4 +297,32 @@ pub async fn assert_report(
 
     let again = kafka::read_back(ep, topic, partitions, count).await;
     kafka::assert_same_records(&sent, &placements, &again);
+}
+
+/// Runs `authz_probe.py --client CLIENT` as `ep` with `probes` (see the script); returns
+/// what each probe observed: "ok", a Kafka error name, or (for `list`) the topic names.
+pub fn run_probes(client: &str, ep: &Endpoint, probes: &[&str]) -> serde_json::Map<String, serde_json::Value> {
+    let scratch = tempfile::Builder::new()
+        .prefix("portcullis-probe-")
+        .tempdir()
+        .expect("temp dir");
+    let script = crate::workspace_root().join("tests/python/authz_probe.py");
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(script)
+        .args(["--client", client, "--bootstrap", &ep.bootstrap])
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    for probe in probes {
+        cmd.args(["--probe", probe]);
+    }
+    security_args(&mut cmd, ep);
+    let done = run_with_timeout(&mut cmd, SCRIPT_TIMEOUT.min(TEST_TIMEOUT), scratch.path());
+    let json = done.stdout.lines().rev().find(|l| l.trim_start().starts_with('{'));
+    match (done.status.success(), json.map(serde_json::from_str::<serde_json::Value>)) {
+        (true, Some(Ok(serde_json::Value::Object(map)))) => map,
+        _ => panic!(
+            "{client} probes failed ({}):\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            done.status, done.stdout, done.stderr
+        ),
+    }
 }

@@ -407,3 +407,63 @@ async fn a_broken_policy_edit_changes_nothing_and_is_reported() {
         "no metric for the rejected reload"
     );
 }
+
+/// The matrix with Python's clients (librdkafka through confluent-kafka, and kafka-python's
+/// own protocol implementation): allowed and denied produce, group Read, hidden listing,
+/// admin create/delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_clients_see_kafkas_authorization_errors() {
+    let w = World::start();
+    with_test_timeout("python matrix", async {
+        w.create_topics(&["orders.eu", "payments"]).await;
+        send(&kafka::producer(&w.user("alice"), &[]), "orders.eu", "seed")
+            .await
+            .unwrap();
+    })
+    .await;
+    for client in ["confluent", "kafka-python"] {
+        let alice = portcullis_tests::python::run_probes(
+            client,
+            &w.user("alice"),
+            &["produce:orders.eu", "produce:payments", "create:orders.py"],
+        );
+        assert_eq!(alice["produce:orders.eu"], "ok", "{client}: {alice:?}");
+        assert_eq!(
+            alice["produce:payments"], "TOPIC_AUTHORIZATION_FAILED",
+            "{client}: {alice:?}"
+        );
+        assert_eq!(
+            alice["create:orders.py"], "TOPIC_AUTHORIZATION_FAILED",
+            "{client}: {alice:?}"
+        );
+        let bob = portcullis_tests::python::run_probes(
+            client,
+            &w.user("bob"),
+            &[
+                "consume:orders.eu:readers-py",
+                "consume:orders.eu:thieves-py",
+                "list",
+            ],
+        );
+        assert_eq!(bob["consume:orders.eu:readers-py"], "ok", "{client}: {bob:?}");
+        assert_eq!(
+            bob["consume:orders.eu:thieves-py"], "GROUP_AUTHORIZATION_FAILED",
+            "{client}: {bob:?}"
+        );
+        let listed: Vec<&str> = bob["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t.as_str())
+            .collect();
+        assert!(listed.contains(&"orders.eu"), "{client}: {listed:?}");
+        assert!(!listed.contains(&"payments"), "{client}: {listed:?}");
+        let admin = portcullis_tests::python::run_probes(
+            client,
+            &w.user("admin"),
+            &["create:orders.py", "delete:orders.py"],
+        );
+        assert_eq!(admin["create:orders.py"], "ok", "{client}: {admin:?}");
+        assert_eq!(admin["delete:orders.py"], "ok", "{client}: {admin:?}");
+    }
+}
