@@ -5,5 +5,3 @@ pub mod api_acl;
 pub mod resource;
 
 pub use resource::{Operation, ResourceType};
-mod engine_stub;
-pub use engine_stub::*;
