@@ -1,7 +1,24 @@
 //! Authorization for Portcullis: which Kafka resources and operations each request needs
 //! (the api table), and whether a principal may perform them (the policy engine).
+//!
+//! The policy engine loads a casbin model and CSV policy files from a directory
+//! (see `docs/authorization.md`), decides requests with deny-wins and Kafka's
+//! implications, caches decisions per policy generation, and swaps the whole compiled
+//! policy atomically on reload.
 
 pub mod api_acl;
+mod authorizer;
+mod cli;
+mod compiled;
+mod error;
 pub mod resource;
+pub mod rules;
 
+pub use authorizer::{Authorizer, Explanation, PolicyConfig, ReloadEvent};
+pub use cli::{check_dir, parse_resource, run, PolicyCommand, PolicySummary};
+pub use compiled::{Decision, CACHE_CAPACITY};
+pub use error::PolicyError;
 pub use resource::{Operation, ResourceType};
+
+#[cfg(test)]
+mod tests;

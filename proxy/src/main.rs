@@ -59,6 +59,15 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Validate policy files offline, or explain a decision. A running proxy reloads
+    /// edited policies within `authorization.reload_ms` (or on SIGHUP).
+    Policy {
+        /// Configuration file whose `authorization.policy_dir` is the default directory.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: portcullis_policy::PolicyCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +108,7 @@ fn main() -> ExitCode {
             config,
             command,
         } => audit(data_dir, config, command),
+        Command::Policy { config, command } => policy(config, command),
         Command::Certs {
             command:
                 CertsCommand::Init {
@@ -192,6 +202,36 @@ fn users(store: Option<PathBuf>, config: Option<PathBuf>, command: UsersCommand)
         Err(e) => {
             eprintln!("portcullis users: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `portcullis policy`: the directory is the command's own argument, else
+/// `authorization.policy_dir` of `--config`, else `policies/`.
+fn policy(config: Option<PathBuf>, command: portcullis_policy::PolicyCommand) -> ExitCode {
+    let default_dir = match config {
+        Some(config) => match Config::load_unvalidated(&config) {
+            Ok(c) => match c.authorization {
+                Some(a) => a.policy_dir,
+                None => {
+                    eprintln!("{}: [authorization] is not configured", config.display());
+                    return ExitCode::FAILURE;
+                }
+            },
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => PathBuf::from("policies"),
+    };
+    let mut out = std::io::stdout();
+    match portcullis_policy::run(command, &default_dir, &mut out) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("portcullis policy: {e}");
+            ExitCode::from(2)
         }
     }
 }

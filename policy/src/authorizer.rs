@@ -1,0 +1,337 @@
+//! The authorizer the proxy holds: the current policy generation behind an `ArcSwap`,
+//! reloads that keep the last good policy, and a polling directory watcher.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::compiled::{CompiledPolicy, Decision, DirSnapshot};
+use crate::error::PolicyError;
+use crate::resource::{Operation, ResourceType};
+
+/// Where the policies live and how they are applied.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// The directory holding `model.conf` and `*.csv` policy files.
+    pub dir: PathBuf,
+    /// Principals (`User:admin`) allowed everything, whatever the policies say.
+    pub super_users: Vec<String>,
+    /// How often the watcher looks at the directory.
+    pub reload_interval: Duration,
+}
+
+impl PolicyConfig {
+    /// The default poll period of the watcher.
+    pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_millis(500);
+
+    /// A configuration for `dir` with no super-users and the default poll period.
+    pub fn new(dir: impl Into<PathBuf>) -> PolicyConfig {
+        PolicyConfig {
+            dir: dir.into(),
+            super_users: Vec::new(),
+            reload_interval: Self::DEFAULT_RELOAD_INTERVAL,
+        }
+    }
+}
+
+/// The result of a reload attempt.
+#[derive(Debug, Clone)]
+pub struct ReloadEvent {
+    /// Whether the new policy is now in force.
+    pub accepted: bool,
+    /// The generation in force after the attempt.
+    pub generation: u64,
+    /// Rules (`p` lines) in force after the attempt.
+    pub rules: usize,
+    /// The policy files read (in force if accepted).
+    pub files: Vec<PathBuf>,
+    /// Why the reload was rejected (the first error; all of them are logged).
+    pub error: Option<PolicyError>,
+}
+
+/// A decision with every rule that matched, for `portcullis policy explain`.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// The decision and the rule that decided it.
+    pub decision: Decision,
+    /// Every matching rule with file:line, in file order.
+    pub matching: Vec<String>,
+    /// The request, for display.
+    pub request: String,
+    /// The subjects the request spoke for (principal, `User:*`, roles).
+    pub subjects: Vec<String>,
+    /// The policy generation that decided.
+    pub generation: u64,
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.decision.allowed {
+            "ALLOW"
+        } else {
+            "DENY"
+        };
+        writeln!(f, "{verdict} {}", self.request)?;
+        writeln!(f, "  decided by: {}", self.decision.rule)?;
+        writeln!(f, "  subjects:   {}", self.subjects.join(", "))?;
+        if self.matching.is_empty() {
+            writeln!(f, "  matching rules: none")?;
+        } else {
+            writeln!(f, "  matching rules:")?;
+            for m in &self.matching {
+                writeln!(f, "    {m}")?;
+            }
+        }
+        write!(f, "  policy generation: {}", self.generation)
+    }
+}
+
+struct Shared {
+    config: PolicyConfig,
+    current: ArcSwap<CompiledPolicy>,
+    /// Serialises reloads and remembers the fingerprint of the last directory contents
+    /// a reload looked at (accepted or not), so the watcher reloads only on change.
+    reload_lock: Mutex<u64>,
+}
+
+/// Decides whether a principal may perform an operation on a resource. Cheap to clone;
+/// every clone sees reloads.
+#[derive(Clone)]
+pub struct Authorizer {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorizer")
+            .field("dir", &self.shared.config.dir)
+            .field("generation", &self.generation())
+            .finish()
+    }
+}
+
+fn log_rejection(dir: &Path, errors: &[PolicyError]) {
+    for e in errors {
+        match e {
+            PolicyError::Invalid {
+                file,
+                line,
+                message,
+            } => tracing::warn!(file = %file.display(), line, "policy rejected: {message}"),
+            other => tracing::warn!(dir = %dir.display(), "policy rejected: {other}"),
+        }
+    }
+}
+
+impl Authorizer {
+    /// Loads the policy directory. Fails if the model or every policy file is missing, or
+    /// any file is invalid (every error is logged; the first is returned).
+    pub fn load(config: &PolicyConfig) -> Result<Authorizer, PolicyError> {
+        let snapshot = DirSnapshot::read(&config.dir)?;
+        let compiled =
+            CompiledPolicy::from_snapshot(&config.dir, &snapshot, &config.super_users, 1).map_err(
+                |errors| {
+                    log_rejection(&config.dir, &errors);
+                    first(errors)
+                },
+            )?;
+        tracing::info!(
+            dir = %config.dir.display(),
+            rules = compiled.rules.len(),
+            files = compiled.files.len(),
+            "policy loaded"
+        );
+        let fingerprint = compiled.fingerprint;
+        Ok(Authorizer {
+            shared: Arc::new(Shared {
+                config: config.clone(),
+                current: ArcSwap::from_pointee(compiled),
+                reload_lock: Mutex::new(fingerprint),
+            }),
+        })
+    }
+
+    /// Decides a request. `roles` are bare role names (`producers` stands for
+    /// `Role:producers`). Never panics, whatever the strings hold.
+    pub fn authorize(
+        &self,
+        principal: &str,
+        roles: &[String],
+        resource: ResourceType,
+        name: &str,
+        op: Operation,
+    ) -> Decision {
+        self.shared
+            .current
+            .load()
+            .authorize(principal, roles, resource, name, op)
+    }
+
+    /// Decides a request without the cache (for benchmarks and tests).
+    pub fn authorize_uncached(
+        &self,
+        principal: &str,
+        roles: &[String],
+        resource: ResourceType,
+        name: &str,
+        op: Operation,
+    ) -> Decision {
+        self.shared
+            .current
+            .load()
+            .decide(principal, roles, resource, name, op)
+    }
+
+    /// The decision and every matching rule.
+    pub fn explain(
+        &self,
+        principal: &str,
+        roles: &[String],
+        resource: ResourceType,
+        name: &str,
+        op: Operation,
+    ) -> Explanation {
+        let policy = self.shared.current.load();
+        Explanation {
+            decision: policy.decide(principal, roles, resource, name, op),
+            matching: policy.matching(principal, roles, resource, name, op),
+            request: format!("{principal} {op} {resource}:{name}"),
+            subjects: policy.subjects(principal, roles),
+            generation: policy.generation,
+        }
+    }
+
+    /// The generation in force; 1 after `load`, +1 per accepted reload.
+    pub fn generation(&self) -> u64 {
+        self.shared.current.load().generation
+    }
+
+    /// Rules (`p` lines) in force.
+    pub fn rule_count(&self) -> usize {
+        self.shared.current.load().rules.len()
+    }
+
+    /// Decisions cached for the generation in force.
+    pub fn cached_decisions(&self) -> usize {
+        self.shared.current.load().cached()
+    }
+
+    /// The configuration this authorizer was loaded with.
+    pub fn config(&self) -> &PolicyConfig {
+        &self.shared.config
+    }
+
+    /// Re-reads the directory. If it is valid the new policy replaces the old one
+    /// atomically (with a fresh cache); otherwise the last good policy stays in force and
+    /// the rejection is logged at warn with file and line.
+    pub fn reload(&self) -> ReloadEvent {
+        let mut last_seen = match self.shared.reload_lock.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let dir = &self.shared.config.dir;
+        let snapshot = match DirSnapshot::read(dir) {
+            Ok(s) => s,
+            Err(e) => {
+                // Matches the fingerprint `changed` reports for an unreadable directory,
+                // so the watcher reports it once rather than every tick.
+                *last_seen = 0;
+                return self.rejected(vec![e], Vec::new());
+            }
+        };
+        *last_seen = snapshot.fingerprint();
+        let files: Vec<PathBuf> = snapshot.files.iter().map(|(p, _)| p.clone()).collect();
+        let next = self.generation() + 1;
+        match CompiledPolicy::from_snapshot(dir, &snapshot, &self.shared.config.super_users, next) {
+            Ok(compiled) => {
+                let rules = compiled.rules.len();
+                self.shared.current.store(Arc::new(compiled));
+                tracing::info!(dir = %dir.display(), generation = next, rules, files = files.len(), "policy reloaded");
+                ReloadEvent {
+                    accepted: true,
+                    generation: next,
+                    rules,
+                    files,
+                    error: None,
+                }
+            }
+            Err(errors) => self.rejected(errors, files),
+        }
+    }
+
+    fn rejected(&self, errors: Vec<PolicyError>, files: Vec<PathBuf>) -> ReloadEvent {
+        log_rejection(&self.shared.config.dir, &errors);
+        let current = self.shared.current.load();
+        tracing::warn!(
+            generation = current.generation,
+            "policy reload rejected; the last good policy stays in force"
+        );
+        ReloadEvent {
+            accepted: false,
+            generation: current.generation,
+            rules: current.rules.len(),
+            files,
+            error: Some(first(errors)),
+        }
+    }
+
+    /// Whether the directory differs from what the last reload (or load) saw.
+    fn changed(&self) -> bool {
+        let fingerprint = match DirSnapshot::read(&self.shared.config.dir) {
+            Ok(s) => s.fingerprint(),
+            // An unreadable directory is a change worth reporting (reload will say why).
+            Err(_) => 0,
+        };
+        match self.shared.reload_lock.lock() {
+            Ok(g) => *g != fingerprint,
+            Err(p) => *p.into_inner() != fingerprint,
+        }
+    }
+
+    /// Polls the directory every `reload_interval`, hashing the content of every `*.csv`
+    /// and `model.conf` (so in-place edits, replacement by rename, additions and removals
+    /// are all seen); on a change calls [`Authorizer::reload`] and `on_event` with the
+    /// result. Must be called inside a tokio runtime; abort the handle to stop.
+    pub fn spawn_watcher(
+        &self,
+        on_event: impl Fn(ReloadEvent) + Send + Sync + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        let period = self
+            .shared
+            .config
+            .reload_interval
+            .max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let probe = this.clone();
+                let event = tokio::task::spawn_blocking(move || {
+                    if probe.changed() {
+                        Some(probe.reload())
+                    } else {
+                        None
+                    }
+                })
+                .await;
+                match event {
+                    Ok(Some(event)) => on_event(event),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "policy watcher check failed"),
+                }
+            }
+        })
+    }
+}
+
+fn first(errors: Vec<PolicyError>) -> PolicyError {
+    errors
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| PolicyError::Usage("unknown policy error".to_string()))
+}
