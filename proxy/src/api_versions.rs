@@ -188,7 +188,10 @@ mod tests {
         assert_eq!(enforced.range(ApiKey::DescribeConfigs), None);
         assert_eq!(enforced.range(ApiKey::Fetch).unwrap().max, 12);
         assert_eq!(enforced.range(ApiKey::Produce), n.range(ApiKey::Produce));
-        assert_eq!(enforced.range(ApiKey::ApiVersions), n.range(ApiKey::ApiVersions));
+        assert_eq!(
+            enforced.range(ApiKey::ApiVersions),
+            n.range(ApiKey::ApiVersions)
+        );
         for (key, range) in enforced.entries() {
             let key = ApiKey::try_from(key).unwrap();
             assert!(

@@ -30,8 +30,15 @@ pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 /// Answers "may this connection's principal do `op` on this resource?". Implementations
 /// record denials for the audit log.
 pub trait Permissions {
-    /// Whether `op` on the resource is allowed.
+    /// Whether `op` on the resource is allowed; a denial is the request's and is audited.
     fn allows(&mut self, resource: ResourceType, name: &str, op: Operation) -> bool;
+
+    /// The same question asked only to choose a path (may this principal create topics
+    /// cluster-wide? auto-create?): Kafka does not log such denials, and neither does the
+    /// proxy.
+    fn probe(&mut self, resource: ResourceType, name: &str, op: Operation) -> bool {
+        self.allows(resource, name, op)
+    }
 }
 
 /// What to do with an authorized request.
@@ -130,7 +137,7 @@ pub fn authorize_request(
             Verdict::forward_with(modified, fix)
         }
         RequestKind::ListGroups(_) => {
-            if perms.allows(ResourceType::Cluster, CLUSTER_NAME, Operation::Describe) {
+            if perms.probe(ResourceType::Cluster, CLUSTER_NAME, Operation::Describe) {
                 Verdict::forward()
             } else {
                 Verdict::forward_with(false, Some(ResponseFix::ListGroups))
@@ -259,6 +266,7 @@ fn metadata(r: &mut MetadataRequest, version: i16, perms: &mut dyn Permissions) 
     let cluster_ops = r.include_cluster_authorized_operations && (8..=10).contains(&version);
     let mut modified = false;
     let mut denied = Vec::new();
+    let mut named = Vec::new();
     let list_all = match &mut r.topics {
         None => true,
         Some(topics) => {
@@ -281,12 +289,15 @@ fn metadata(r: &mut MetadataRequest, version: i16, perms: &mut dyn Permissions) 
                 return Verdict::answer(answer::metadata_denied(&denied));
             }
             modified = topics.len() != before;
+            if modified {
+                named = topics.iter().filter_map(|t| t.name.clone()).collect();
+            }
             if r.allow_auto_topic_creation {
                 let may_create =
-                    perms.allows(ResourceType::Cluster, CLUSTER_NAME, Operation::Create)
+                    perms.probe(ResourceType::Cluster, CLUSTER_NAME, Operation::Create)
                         || topics.iter().all(|t| {
                             t.name.as_ref().is_some_and(|n| {
-                                perms.allows(ResourceType::Topic, n, Operation::Create)
+                                perms.probe(ResourceType::Topic, n, Operation::Create)
                             })
                         });
                 if !may_create {
@@ -300,6 +311,7 @@ fn metadata(r: &mut MetadataRequest, version: i16, perms: &mut dyn Permissions) 
     let fix = (list_all || !denied.is_empty() || topic_ops || cluster_ops).then(|| {
         ResponseFix::Metadata {
             hide_unauthorized: list_all,
+            only_named: (!list_all && !denied.is_empty()).then_some(named),
             denied,
             topic_ops,
             cluster_ops,
@@ -449,7 +461,7 @@ fn find_coordinator(
 }
 
 fn create_topics(r: &mut CreateTopicsRequest, perms: &mut dyn Permissions) -> Verdict {
-    if perms.allows(ResourceType::Cluster, CLUSTER_NAME, Operation::Create) {
+    if perms.probe(ResourceType::Cluster, CLUSTER_NAME, Operation::Create) {
         return Verdict::forward();
     }
     let mut denied = Vec::new();

@@ -62,6 +62,9 @@ pub enum ResponseFix {
     Metadata {
         /// The request listed all topics: hide those without Describe.
         hide_unauthorized: bool,
+        /// The request named topics and some were removed: only these may come back
+        /// (a broker may read a list emptied by the proxy as "all topics").
+        only_named: Option<Vec<TopicName>>,
         /// Named topics the principal may not describe.
         denied: Vec<DeniedTopic>,
         /// Compute `topic_authorized_operations`.
@@ -166,12 +169,17 @@ pub fn fix_response(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut 
         (
             ResponseFix::Metadata {
                 hide_unauthorized,
+                only_named,
                 denied,
                 topic_ops,
                 cluster_ops,
             },
             ResponseKind::Metadata(r),
         ) => {
+            if let Some(named) = only_named {
+                r.topics
+                    .retain(|t| t.name.as_ref().is_some_and(|n| named.contains(n)));
+            }
             if *hide_unauthorized {
                 r.topics.retain(|t| {
                     t.name

@@ -432,6 +432,9 @@ impl Config {
             }
         }
         fix(&mut self.audit.data_dir);
+        if let Some(authz) = &mut self.authorization {
+            fix(&mut authz.policy_dir);
+        }
         if let Some(anchor) = &mut self.audit.log.anchor_file {
             fix(anchor);
         }

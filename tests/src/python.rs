@@ -301,7 +301,11 @@ pub async fn assert_report(
 
 /// Runs `authz_probe.py --client CLIENT` as `ep` with `probes` (see the script); returns
 /// what each probe observed: "ok", a Kafka error name, or (for `list`) the topic names.
-pub fn run_probes(client: &str, ep: &Endpoint, probes: &[&str]) -> serde_json::Map<String, serde_json::Value> {
+pub fn run_probes(
+    client: &str,
+    ep: &Endpoint,
+    probes: &[&str],
+) -> serde_json::Map<String, serde_json::Value> {
     let scratch = tempfile::Builder::new()
         .prefix("portcullis-probe-")
         .tempdir()
@@ -317,8 +321,15 @@ pub fn run_probes(client: &str, ep: &Endpoint, probes: &[&str]) -> serde_json::M
     }
     security_args(&mut cmd, ep);
     let done = run_with_timeout(&mut cmd, SCRIPT_TIMEOUT.min(TEST_TIMEOUT), scratch.path());
-    let json = done.stdout.lines().rev().find(|l| l.trim_start().starts_with('{'));
-    match (done.status.success(), json.map(serde_json::from_str::<serde_json::Value>)) {
+    let json = done
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'));
+    match (
+        done.status.success(),
+        json.map(serde_json::from_str::<serde_json::Value>),
+    ) {
         (true, Some(Ok(serde_json::Value::Object(map)))) => map,
         _ => panic!(
             "{client} probes failed ({}):\n--- stdout ---\n{}\n--- stderr ---\n{}",

@@ -24,6 +24,8 @@ const RULES: &str = "\
 # producers write every orders topic, but never orders.secret
 p, Role:producers, topic, orders*, Write, allow
 p, Role:producers, topic, orders.secret, Write, deny
+# producers may see payments (so their clients send Produce requests for it) but not write it
+p, Role:producers, topic, payments, Describe, allow
 # consumers read orders topics with the readers groups
 p, Role:consumers, topic, orders*, Read, allow
 p, Role:consumers, group, readers*, Read, allow
@@ -100,9 +102,13 @@ impl World {
     }
 
     fn metrics(&self) -> String {
-        http::get(self.s.proxy.admin_addr(), "/metrics", Duration::from_secs(5))
-            .unwrap()
-            .body
+        http::get(
+            self.s.proxy.admin_addr(),
+            "/metrics",
+            Duration::from_secs(5),
+        )
+        .unwrap()
+        .body
     }
 }
 
@@ -193,11 +199,12 @@ async fn a_producer_is_allowed_on_one_topic_and_denied_on_another_in_the_same_ba
         assert_eq!(high - low, 0, "a denied record was written");
     })
     .await;
-    let e = w.wait_for_event("alice denied on payments", |e| {
-        deny_of(e, "User:alice", "payments")
+    let e = w.wait_for_event("alice's produce to payments denied", |e| {
+        deny_of(e, "User:alice", "payments") && e["action"] == "kafka.Produce"
     });
-    assert_eq!(e["resource"]["type"], "topic", "{e}");
-    assert_eq!(e["detail"]["operation"], "Write", "{e}");
+    assert_eq!(e["resource"]["resource_type"], "topic", "{e}");
+    assert_eq!(e["details"]["operation"], "Write", "{e}");
+    assert_eq!(e["api"]["name"], "Produce", "{e}");
     assert_eq!(e["roles"], serde_json::json!(["producers"]), "{e}");
     assert!(e["rule"].as_str().is_some_and(|r| !r.is_empty()), "{e}");
     assert!(e["client_addr"].is_string(), "{e}");
@@ -225,6 +232,7 @@ async fn a_deny_overrides_a_prefix_allow() {
     let e = w.wait_for_event("deny rule named", |e| {
         deny_of(e, "User:alice", "orders.secret")
     });
+    assert_eq!(e["action"], "kafka.Produce", "{e}");
     assert!(
         e["rule"].as_str().unwrap().contains("orders.secret"),
         "the deciding rule is not named: {e}"
@@ -262,14 +270,22 @@ async fn topic_listing_hides_topics_and_a_named_one_is_denied() {
         let names: Vec<&str> = md.topics().iter().map(|t| t.name()).collect();
         assert!(names.contains(&"orders.eu"), "{names:?}");
         assert!(names.contains(&"analytics.clicks"), "{names:?}");
-        assert!(!names.contains(&"payments"), "an unauthorized topic is listed: {names:?}");
-        let md = bob.metadata(Some("payments"), Duration::from_secs(10)).unwrap();
+        assert!(
+            !names.contains(&"payments"),
+            "an unauthorized topic is listed: {names:?}"
+        );
+        let md = bob
+            .metadata(Some("payments"), Duration::from_secs(10))
+            .unwrap();
         let t = md.topics().iter().find(|t| t.name() == "payments").unwrap();
         assert_eq!(
             t.error(),
             Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED),
         );
-        assert!(t.partitions().is_empty(), "partitions of a hidden topic leaked");
+        assert!(
+            t.partitions().is_empty(),
+            "partitions of a hidden topic leaked"
+        );
         let admin = kafka::producer(&w.user("admin"), &[]);
         let md = admin.metadata(None, Duration::from_secs(10)).unwrap();
         assert!(md.topics().iter().any(|t| t.name() == "payments"));
@@ -314,26 +330,29 @@ async fn admin_create_and_delete_are_denied_and_allowed_by_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_from_a_jwt_claim_grant_access() {
     let w = World::start();
-    let token = w
-        .s
-        .issuer
-        .token("carol", &["consumers"], Duration::from_secs(600));
-    let carol = w
-        .s
-        .proxy
-        .endpoint()
-        .with_oauth(std::sync::Arc::new(move || token.clone()));
-    let stranger_token = w.s.issuer.token("dave", &["nobody"], Duration::from_secs(600));
-    let dave = w
-        .s
-        .proxy
-        .endpoint()
-        .with_oauth(std::sync::Arc::new(move || stranger_token.clone()));
+    let token =
+        w.s.issuer
+            .token("carol", &["consumers"], Duration::from_secs(600));
+    let carol =
+        w.s.proxy
+            .endpoint()
+            .with_oauth(std::sync::Arc::new(move || token.clone()));
+    let stranger_token =
+        w.s.issuer
+            .token("dave", &["nobody"], Duration::from_secs(600));
+    let dave =
+        w.s.proxy
+            .endpoint()
+            .with_oauth(std::sync::Arc::new(move || stranger_token.clone()));
     with_test_timeout("jwt roles", async {
         w.create_topics(&["orders.eu"]).await;
-        send(&kafka::producer(&w.user("alice"), &[]), "orders.eu", "for carol")
-            .await
-            .unwrap();
+        send(
+            &kafka::producer(&w.user("alice"), &[]),
+            "orders.eu",
+            "for carol",
+        )
+        .await
+        .unwrap();
         let back = consume(&carol, "readers-carol", "orders.eu", 1).await;
         assert_eq!(back, vec!["for carol"]);
         let consumer = kafka::consumer(&dave, "readers-dave", &[]);
@@ -378,7 +397,7 @@ async fn a_policy_edit_revokes_access_on_an_open_connection_within_2_seconds() {
 async fn a_broken_policy_edit_changes_nothing_and_is_reported() {
     let w = World::start();
     with_test_timeout("broken edit", async {
-        w.create_topics(&["orders.eu"]).await;
+        w.create_topics(&["orders.eu", "payments"]).await;
         let producer = kafka::producer(&w.user("alice"), &[]);
         send(&producer, "orders.eu", "before").await.unwrap();
         let broken = format!("{RULES}p, Role:producers, topic, payments, Scribble, allow\n");
@@ -445,7 +464,10 @@ async fn python_clients_see_kafkas_authorization_errors() {
                 "list",
             ],
         );
-        assert_eq!(bob["consume:orders.eu:readers-py"], "ok", "{client}: {bob:?}");
+        assert_eq!(
+            bob["consume:orders.eu:readers-py"], "ok",
+            "{client}: {bob:?}"
+        );
         assert_eq!(
             bob["consume:orders.eu:thieves-py"], "GROUP_AUTHORIZATION_FAILED",
             "{client}: {bob:?}"
