@@ -23,6 +23,13 @@ pub struct PolicyConfig {
     pub reload_interval: Duration,
 }
 
+impl Default for PolicyConfig {
+    /// `policies/`, no super-users, a 500 ms poll period.
+    fn default() -> PolicyConfig {
+        PolicyConfig::new("policies")
+    }
+}
+
 impl PolicyConfig {
     /// The default poll period of the watcher.
     pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_millis(500);

@@ -130,6 +130,17 @@ impl DirSnapshot {
 type CacheKey = (Box<str>, Box<[String]>, ResourceType, Box<str>, Operation);
 type Cache = HashMap<u64, Vec<(CacheKey, Decision)>>;
 
+fn key_eq(
+    key: &CacheKey,
+    principal: &str,
+    roles: &[String],
+    resource: ResourceType,
+    name: &str,
+    op: Operation,
+) -> bool {
+    *key.0 == *principal && *key.1 == *roles && key.2 == resource && *key.3 == *name && key.4 == op
+}
+
 /// A compiled policy generation. Immutable except for its decision cache.
 pub(crate) struct CompiledPolicy {
     pub generation: u64,
@@ -297,13 +308,8 @@ impl CompiledPolicy {
         let hash = self.cache_hash(principal, roles, resource, name, op);
         if let Ok(cache) = self.cache.read() {
             if let Some(bucket) = cache.get(&hash) {
-                for ((p, r, t, n, o), d) in bucket {
-                    if **p == *principal
-                        && **r == *roles
-                        && *t == resource
-                        && **n == *name
-                        && *o == op
-                    {
+                for (k, d) in bucket {
+                    if key_eq(k, principal, roles, resource, name, op) {
                         return d.clone();
                     }
                 }
@@ -316,7 +322,15 @@ impl CompiledPolicy {
                 cache.clear();
                 self.cache_len.store(0, Ordering::Relaxed);
             }
-            cache.entry(hash).or_default().push((
+            let bucket = cache.entry(hash).or_default();
+            // Another thread may have decided the same request meanwhile.
+            if bucket
+                .iter()
+                .any(|(k, _)| key_eq(k, principal, roles, resource, name, op))
+            {
+                return decision;
+            }
+            bucket.push((
                 (
                     principal.into(),
                     roles.to_vec().into_boxed_slice(),
