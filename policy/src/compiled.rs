@@ -257,7 +257,13 @@ impl CompiledPolicy {
     /// The subjects a request speaks for: the principal, `User:*`, `Role:<r>` for every
     /// given role, and roles assigned by `g` lines to the principal or to `User:*`.
     pub fn subjects(&self, principal: &str, roles: &[String]) -> Vec<String> {
-        let mut subjects = vec![principal.to_string(), "User:*".to_string()];
+        // A principal is always `User:...`; anything else (say a principal that reads
+        // `Role:admin`) must not pick up a role's rules, so it only counts as `User:*`.
+        let mut subjects = Vec::with_capacity(2 + roles.len());
+        if principal.starts_with("User:") && principal != "User:*" {
+            subjects.push(principal.to_string());
+        }
+        subjects.push("User:*".to_string());
         for r in roles {
             let s = format!("Role:{r}");
             if !subjects.contains(&s) {
