@@ -127,12 +127,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/model.conf");
     let model = std::fs::read_to_string(model_path)?;
     println!(
-        "{:>7} | {:>8} | {:>10} {:>10} | {:>10} {:>10} | {:>7}",
-        "lines", "samples", "uncached", "", "cached", "", "allowed"
+        "{:>7} | {:>8} | {:>10} {:>10} | {:>10} {:>10} | {:>7} | {:>9} {:>9}",
+        "lines", "samples", "uncached", "", "cached", "", "allowed", "load", "reload"
     );
     println!(
-        "{:>7} | {:>8} | {:>10} {:>10} | {:>10} {:>10} | {:>7}",
-        "", "", "p50", "p99", "p50", "p99", ""
+        "{:>7} | {:>8} | {:>10} {:>10} | {:>10} {:>10} | {:>7} | {:>9} {:>9}",
+        "", "", "p50", "p99", "p50", "p99", "", "", ""
     );
     for (lines, samples) in [(10usize, 20_000usize), (1_000, 3_000), (10_000, 400)] {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ lines as u64);
@@ -141,7 +141,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("model.conf"), &model)?;
         std::fs::write(dir.join("bench.csv"), policy(lines, &mut rng))?;
+        let t = Instant::now();
         let auth = Authorizer::load(&PolicyConfig::new(&dir))?;
+        let load = t.elapsed();
+        let t = Instant::now();
+        let reloaded = auth.reload();
+        let reload = t.elapsed();
+        assert!(reloaded.accepted);
         let requests: Vec<Request> = (0..samples).map(|_| request(&mut rng)).collect();
 
         let (uncached, allowed) = measure(samples, |i| {
@@ -163,14 +169,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .allowed
         });
         println!(
-            "{:>7} | {:>8} | {:>10} {:>10} | {:>10} {:>10} | {:>6.1}%",
+            "{:>7} | {:>8} | {:>10} {:>10} | {:>10} {:>10} | {:>6.1}% | {:>9} {:>9}",
             lines,
             samples,
             fmt(percentile(&uncached, 0.5)),
             fmt(percentile(&uncached, 0.99)),
             fmt(percentile(&cached, 0.5)),
             fmt(percentile(&cached, 0.99)),
-            100.0 * allowed as f64 / samples as f64
+            100.0 * allowed as f64 / samples as f64,
+            fmt(load),
+            fmt(reload)
         );
         std::fs::remove_dir_all(&dir)?;
     }

@@ -31,7 +31,8 @@ fn setup(policy: &str, super_users: &[&str]) -> (tempfile::TempDir, Authorizer) 
     write(dir.path(), "policy.csv", policy);
     let config = PolicyConfig {
         super_users: super_users.iter().map(|s| s.to_string()).collect(),
-        reload_interval: Duration::from_millis(50),
+        // The production poll period, so the watcher test shows the 2 s promise holds.
+        reload_interval: PolicyConfig::DEFAULT_RELOAD_INTERVAL,
         ..PolicyConfig::new(dir.path())
     };
     let auth = Authorizer::load(&config).unwrap();
@@ -569,7 +570,7 @@ async fn watcher_sees_edits_renames_additions_removals() {
     let sink = events.clone();
     let handle = a.spawn_watcher(move |ev| sink.lock().unwrap().push(ev));
     // No change, no event.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(events.lock().unwrap().is_empty());
 
     // Replace by rename (editors, Kubernetes).
@@ -608,7 +609,7 @@ async fn watcher_sees_edits_renames_additions_removals() {
 
     // A SIGHUP-style reload of unchanged content is not reported again by the watcher.
     let _ = a.reload();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(events.lock().unwrap().len(), 5);
     handle.abort();
 }
