@@ -700,3 +700,12 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn authorizer_is_send_sync_and_clone() {
+    fn check<T: Send + Sync + Clone + 'static>() {}
+    check::<Authorizer>();
+    check::<crate::Decision>();
+    check::<ReloadEvent>();
+    check::<PolicyError>();
+}
