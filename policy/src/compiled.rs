@@ -130,6 +130,17 @@ impl DirSnapshot {
 type CacheKey = (Box<str>, Box<[String]>, ResourceType, Box<str>, Operation);
 type Cache = HashMap<u64, Vec<(CacheKey, Decision)>>;
 
+fn key_eq(
+    key: &CacheKey,
+    principal: &str,
+    roles: &[String],
+    resource: ResourceType,
+    name: &str,
+    op: Operation,
+) -> bool {
+    *key.0 == *principal && *key.1 == *roles && key.2 == resource && *key.3 == *name && key.4 == op
+}
+
 /// A compiled policy generation. Immutable except for its decision cache.
 pub(crate) struct CompiledPolicy {
     pub generation: u64,
@@ -246,7 +257,13 @@ impl CompiledPolicy {
     /// The subjects a request speaks for: the principal, `User:*`, `Role:<r>` for every
     /// given role, and roles assigned by `g` lines to the principal or to `User:*`.
     pub fn subjects(&self, principal: &str, roles: &[String]) -> Vec<String> {
-        let mut subjects = vec![principal.to_string(), "User:*".to_string()];
+        // A principal is always `User:...`; anything else (say a principal that reads
+        // `Role:admin`) must not pick up a role's rules, so it only counts as `User:*`.
+        let mut subjects = Vec::with_capacity(2 + roles.len());
+        if principal.starts_with("User:") && principal != "User:*" {
+            subjects.push(principal.to_string());
+        }
+        subjects.push("User:*".to_string());
         for r in roles {
             let s = format!("Role:{r}");
             if !subjects.contains(&s) {
@@ -297,13 +314,8 @@ impl CompiledPolicy {
         let hash = self.cache_hash(principal, roles, resource, name, op);
         if let Ok(cache) = self.cache.read() {
             if let Some(bucket) = cache.get(&hash) {
-                for ((p, r, t, n, o), d) in bucket {
-                    if **p == *principal
-                        && **r == *roles
-                        && *t == resource
-                        && **n == *name
-                        && *o == op
-                    {
+                for (k, d) in bucket {
+                    if key_eq(k, principal, roles, resource, name, op) {
                         return d.clone();
                     }
                 }
@@ -316,7 +328,15 @@ impl CompiledPolicy {
                 cache.clear();
                 self.cache_len.store(0, Ordering::Relaxed);
             }
-            cache.entry(hash).or_default().push((
+            let bucket = cache.entry(hash).or_default();
+            // Another thread may have decided the same request meanwhile.
+            if bucket
+                .iter()
+                .any(|(k, _)| key_eq(k, principal, roles, resource, name, op))
+            {
+                return decision;
+            }
+            bucket.push((
                 (
                     principal.into(),
                     roles.to_vec().into_boxed_slice(),

@@ -109,7 +109,7 @@ impl Rule {
         self.resource == resource
             && ops.contains(&self.operation)
             && self.pattern.matches(name)
-            && subjects.iter().any(|s| *s == self.subject)
+            && subjects.contains(&self.subject)
     }
 }
 
