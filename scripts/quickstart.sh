@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's first command: build Portcullis, install the development broker, generate
 # development certificates, and run broker + proxy (TLS for clients) in the foreground,
-# printing how to connect a client. Ctrl-C stops both.
+# printing how to connect a client. Clients authenticate with SCRAM (development users are
+# created in .quickstart/users.toml, passwords in .quickstart/passwords.txt) and are
+# authorized by the example policies in policies/. Ctrl-C stops both.
 #
 # Ports (override with environment variables): broker 127.0.0.1:9092, proxy bootstrap
 # localhost:9192 (TLS), per-broker ports 9193-9199, admin HTTP 127.0.0.1:9190 — as set in
@@ -30,6 +32,23 @@ if [[ ! -f certs/ca.pem ]]; then
 else
     say "using existing development certificates in certs/ (delete them to regenerate)"
 fi
+
+USERS="$STATE/users.toml"
+PASSWORDS="$STATE/passwords.txt"
+if [[ ! -f "$USERS" ]]; then
+    say "creating development users (roles from policies/estate.csv) in $USERS"
+    umask 077
+    : >"$PASSWORDS"
+    for entry in admin:admin alice:producers bob:consumers carol:analytics; do
+        name=${entry%%:*}
+        roles=${entry#*:}
+        password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+        printf '%s\n' "$password" | "$PORTCULLIS" users --store "$USERS" add "$name" --password-stdin --roles "$roles" >/dev/null
+        echo "$name $password" >>"$PASSWORDS"
+    done
+    umask 022
+fi
+password_of() { awk -v u="$1" '$1 == u { print $2 }' "$PASSWORDS"; }
 
 "$PORTCULLIS" check --config examples/quickstart.toml
 
@@ -73,17 +92,24 @@ cat <<MSG
 
 Portcullis is running.
   bootstrap.servers   localhost:9192   (TLS; the broker itself is at 127.0.0.1:9092)
-  security.protocol   SSL
+  security.protocol   SASL_SSL
+  sasl.mechanism      SCRAM-SHA-512
   ssl.ca.location     $ROOT/certs/ca.pem
+  users (passwords)   $PASSWORDS   admin=admin, alice=producers, bob=consumers, carol=analytics
+  policies            $ROOT/policies   (edit while running; check: $PORTCULLIS policy check policies)
   metrics / health    http://127.0.0.1:9190/metrics  /healthz  /readyz
   audit log           $STATE/audit  (live: http://127.0.0.1:9190/audit/tail ; stopped: portcullis audit --data-dir $STATE/audit verify)
 
-Produce and consume through the proxy with a stock client (confluent-kafka), in another terminal:
-  $VENV/bin/python $ROOT/examples/client.py localhost:9192 $ROOT/certs/ca.pem
+Produce and consume through the proxy with a stock client (confluent-kafka), in another
+terminal (alice writes orders, bob reads them, and bob is refused when he tries to write):
+  $VENV/bin/python $ROOT/examples/client.py localhost:9192 $ROOT/certs/ca.pem $PASSWORDS
 
 Any other client works the same way, e.g. librdkafka properties:
   bootstrap.servers=localhost:9192
-  security.protocol=SSL
+  security.protocol=SASL_SSL
+  sasl.mechanism=SCRAM-SHA-512
+  sasl.username=alice
+  sasl.password=$(password_of alice)
   ssl.ca.location=$ROOT/certs/ca.pem
 
 Press Ctrl-C to stop broker and proxy.
