@@ -99,6 +99,37 @@ const INIT_PRODUCER_ID: &[Need] = &[
     need(R::Cluster, O::IdempotentWrite, S::Conditional),
 ];
 const CLUSTER_DESCRIBE: &[Need] = &[need(R::Cluster, O::Describe, S::Whole)];
+const DELETE_RECORDS: &[Need] = &[need(R::Topic, O::Delete, S::PerItem)];
+const ADD_PARTITIONS_TO_TXN: &[Need] = &[
+    need(R::TransactionalId, O::Write, S::Whole),
+    need(R::Topic, O::Write, S::Whole),
+];
+const ADD_OFFSETS_TO_TXN: &[Need] = &[
+    need(R::TransactionalId, O::Write, S::Whole),
+    need(R::Group, O::Read, S::Whole),
+];
+const END_TXN: &[Need] = &[need(R::TransactionalId, O::Write, S::Whole)];
+const TXN_OFFSET_COMMIT: &[Need] = &[
+    need(R::TransactionalId, O::Write, S::Whole),
+    need(R::Group, O::Read, S::Whole),
+    need(R::Topic, O::Read, S::PerItem),
+];
+const OFFSET_DELETE: &[Need] = &[
+    need(R::Group, O::Delete, S::Whole),
+    need(R::Topic, O::Read, S::PerItem),
+];
+const DELETE_GROUPS: &[Need] = &[need(R::Group, O::Delete, S::PerItem)];
+const CREATE_PARTITIONS: &[Need] = &[need(R::Topic, O::Alter, S::PerItem)];
+const DESCRIBE_CONFIGS: &[Need] = &[
+    need(R::Topic, O::DescribeConfigs, S::PerItem),
+    need(R::Group, O::DescribeConfigs, S::PerItem),
+    need(R::Cluster, O::DescribeConfigs, S::PerItem),
+];
+const ALTER_CONFIGS: &[Need] = &[
+    need(R::Topic, O::AlterConfigs, S::PerItem),
+    need(R::Group, O::AlterConfigs, S::PerItem),
+    need(R::Cluster, O::AlterConfigs, S::PerItem),
+];
 
 /// How the proxy authorizes `key`.
 pub fn enforcement(key: ApiKey) -> Enforcement {
@@ -124,19 +155,19 @@ pub fn enforcement(key: ApiKey) -> Enforcement {
         DeleteTopics => checked(DELETE_TOPICS, Some(5)),
         InitProducerId => checked(INIT_PRODUCER_ID, None),
         DescribeCluster => checked(CLUSTER_DESCRIBE, None),
-        OffsetForLeaderEpoch
-        | DeleteRecords
-        | AddPartitionsToTxn
-        | AddOffsetsToTxn
-        | EndTxn
-        | TxnOffsetCommit
-        | DeleteGroups
-        | OffsetDelete
-        | CreatePartitions
-        | DescribeConfigs
-        | AlterConfigs
-        | IncrementalAlterConfigs
-        | DescribeAcls
+        OffsetForLeaderEpoch => checked(TOPIC_DESCRIBE, None),
+        DeleteRecords => checked(DELETE_RECORDS, None),
+        // v4 batches transactions (broker to broker).
+        AddPartitionsToTxn => checked(ADD_PARTITIONS_TO_TXN, Some(3)),
+        AddOffsetsToTxn => checked(ADD_OFFSETS_TO_TXN, None),
+        EndTxn => checked(END_TXN, None),
+        TxnOffsetCommit => checked(TXN_OFFSET_COMMIT, None),
+        OffsetDelete => checked(OFFSET_DELETE, None),
+        DeleteGroups => checked(DELETE_GROUPS, None),
+        CreatePartitions => checked(CREATE_PARTITIONS, None),
+        DescribeConfigs => checked(DESCRIBE_CONFIGS, None),
+        AlterConfigs | IncrementalAlterConfigs => checked(ALTER_CONFIGS, None),
+        DescribeAcls
         | CreateAcls
         | DeleteAcls
         | AlterReplicaLogDirs

@@ -8,9 +8,12 @@
 //! would answer.
 
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, FindCoordinatorRequest,
-    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetFetchRequest, ProduceRequest, RequestKind, ResponseKind, TopicName,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest, ApiKey,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
+    ProduceRequest, RequestKind, ResponseKind, TopicName, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use portcullis_policy::resource::CLUSTER_NAME;
@@ -155,6 +158,28 @@ pub fn authorize_request(
                 .then_some(ResponseFix::DescribeCluster);
             Verdict::forward_with(false, fix)
         }
+        RequestKind::OffsetForLeaderEpoch(r) => offset_for_leader_epoch(r, perms),
+        RequestKind::DeleteRecords(r) => delete_records(r, perms),
+        RequestKind::AddPartitionsToTxn(r) => add_partitions_to_txn(r, perms),
+        RequestKind::AddOffsetsToTxn(r) => add_offsets_to_txn(r, perms),
+        RequestKind::EndTxn(r) => {
+            if perms.allows(
+                ResourceType::TransactionalId,
+                &r.transactional_id,
+                Operation::Write,
+            ) {
+                Verdict::forward()
+            } else {
+                Verdict::answer(answer::end_txn_denied())
+            }
+        }
+        RequestKind::TxnOffsetCommit(r) => txn_offset_commit(r, perms),
+        RequestKind::OffsetDelete(r) => offset_delete(r, perms),
+        RequestKind::DeleteGroups(r) => delete_groups(r, perms),
+        RequestKind::CreatePartitions(r) => create_partitions(r, perms),
+        RequestKind::DescribeConfigs(r) => describe_configs(r, perms),
+        RequestKind::AlterConfigs(r) => alter_configs(r, perms),
+        RequestKind::IncrementalAlterConfigs(r) => incremental_alter_configs(r, perms),
         RequestKind::ApiVersions(_)
         | RequestKind::SaslHandshake(_)
         | RequestKind::SaslAuthenticate(_) => Verdict::forward(),
@@ -526,3 +551,367 @@ fn init_producer_id(r: &mut InitProducerIdRequest, perms: &mut dyn Permissions) 
 
 #[cfg(test)]
 mod tests;
+
+/// Removes the items `allowed` refuses from `items`; returns the keys of those removed.
+fn split_denied<T, K>(
+    items: &mut Vec<T>,
+    mut allowed: impl FnMut(&T) -> bool,
+    key: impl Fn(&T) -> K,
+) -> Vec<K> {
+    let mut denied = Vec::new();
+    items.retain(|item| {
+        let ok = allowed(item);
+        if !ok {
+            denied.push(key(item));
+        }
+        ok
+    });
+    denied
+}
+
+/// The three outcomes of a per-item request: all allowed (forward as is), none allowed
+/// (answer locally), some allowed (forward the rest, put the denied back in the response).
+fn settle<D>(
+    denied: D,
+    is_empty: fn(&D) -> bool,
+    nothing_left: bool,
+    answer: impl FnOnce(&D) -> ResponseKind,
+    fix: impl FnOnce(D) -> ResponseFix,
+) -> Verdict {
+    if is_empty(&denied) {
+        Verdict::forward()
+    } else if nothing_left {
+        Verdict::answer(answer(&denied))
+    } else {
+        Verdict::forward_with(true, Some(fix(denied)))
+    }
+}
+
+fn offset_for_leader_epoch(
+    r: &mut OffsetForLeaderEpochRequest,
+    perms: &mut dyn Permissions,
+) -> Verdict {
+    if r.replica_id.0 >= 0
+        && !perms.allows(
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+            Operation::ClusterAction,
+        )
+    {
+        let all = partitions_of(
+            r.topics
+                .iter()
+                .map(|t| (&t.topic, t.partitions.iter().map(|p| p.partition).collect())),
+        );
+        return Verdict::answer(answer::offset_for_leader_epoch_denied(
+            &all,
+            CLUSTER_AUTHORIZATION_FAILED,
+        ));
+    }
+    let denied = split_denied(
+        &mut r.topics,
+        |t| perms.allows(ResourceType::Topic, &t.topic, Operation::Describe),
+        |t| {
+            (
+                t.topic.clone(),
+                t.partitions.iter().map(|p| p.partition).collect(),
+            )
+        },
+    );
+    settle(
+        denied,
+        Vec::is_empty,
+        r.topics.is_empty(),
+        |d| answer::offset_for_leader_epoch_denied(d, TOPIC_AUTHORIZATION_FAILED),
+        ResponseFix::OffsetForLeaderEpoch,
+    )
+}
+
+fn delete_records(r: &mut DeleteRecordsRequest, perms: &mut dyn Permissions) -> Verdict {
+    let denied = split_denied(
+        &mut r.topics,
+        |t| perms.allows(ResourceType::Topic, &t.name, Operation::Delete),
+        |t| {
+            (
+                t.name.clone(),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        },
+    );
+    settle(
+        denied,
+        Vec::is_empty,
+        r.topics.is_empty(),
+        answer::delete_records_denied,
+        ResponseFix::DeleteRecords,
+    )
+}
+
+/// AddPartitionsToTxn v0-3: Write on the transactional id and on every topic. As in
+/// Kafka, one unauthorized topic fails the whole request (the others get
+/// OPERATION_NOT_ATTEMPTED), so nothing is forwarded.
+fn add_partitions_to_txn(
+    r: &mut AddPartitionsToTxnRequest,
+    perms: &mut dyn Permissions,
+) -> Verdict {
+    let all: Vec<(TopicName, Vec<i32>, bool)> = r
+        .v3_and_below_topics
+        .iter()
+        .map(|t| (t.name.clone(), t.partitions.clone(), true))
+        .collect();
+    if !perms.allows(
+        ResourceType::TransactionalId,
+        &r.v3_and_below_transactional_id,
+        Operation::Write,
+    ) {
+        return Verdict::answer(answer::add_partitions_to_txn_denied(
+            &all,
+            TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        ));
+    }
+    let checked: Vec<(TopicName, Vec<i32>, bool)> = all
+        .into_iter()
+        .map(|(t, p, _)| {
+            let ok = perms.allows(ResourceType::Topic, &t, Operation::Write);
+            (t, p, ok)
+        })
+        .collect();
+    if checked.iter().all(|(_, _, ok)| *ok) {
+        Verdict::forward()
+    } else {
+        Verdict::answer(answer::add_partitions_to_txn_denied(
+            &checked,
+            TOPIC_AUTHORIZATION_FAILED,
+        ))
+    }
+}
+
+/// AddOffsetsToTxn: Write on the transactional id, Read on the group.
+fn add_offsets_to_txn(r: &AddOffsetsToTxnRequest, perms: &mut dyn Permissions) -> Verdict {
+    if !perms.allows(
+        ResourceType::TransactionalId,
+        &r.transactional_id,
+        Operation::Write,
+    ) {
+        return Verdict::answer(answer::add_offsets_to_txn_denied(
+            TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        ));
+    }
+    if !perms.allows(ResourceType::Group, &r.group_id, Operation::Read) {
+        return Verdict::answer(answer::add_offsets_to_txn_denied(
+            GROUP_AUTHORIZATION_FAILED,
+        ));
+    }
+    Verdict::forward()
+}
+
+/// TxnOffsetCommit: Write on the transactional id, Read on the group, Read on each topic.
+fn txn_offset_commit(r: &mut TxnOffsetCommitRequest, perms: &mut dyn Permissions) -> Verdict {
+    let all = || {
+        partitions_of(r.topics.iter().map(|t| {
+            (
+                &t.name,
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        }))
+    };
+    if !perms.allows(
+        ResourceType::TransactionalId,
+        &r.transactional_id,
+        Operation::Write,
+    ) {
+        return Verdict::answer(answer::txn_offset_commit_denied(
+            &all(),
+            TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        ));
+    }
+    if !perms.allows(ResourceType::Group, &r.group_id, Operation::Read) {
+        return Verdict::answer(answer::txn_offset_commit_denied(
+            &all(),
+            GROUP_AUTHORIZATION_FAILED,
+        ));
+    }
+    let denied = split_denied(
+        &mut r.topics,
+        |t| perms.allows(ResourceType::Topic, &t.name, Operation::Read),
+        |t| {
+            (
+                t.name.clone(),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        },
+    );
+    settle(
+        denied,
+        Vec::is_empty,
+        r.topics.is_empty(),
+        |d| answer::txn_offset_commit_denied(d, TOPIC_AUTHORIZATION_FAILED),
+        ResponseFix::TxnOffsetCommit,
+    )
+}
+
+/// OffsetDelete: Delete on the group, Read on each topic.
+fn offset_delete(r: &mut OffsetDeleteRequest, perms: &mut dyn Permissions) -> Verdict {
+    if !perms.allows(ResourceType::Group, &r.group_id, Operation::Delete) {
+        return Verdict::answer(answer::offset_delete_group_denied());
+    }
+    let denied = split_denied(
+        &mut r.topics,
+        |t| perms.allows(ResourceType::Topic, &t.name, Operation::Read),
+        |t| {
+            (
+                t.name.clone(),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        },
+    );
+    settle(
+        denied,
+        Vec::is_empty,
+        r.topics.is_empty(),
+        answer::offset_delete_denied,
+        ResponseFix::OffsetDelete,
+    )
+}
+
+fn delete_groups(r: &mut DeleteGroupsRequest, perms: &mut dyn Permissions) -> Verdict {
+    let denied = split_denied(
+        &mut r.groups_names,
+        |g| perms.allows(ResourceType::Group, g, Operation::Delete),
+        Clone::clone,
+    );
+    settle(
+        denied,
+        Vec::is_empty,
+        r.groups_names.is_empty(),
+        |d| answer::delete_groups_denied(d),
+        ResponseFix::DeleteGroups,
+    )
+}
+
+fn create_partitions(r: &mut CreatePartitionsRequest, perms: &mut dyn Permissions) -> Verdict {
+    let denied = split_denied(
+        &mut r.topics,
+        |t| perms.allows(ResourceType::Topic, &t.name, Operation::Alter),
+        |t| t.name.clone(),
+    );
+    settle(
+        denied,
+        Vec::is_empty,
+        r.topics.is_empty(),
+        |d| answer::create_partitions_denied(d),
+        ResponseFix::CreatePartitions,
+    )
+}
+
+/// Config resource types (`ConfigResource.Type` in Kafka).
+const CONFIG_TOPIC: i8 = 2;
+const CONFIG_BROKER: i8 = 4;
+const CONFIG_BROKER_LOGGER: i8 = 8;
+const CONFIG_CLIENT_METRICS: i8 = 16;
+const CONFIG_GROUP: i8 = 32;
+
+/// Whether `op` is allowed on a config resource; `Err` carries the error code of a denial.
+fn config_access(
+    perms: &mut dyn Permissions,
+    resource_type: i8,
+    name: &str,
+    op: Operation,
+) -> Result<(), i16> {
+    let (resource, name, code) = match resource_type {
+        CONFIG_TOPIC => (ResourceType::Topic, name, TOPIC_AUTHORIZATION_FAILED),
+        CONFIG_GROUP => (ResourceType::Group, name, GROUP_AUTHORIZATION_FAILED),
+        CONFIG_BROKER | CONFIG_BROKER_LOGGER | CONFIG_CLIENT_METRICS => (
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+            CLUSTER_AUTHORIZATION_FAILED,
+        ),
+        _ => return Err(answer::INVALID_REQUEST),
+    };
+    if perms.allows(resource, name, op) {
+        Ok(())
+    } else {
+        Err(code)
+    }
+}
+
+/// A config resource the principal may not touch: (type, name, error code).
+pub type DeniedConfig = (i8, StrBytes, i16);
+
+fn describe_configs(r: &mut DescribeConfigsRequest, perms: &mut dyn Permissions) -> Verdict {
+    let mut denied: Vec<DeniedConfig> = Vec::new();
+    r.resources.retain(|c| {
+        match config_access(
+            perms,
+            c.resource_type,
+            &c.resource_name,
+            Operation::DescribeConfigs,
+        ) {
+            Ok(()) => true,
+            Err(code) => {
+                denied.push((c.resource_type, c.resource_name.clone(), code));
+                false
+            }
+        }
+    });
+    settle(
+        denied,
+        Vec::is_empty,
+        r.resources.is_empty(),
+        |d| answer::describe_configs_denied(d),
+        ResponseFix::DescribeConfigs,
+    )
+}
+
+fn alter_configs(r: &mut AlterConfigsRequest, perms: &mut dyn Permissions) -> Verdict {
+    let mut denied: Vec<DeniedConfig> = Vec::new();
+    r.resources.retain(|c| {
+        match config_access(
+            perms,
+            c.resource_type,
+            &c.resource_name,
+            Operation::AlterConfigs,
+        ) {
+            Ok(()) => true,
+            Err(code) => {
+                denied.push((c.resource_type, c.resource_name.clone(), code));
+                false
+            }
+        }
+    });
+    settle(
+        denied,
+        Vec::is_empty,
+        r.resources.is_empty(),
+        |d| answer::alter_configs_denied(d),
+        ResponseFix::AlterConfigs,
+    )
+}
+
+fn incremental_alter_configs(
+    r: &mut IncrementalAlterConfigsRequest,
+    perms: &mut dyn Permissions,
+) -> Verdict {
+    let mut denied: Vec<DeniedConfig> = Vec::new();
+    r.resources.retain(|c| {
+        match config_access(
+            perms,
+            c.resource_type,
+            &c.resource_name,
+            Operation::AlterConfigs,
+        ) {
+            Ok(()) => true,
+            Err(code) => {
+                denied.push((c.resource_type, c.resource_name.clone(), code));
+                false
+            }
+        }
+    });
+    settle(
+        denied,
+        Vec::is_empty,
+        r.resources.is_empty(),
+        |d| answer::incremental_alter_configs_denied(d),
+        ResponseFix::IncrementalAlterConfigs,
+    )
+}

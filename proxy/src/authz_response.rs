@@ -4,6 +4,16 @@
 //! the proxy's own upstream identity).
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -14,10 +24,19 @@ use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponsePartition, OffsetFetchResponseTopic,
 };
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
     create_topics_response::CreatableTopicResult, delete_topics_response::DeletableTopicResult,
     ApiKey, BrokerId, CreateTopicsResponse, DeleteTopicsResponse, DescribeClusterResponse,
@@ -26,17 +45,25 @@ use kafka_protocol::messages::{
     ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetFetchRequest,
     OffsetFetchResponse, ProduceResponse, ProducerId, ResponseKind, SyncGroupResponse, TopicName,
 };
+use kafka_protocol::messages::{
+    incremental_alter_configs_response, AddOffsetsToTxnResponse, AddPartitionsToTxnResponse,
+    AlterConfigsResponse, CreatePartitionsResponse, DeleteGroupsResponse, DeleteRecordsResponse,
+    DescribeConfigsResponse, EndTxnResponse, IncrementalAlterConfigsResponse, OffsetDeleteResponse,
+    OffsetForLeaderEpochResponse, TxnOffsetCommitResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 use portcullis_policy::resource::CLUSTER_NAME;
 use portcullis_policy::{Operation, ResourceType};
 
 use crate::authz_request::{
-    DeniedPartitions, Permissions, CLUSTER_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED,
-    TOPIC_AUTHORIZATION_FAILED,
+    DeniedConfig, DeniedPartitions, Permissions, CLUSTER_AUTHORIZATION_FAILED,
+    GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 };
 
 /// Kafka error INVALID_REQUEST, for requests the proxy cannot authorize at all.
-const INVALID_REQUEST: i16 = 42;
+pub const INVALID_REQUEST: i16 = 42;
+/// Kafka error OPERATION_NOT_ATTEMPTED: the request failed on another item.
+const OPERATION_NOT_ATTEMPTED: i16 = 55;
 /// The value of an `authorized_operations` field the client did not ask for.
 const OPS_NOT_REQUESTED: i32 = i32::MIN;
 /// Message Kafka sends with authorization errors.
@@ -102,6 +129,24 @@ pub enum ResponseFix {
     DeleteTopics(Vec<TopicName>),
     /// DescribeCluster: compute `cluster_authorized_operations`.
     DescribeCluster,
+    /// Denied OffsetForLeaderEpoch partitions.
+    OffsetForLeaderEpoch(DeniedPartitions),
+    /// Denied DeleteRecords partitions.
+    DeleteRecords(DeniedPartitions),
+    /// Denied TxnOffsetCommit partitions.
+    TxnOffsetCommit(DeniedPartitions),
+    /// Denied OffsetDelete partitions.
+    OffsetDelete(DeniedPartitions),
+    /// Denied DeleteGroups groups.
+    DeleteGroups(Vec<GroupId>),
+    /// Denied CreatePartitions topics.
+    CreatePartitions(Vec<TopicName>),
+    /// Denied DescribeConfigs resources.
+    DescribeConfigs(Vec<DeniedConfig>),
+    /// Denied AlterConfigs resources.
+    AlterConfigs(Vec<DeniedConfig>),
+    /// Denied IncrementalAlterConfigs resources.
+    IncrementalAlterConfigs(Vec<DeniedConfig>),
 }
 
 /// Operations reported in a topic's `authorized_operations`.
@@ -246,6 +291,38 @@ pub fn fix_response(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut 
         (ResponseFix::DescribeCluster, ResponseKind::DescribeCluster(r)) => {
             r.cluster_authorized_operations =
                 authorized_operations(perms, ResourceType::Cluster, CLUSTER_NAME, CLUSTER_OPS);
+        }
+        (ResponseFix::OffsetForLeaderEpoch(denied), ResponseKind::OffsetForLeaderEpoch(r)) => {
+            r.topics
+                .extend(epoch_topics(denied, TOPIC_AUTHORIZATION_FAILED));
+        }
+        (ResponseFix::DeleteRecords(denied), ResponseKind::DeleteRecords(r)) => {
+            r.topics.extend(delete_records_topics(denied));
+        }
+        (ResponseFix::TxnOffsetCommit(denied), ResponseKind::TxnOffsetCommit(r)) => {
+            r.topics
+                .extend(txn_offset_commit_topics(denied, TOPIC_AUTHORIZATION_FAILED));
+        }
+        (ResponseFix::OffsetDelete(denied), ResponseKind::OffsetDelete(r)) => {
+            r.topics.extend(offset_delete_topics(denied));
+        }
+        (ResponseFix::DeleteGroups(denied), ResponseKind::DeleteGroups(r)) => {
+            r.results.extend(deleted_groups(denied));
+        }
+        (ResponseFix::CreatePartitions(denied), ResponseKind::CreatePartitions(r)) => {
+            r.results.extend(created_partitions(denied));
+        }
+        (ResponseFix::DescribeConfigs(denied), ResponseKind::DescribeConfigs(r)) => {
+            r.results.extend(described_configs(denied));
+        }
+        (ResponseFix::AlterConfigs(denied), ResponseKind::AlterConfigs(r)) => {
+            r.responses.extend(altered_configs(denied));
+        }
+        (
+            ResponseFix::IncrementalAlterConfigs(denied),
+            ResponseKind::IncrementalAlterConfigs(r),
+        ) => {
+            r.responses.extend(incrementally_altered_configs(denied));
         }
         _ => {}
     }
@@ -589,5 +666,275 @@ pub fn describe_cluster_denied() -> ResponseKind {
         .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
         .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)))
         .with_controller_id(BrokerId(-1))
+        .into()
+}
+
+/// Per-partition results of `denied`: `make(partition)` builds one partition entry.
+fn per_partition<T, P>(
+    denied: &DeniedPartitions,
+    topic: impl Fn(TopicName, Vec<P>) -> T,
+    make: impl Fn(i32) -> P,
+) -> Vec<T> {
+    denied
+        .iter()
+        .map(|(name, partitions)| {
+            topic(name.clone(), partitions.iter().map(|p| make(*p)).collect())
+        })
+        .collect()
+}
+
+fn epoch_topics(denied: &DeniedPartitions, code: i16) -> Vec<OffsetForLeaderTopicResult> {
+    per_partition(
+        denied,
+        |t, p| {
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t)
+                .with_partitions(p)
+        },
+        |p| {
+            EpochEndOffset::default()
+                .with_partition(p)
+                .with_error_code(code)
+                .with_leader_epoch(-1)
+                .with_end_offset(-1)
+        },
+    )
+}
+
+/// An OffsetForLeaderEpoch whose every partition is denied with `code`.
+pub fn offset_for_leader_epoch_denied(denied: &DeniedPartitions, code: i16) -> ResponseKind {
+    OffsetForLeaderEpochResponse::default()
+        .with_topics(epoch_topics(denied, code))
+        .into()
+}
+
+fn delete_records_topics(denied: &DeniedPartitions) -> Vec<DeleteRecordsTopicResult> {
+    per_partition(
+        denied,
+        |t, p| {
+            DeleteRecordsTopicResult::default()
+                .with_name(t)
+                .with_partitions(p)
+        },
+        |p| {
+            DeleteRecordsPartitionResult::default()
+                .with_partition_index(p)
+                .with_low_watermark(-1)
+                .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+        },
+    )
+}
+
+/// A DeleteRecords whose every partition is denied.
+pub fn delete_records_denied(denied: &DeniedPartitions) -> ResponseKind {
+    DeleteRecordsResponse::default()
+        .with_topics(delete_records_topics(denied))
+        .into()
+}
+
+/// An AddPartitionsToTxn (v0-3) that fails: partitions of topics marked `false` get
+/// `code`, the others OPERATION_NOT_ATTEMPTED (every partition gets `code` when the
+/// transactional id itself is denied).
+pub fn add_partitions_to_txn_denied(
+    topics: &[(TopicName, Vec<i32>, bool)],
+    code: i16,
+) -> ResponseKind {
+    let txn_denied = code == TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    AddPartitionsToTxnResponse::default()
+        .with_results_by_topic_v3_and_below(
+            topics
+                .iter()
+                .map(|(name, partitions, allowed)| {
+                    let partition_code = if txn_denied || !allowed {
+                        code
+                    } else {
+                        OPERATION_NOT_ATTEMPTED
+                    };
+                    AddPartitionsToTxnTopicResult::default()
+                        .with_name(name.clone())
+                        .with_results_by_partition(
+                            partitions
+                                .iter()
+                                .map(|p| {
+                                    AddPartitionsToTxnPartitionResult::default()
+                                        .with_partition_index(*p)
+                                        .with_partition_error_code(partition_code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        )
+        .into()
+}
+
+/// An AddOffsetsToTxn denied with `code`.
+pub fn add_offsets_to_txn_denied(code: i16) -> ResponseKind {
+    AddOffsetsToTxnResponse::default()
+        .with_error_code(code)
+        .into()
+}
+
+/// An EndTxn without Write on the transactional id.
+pub fn end_txn_denied() -> ResponseKind {
+    EndTxnResponse::default()
+        .with_error_code(TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1)
+        .into()
+}
+
+fn txn_offset_commit_topics(
+    denied: &DeniedPartitions,
+    code: i16,
+) -> Vec<TxnOffsetCommitResponseTopic> {
+    per_partition(
+        denied,
+        |t, p| {
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t)
+                .with_partitions(p)
+        },
+        |p| {
+            TxnOffsetCommitResponsePartition::default()
+                .with_partition_index(p)
+                .with_error_code(code)
+        },
+    )
+}
+
+/// A TxnOffsetCommit whose every partition is denied with `code`.
+pub fn txn_offset_commit_denied(denied: &DeniedPartitions, code: i16) -> ResponseKind {
+    TxnOffsetCommitResponse::default()
+        .with_topics(txn_offset_commit_topics(denied, code))
+        .into()
+}
+
+fn offset_delete_topics(denied: &DeniedPartitions) -> Vec<OffsetDeleteResponseTopic> {
+    per_partition(
+        denied,
+        |t, p| {
+            OffsetDeleteResponseTopic::default()
+                .with_name(t)
+                .with_partitions(p)
+        },
+        |p| {
+            OffsetDeleteResponsePartition::default()
+                .with_partition_index(p)
+                .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+        },
+    )
+}
+
+/// An OffsetDelete whose every topic is denied.
+pub fn offset_delete_denied(denied: &DeniedPartitions) -> ResponseKind {
+    OffsetDeleteResponse::default()
+        .with_topics(offset_delete_topics(denied))
+        .into()
+}
+
+/// An OffsetDelete without Delete on the group.
+pub fn offset_delete_group_denied() -> ResponseKind {
+    OffsetDeleteResponse::default()
+        .with_error_code(GROUP_AUTHORIZATION_FAILED)
+        .into()
+}
+
+fn deleted_groups(denied: &[GroupId]) -> Vec<DeletableGroupResult> {
+    denied
+        .iter()
+        .map(|g| {
+            DeletableGroupResult::default()
+                .with_group_id(g.clone())
+                .with_error_code(GROUP_AUTHORIZATION_FAILED)
+        })
+        .collect()
+}
+
+/// A DeleteGroups whose every group is denied.
+pub fn delete_groups_denied(denied: &[GroupId]) -> ResponseKind {
+    DeleteGroupsResponse::default()
+        .with_results(deleted_groups(denied))
+        .into()
+}
+
+fn created_partitions(denied: &[TopicName]) -> Vec<CreatePartitionsTopicResult> {
+    denied
+        .iter()
+        .map(|t| {
+            CreatePartitionsTopicResult::default()
+                .with_name(t.clone())
+                .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)))
+        })
+        .collect()
+}
+
+/// A CreatePartitions whose every topic is denied.
+pub fn create_partitions_denied(denied: &[TopicName]) -> ResponseKind {
+    CreatePartitionsResponse::default()
+        .with_results(created_partitions(denied))
+        .into()
+}
+
+fn described_configs(denied: &[DeniedConfig]) -> Vec<DescribeConfigsResult> {
+    denied
+        .iter()
+        .map(|(kind, name, code)| {
+            DescribeConfigsResult::default()
+                .with_resource_type(*kind)
+                .with_resource_name(name.clone())
+                .with_error_code(*code)
+                .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)))
+        })
+        .collect()
+}
+
+/// A DescribeConfigs whose every resource is denied.
+pub fn describe_configs_denied(denied: &[DeniedConfig]) -> ResponseKind {
+    DescribeConfigsResponse::default()
+        .with_results(described_configs(denied))
+        .into()
+}
+
+fn altered_configs(denied: &[DeniedConfig]) -> Vec<AlterConfigsResourceResponse> {
+    denied
+        .iter()
+        .map(|(kind, name, code)| {
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(*kind)
+                .with_resource_name(name.clone())
+                .with_error_code(*code)
+                .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)))
+        })
+        .collect()
+}
+
+/// An AlterConfigs whose every resource is denied.
+pub fn alter_configs_denied(denied: &[DeniedConfig]) -> ResponseKind {
+    AlterConfigsResponse::default()
+        .with_responses(altered_configs(denied))
+        .into()
+}
+
+fn incrementally_altered_configs(
+    denied: &[DeniedConfig],
+) -> Vec<incremental_alter_configs_response::AlterConfigsResourceResponse> {
+    denied
+        .iter()
+        .map(|(kind, name, code)| {
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(*kind)
+                .with_resource_name(name.clone())
+                .with_error_code(*code)
+                .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)))
+        })
+        .collect()
+}
+
+/// An IncrementalAlterConfigs whose every resource is denied.
+pub fn incremental_alter_configs_denied(denied: &[DeniedConfig]) -> ResponseKind {
+    IncrementalAlterConfigsResponse::default()
+        .with_responses(incrementally_altered_configs(denied))
         .into()
 }

@@ -616,6 +616,18 @@ fn sample(key: ApiKey) -> Option<RequestKind> {
         ApiKey::DeleteTopics => DeleteTopicsRequest::default().into(),
         ApiKey::InitProducerId => InitProducerIdRequest::default().into(),
         ApiKey::DescribeCluster => DescribeClusterRequest::default().into(),
+        ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::default().into(),
+        ApiKey::DeleteRecords => DeleteRecordsRequest::default().into(),
+        ApiKey::AddPartitionsToTxn => AddPartitionsToTxnRequest::default().into(),
+        ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::default().into(),
+        ApiKey::EndTxn => EndTxnRequest::default().into(),
+        ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::default().into(),
+        ApiKey::OffsetDelete => OffsetDeleteRequest::default().into(),
+        ApiKey::DeleteGroups => DeleteGroupsRequest::default().into(),
+        ApiKey::CreatePartitions => CreatePartitionsRequest::default().into(),
+        ApiKey::DescribeConfigs => DescribeConfigsRequest::default().into(),
+        ApiKey::AlterConfigs => AlterConfigsRequest::default().into(),
+        ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::default().into(),
         _ => return None,
     })
 }
@@ -632,4 +644,205 @@ fn every_enforced_api_key_has_a_handler() {
             );
         }
     }
+}
+
+fn tx(id: &str) -> TransactionalId {
+    TransactionalId(StrBytes::from_string(id.to_string()))
+}
+
+#[test]
+fn offset_for_leader_epoch_and_delete_records_are_per_partition() {
+    use kafka_protocol::messages::delete_records_request::DeleteRecordsTopic;
+    use kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderTopic;
+    let epochs = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            OffsetForLeaderTopic::default().with_topic(topic("orders")),
+            OffsetForLeaderTopic::default().with_topic(topic("secret")),
+        ]);
+    let mut perms = Fake::default().allow(T, "orders", Operation::Describe);
+    let (_, verdict) = run(epochs.clone(), 4, &mut perms);
+    let mut response: ResponseKind = OffsetForLeaderEpochResponse::default().into();
+    fix_response(&verdict.fix.unwrap(), &mut response, &mut perms);
+    let ResponseKind::OffsetForLeaderEpoch(r) = response else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].topic.as_str(), "secret");
+    let replica = epochs.with_replica_id(BrokerId(3));
+    let ResponseKind::OffsetForLeaderEpoch(_) = answered(run(replica, 4, &mut perms).1) else {
+        panic!()
+    };
+
+    let delete = DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
+        .with_name(topic("orders"))
+        .with_partitions(vec![Default::default()])]);
+    let ResponseKind::DeleteRecords(r) = answered(run(delete.clone(), 2, &mut perms).1) else {
+        panic!()
+    };
+    assert_eq!(
+        r.topics[0].partitions[0].error_code,
+        TOPIC_AUTHORIZATION_FAILED
+    );
+    let mut perms = perms.allow(T, "orders", Operation::Delete);
+    assert!(matches!(
+        run(delete, 2, &mut perms).1.action,
+        Action::Forward
+    ));
+}
+
+#[test]
+fn transactions_need_write_on_the_transactional_id() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    let add = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(tx("tx1"))
+        .with_v3_and_below_topics(vec![
+            AddPartitionsToTxnTopic::default()
+                .with_name(topic("orders"))
+                .with_partitions(vec![0]),
+            AddPartitionsToTxnTopic::default()
+                .with_name(topic("secret"))
+                .with_partitions(vec![0]),
+        ]);
+    let mut perms = Fake::default().allow(T, "orders", Operation::Write);
+    let ResponseKind::AddPartitionsToTxn(r) = answered(run(add.clone(), 3, &mut perms).1) else {
+        panic!()
+    };
+    let codes: Vec<i16> = r
+        .results_by_topic_v3_and_below
+        .iter()
+        .map(|t| t.results_by_partition[0].partition_error_code)
+        .collect();
+    assert_eq!(codes, vec![TRANSACTIONAL_ID_AUTHORIZATION_FAILED; 2]);
+    let mut perms = perms.allow(X, "tx1", Operation::Write);
+    let ResponseKind::AddPartitionsToTxn(r) = answered(run(add, 3, &mut perms).1) else {
+        panic!()
+    };
+    let codes: Vec<i16> = r
+        .results_by_topic_v3_and_below
+        .iter()
+        .map(|t| t.results_by_partition[0].partition_error_code)
+        .collect();
+    assert_eq!(
+        codes,
+        vec![55, TOPIC_AUTHORIZATION_FAILED],
+        "OPERATION_NOT_ATTEMPTED, 29"
+    );
+
+    let offsets = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(tx("tx1"))
+        .with_group_id(group("g1"));
+    let ResponseKind::AddOffsetsToTxn(r) = answered(run(offsets.clone(), 3, &mut perms).1) else {
+        panic!()
+    };
+    assert_eq!(r.error_code, GROUP_AUTHORIZATION_FAILED);
+    let mut perms = perms.allow(G, "g1", Operation::Read);
+    assert!(matches!(
+        run(offsets, 3, &mut perms).1.action,
+        Action::Forward
+    ));
+
+    let end = EndTxnRequest::default().with_transactional_id(tx("tx2"));
+    let ResponseKind::EndTxn(r) = answered(run(end, 3, &mut perms).1) else {
+        panic!()
+    };
+    assert_eq!(r.error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+
+    use kafka_protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequestTopic;
+    let commit = TxnOffsetCommitRequest::default()
+        .with_transactional_id(tx("tx1"))
+        .with_group_id(group("g1"))
+        .with_topics(vec![
+            TxnOffsetCommitRequestTopic::default().with_name(topic("orders")),
+            TxnOffsetCommitRequestTopic::default().with_name(topic("secret")),
+        ]);
+    let mut perms = perms.allow(T, "orders", Operation::Read);
+    let (_, verdict) = run(commit, 3, &mut perms);
+    assert!(matches!(verdict.action, Action::ForwardModified));
+    let mut response: ResponseKind = TxnOffsetCommitResponse::default().into();
+    fix_response(&verdict.fix.unwrap(), &mut response, &mut perms);
+    let ResponseKind::TxnOffsetCommit(r) = response else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].name.as_str(), "secret");
+}
+
+#[test]
+fn group_and_partition_administration() {
+    let delete = DeleteGroupsRequest::default().with_groups_names(vec![group("g1"), group("g2")]);
+    let mut perms = Fake::default().allow(G, "g1", Operation::Delete);
+    let (_, verdict) = run(delete, 2, &mut perms);
+    let mut response: ResponseKind = DeleteGroupsResponse::default().into();
+    fix_response(&verdict.fix.unwrap(), &mut response, &mut perms);
+    let ResponseKind::DeleteGroups(r) = response else {
+        panic!()
+    };
+    assert_eq!(r.results[0].group_id, group("g2"));
+    assert_eq!(r.results[0].error_code, GROUP_AUTHORIZATION_FAILED);
+
+    use kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic;
+    let offsets = OffsetDeleteRequest::default()
+        .with_group_id(group("g2"))
+        .with_topics(vec![
+            OffsetDeleteRequestTopic::default().with_name(topic("orders"))
+        ]);
+    let ResponseKind::OffsetDelete(r) = answered(run(offsets, 0, &mut perms).1) else {
+        panic!()
+    };
+    assert_eq!(r.error_code, GROUP_AUTHORIZATION_FAILED);
+
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    let grow = CreatePartitionsRequest::default().with_topics(vec![
+        CreatePartitionsTopic::default().with_name(topic("orders")),
+    ]);
+    let ResponseKind::CreatePartitions(r) = answered(run(grow.clone(), 1, &mut perms).1) else {
+        panic!()
+    };
+    assert_eq!(r.results[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    let mut perms = perms.allow(T, "orders", Operation::Alter);
+    assert!(matches!(run(grow, 1, &mut perms).1.action, Action::Forward));
+}
+
+#[test]
+fn configs_are_per_resource_with_the_resource_types_error() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let describe = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("orders")),
+        DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("1")),
+        DescribeConfigsResource::default()
+            .with_resource_type(99)
+            .with_resource_name(StrBytes::from_static_str("x")),
+    ]);
+    let mut perms = Fake::default().allow(T, "orders", Operation::DescribeConfigs);
+    let (request, verdict) = run(describe, 4, &mut perms);
+    let RequestKind::DescribeConfigs(request) = request else {
+        panic!()
+    };
+    assert_eq!(request.resources.len(), 1);
+    let mut response: ResponseKind = DescribeConfigsResponse::default().into();
+    fix_response(&verdict.fix.unwrap(), &mut response, &mut perms);
+    let ResponseKind::DescribeConfigs(r) = response else {
+        panic!()
+    };
+    let codes: Vec<i16> = r.results.iter().map(|c| c.error_code).collect();
+    assert_eq!(codes, vec![CLUSTER_AUTHORIZATION_FAILED, 42]);
+
+    use kafka_protocol::messages::alter_configs_request::AlterConfigsResource;
+    let alter = AlterConfigsRequest::default()
+        .with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("orders"))]);
+    let ResponseKind::AlterConfigs(r) = answered(run(alter, 2, &mut perms).1) else {
+        panic!()
+    };
+    assert_eq!(r.responses[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource as Inc;
+    let inc = IncrementalAlterConfigsRequest::default().with_resources(vec![Inc::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_static_str("orders"))]);
+    let mut perms = perms.allow(T, "orders", Operation::AlterConfigs);
+    assert!(matches!(run(inc, 1, &mut perms).1.action, Action::Forward));
 }
