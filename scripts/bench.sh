@@ -6,6 +6,8 @@
 #   scripts/bench.sh                      # defaults: 200000 records/path, 300 s soak
 #   scripts/bench.sh --records 50000 --soak-secs 0
 #   scripts/bench.sh --auth [--connections N]   # connection set-up cost per mechanism
+#   scripts/bench.sh --authz [--records N ...]  # authorization on vs off (10/1,000/10,000
+#                                               # policy lines), then the decision cost
 #
 # Builds the release proxy and the bench client first; installs the broker if missing.
 set -euo pipefail
@@ -18,6 +20,13 @@ if [[ "${1:-}" == "--auth" ]]; then
     shift
     cargo build --release -p portcullis-tests --bin auth_bench
     PORTCULLIS_BIN="$(pwd)/target/release/portcullis" exec target/release/auth_bench "$@"
+fi
+if [[ "${1:-}" == "--authz" ]]; then
+    shift
+    cargo build --release -p portcullis-tests --bin authz_bench
+    PORTCULLIS_BIN="$(pwd)/target/release/portcullis" target/release/authz_bench "$@"
+    echo
+    exec cargo run --release -q -p portcullis-policy --example decision_bench
 fi
 cargo build --release -p portcullis-tests --bin bench
 PORTCULLIS_BIN="$(pwd)/target/release/portcullis" exec target/release/bench "$@"

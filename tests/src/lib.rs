@@ -29,6 +29,7 @@
 
 pub mod auth;
 pub mod authz;
+pub mod bench;
 pub mod broker;
 pub mod endpoint;
 pub mod hostile;
