@@ -134,6 +134,7 @@ impl AuthzService {
             client: client.clone(),
             generation: self.authorizer.generation(),
             cache: HashMap::new(),
+            cached: 0,
             request: None,
             audited,
         }
@@ -167,7 +168,9 @@ pub struct ConnectionPermissions {
     roles: Vec<String>,
     client: ClientInfo,
     generation: u64,
-    cache: HashMap<(ResourceType, Operation, Box<str>), Cached>,
+    /// Keyed by (resource type, operation), then name, so a hit needs no allocation.
+    cache: HashMap<(ResourceType, Operation), HashMap<Box<str>, Cached>>,
+    cached: usize,
     request: Option<RequestContext>,
     audited: bool,
 }
@@ -228,38 +231,40 @@ impl ConnectionPermissions {
 impl Permissions for ConnectionPermissions {
     fn allows(&mut self, resource: ResourceType, name: &str, op: Operation) -> bool {
         let generation = self.service.authorizer.generation();
-        if generation != self.generation || self.cache.len() >= MAX_CACHED_DECISIONS {
+        if generation != self.generation || self.cached >= MAX_CACHED_DECISIONS {
             self.cache.clear();
+            self.cached = 0;
             self.generation = generation;
         }
-        let key = (resource, op, Box::<str>::from(name));
         let admin = self.is_admin_request();
         let audit_all = self.service.audit_allows == AuditAllows::All;
         let audit_admin = self.service.audit_allows != AuditAllows::None;
-        let entry = match self.cache.get_mut(&key) {
-            Some(entry) => entry,
-            None => {
-                let decision = self.service.authorizer.authorize(
-                    &self.principal,
-                    &self.roles,
-                    resource,
-                    name,
-                    op,
-                );
-                let counter = metrics::counter!(
-                    AUTHZ_DECISIONS,
-                    "principal" => self.principal.clone(),
-                    "resource_type" => resource.as_str(),
-                    "resource" => name.to_string(),
-                    "operation" => op.as_str(),
-                    "outcome" => if decision.allowed { "allow" } else { "deny" },
-                );
-                self.cache.entry(key).or_insert(Cached {
+        let names = self.cache.entry((resource, op)).or_default();
+        if !names.contains_key(name) {
+            let decision =
+                self.service
+                    .authorizer
+                    .authorize(&self.principal, &self.roles, resource, name, op);
+            let counter = metrics::counter!(
+                AUTHZ_DECISIONS,
+                "principal" => self.principal.clone(),
+                "resource_type" => resource.as_str(),
+                "resource" => name.to_string(),
+                "operation" => op.as_str(),
+                "outcome" => if decision.allowed { "allow" } else { "deny" },
+            );
+            names.insert(
+                name.into(),
+                Cached {
                     decision,
                     counter,
                     allow_audited: false,
-                })
-            }
+                },
+            );
+            self.cached += 1;
+        }
+        let Some(entry) = names.get_mut(name) else {
+            return false;
         };
         entry.counter.increment(1);
         let allowed = entry.decision.allowed;

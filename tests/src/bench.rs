@@ -224,7 +224,12 @@ pub async fn produce_latency(ep: &Endpoint, topic: &str, args: &Args) -> (f64, f
     (pct(0.50), pct(0.99))
 }
 
-pub async fn run_path(name: &str, ep: &Endpoint, proxy_pid: Option<u32>, args: &Args) -> PathResult {
+pub async fn run_path(
+    name: &str,
+    ep: &Endpoint,
+    proxy_pid: Option<u32>,
+    args: &Args,
+) -> PathResult {
     let topic = format!("bench-{name}-{}", std::process::id());
     create_topic(ep, &topic, 1).await;
     let cpu_before = proxy_pid.map(cpu_seconds);

@@ -17,9 +17,9 @@
 
 use std::time::{Duration, Instant};
 
+use portcullis_tests::bench::{parse_args, producer, ratio, rss_mib, run_path, Args, PathResult};
 use portcullis_tests::broker::Broker;
 use portcullis_tests::endpoint::Endpoint;
-use portcullis_tests::bench::{parse_args, producer, ratio, rss_mib, run_path, Args, PathResult};
 use portcullis_tests::kafka::create_topic;
 use portcullis_tests::proxy::{Proxy, ProxyOptions};
 use rdkafka::producer::FutureRecord;
