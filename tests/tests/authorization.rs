@@ -187,9 +187,16 @@ async fn a_producer_is_allowed_on_one_topic_and_denied_on_another_in_the_same_ba
         allowed.expect("the allowed topic is written");
         let e = denied.expect_err("the denied topic is refused");
         assert!(is_topic_denied(&e), "{e:?}");
+        // acks=0: the client expects no answer; the denied write is dropped, and the
+        // connection keeps working.
+        let fire_and_forget = kafka::producer(&w.user("alice"), &[("acks", "0")]);
+        send(&fire_and_forget, "payments", "dropped").await.ok();
+        send(&fire_and_forget, "orders.eu", "ok-2")
+            .await
+            .expect("acks=0 to an allowed topic");
         // What was acknowledged is stored.
-        let back = consume(&w.user("admin"), "admins-1", "orders.eu", 1).await;
-        assert_eq!(back, vec!["ok-1"]);
+        let back = consume(&w.user("admin"), "admins-1", "orders.eu", 2).await;
+        assert_eq!(back, vec!["ok-1", "ok-2"]);
         // Nothing reached the denied topic.
         let (low, high) = kafka::admin(&w.user("admin"))
             .inner
@@ -420,6 +427,17 @@ async fn a_broken_policy_edit_changes_nothing_and_is_reported() {
     );
     let log = w.s.proxy.log();
     assert!(log.contains("policy.csv:"), "no log line names the file");
+    // SIGHUP reloads at once (and is refused again while the file is broken).
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &w.s.proxy.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    w.wait_for_event("SIGHUP reload", |e| {
+        e["action"] == "policy.reload"
+            && e["details"]["trigger"] == "sighup"
+            && e["outcome"] == "failure"
+    });
     assert!(
         w.metrics()
             .contains("portcullis_policy_reloads_total{outcome=\"rejected\"}"),
@@ -488,4 +506,53 @@ async fn python_clients_see_kafkas_authorization_errors() {
         assert_eq!(admin["create:orders.py"], "ok", "{client}: {admin:?}");
         assert_eq!(admin["delete:orders.py"], "ok", "{client}: {admin:?}");
     }
+}
+
+/// `portcullis policy check` and `explain` on the directory the proxy uses.
+#[test]
+fn policy_check_and_explain_commands() {
+    let policies = PolicyDir::new(RULES);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(portcullis_tests::proxy::proxy_binary())
+            .arg("policy")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let dir = policies.path().to_string_lossy().into_owned();
+    let (code, out) = run(&["check", &dir]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run(&[
+        "explain",
+        "--dir",
+        &dir,
+        "--principal",
+        "User:alice",
+        "--role",
+        "producers",
+        "--resource",
+        "topic:orders.secret",
+        "--operation",
+        "Write",
+    ]);
+    assert_eq!(code, Some(1), "a denial exits 1: {out}");
+    assert!(out.contains("DENY"), "{out}");
+    assert!(
+        out.contains("policy.csv:3: p, Role:producers, topic, orders.secret, Write, deny"),
+        "the deciding rule with file and line: {out}"
+    );
+    policies.write(
+        "broken.csv",
+        "p, Role:x, topic, a, Raed, allow\np, Team:y, topic, b, Read, allow\n",
+    );
+    let (code, out) = run(&["check", &dir]);
+    assert_ne!(code, Some(0));
+    assert!(
+        out.contains("broken.csv:1") && out.contains("broken.csv:2"),
+        "every error: {out}"
+    );
 }
