@@ -846,3 +846,38 @@ fn configs_are_per_resource_with_the_resource_types_error() {
     let mut perms = perms.allow(T, "orders", Operation::AlterConfigs);
     assert!(matches!(run(inc, 1, &mut perms).1.action, Action::Forward));
 }
+
+proptest::proptest! {
+    /// Broker responses are decoded to put denied items back; no bytes may panic that.
+    #[test]
+    fn arbitrary_broker_responses_never_panic(
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        pick in 0usize..6,
+        version in 0i16..13,
+    ) {
+        let denied = vec![(topic("secret"), vec![0, 1])];
+        let (api, fix) = match pick {
+            0 => (ApiKey::Produce, ResponseFix::Produce(denied)),
+            1 => (ApiKey::Fetch, ResponseFix::Fetch(denied)),
+            2 => (ApiKey::ListOffsets, ResponseFix::ListOffsets(denied)),
+            3 => (ApiKey::OffsetCommit, ResponseFix::OffsetCommit(denied)),
+            4 => (ApiKey::ListGroups, ResponseFix::ListGroups),
+            _ => (ApiKey::Metadata, ResponseFix::Metadata {
+                hide_unauthorized: true,
+                only_named: None,
+                denied: vec![],
+                topic_ops: true,
+                cluster_ops: true,
+            }),
+        };
+        let versions = api.valid_versions();
+        let version = version.clamp(versions.min, versions.max);
+        let _ = crate::authz_response::apply_fix(
+            &fix,
+            api,
+            version,
+            bytes::Bytes::from(body),
+            &mut Fake::default(),
+        );
+    }
+}
