@@ -543,6 +543,11 @@ async fn forward_requests<C: AsyncRead + Unpin>(
                 if let Some(reason) = reply.close {
                     return ConnectionEnd::Authentication(reason);
                 }
+                // Re-authentication keeps the principal but may bring new roles (a fresh
+                // token): later decisions use them.
+                if let (Some(authz), Some(principal)) = (&shared.authz, session.principal()) {
+                    perms = Some(authz.connection(Some(principal), &client, true));
+                }
             }
             Decision::Forward {
                 fire_and_forget,
