@@ -197,8 +197,8 @@ enum Decision {
     /// acks=1 and drops the answer, which keeps responses and requests matched.
     Forward {
         fire_and_forget: bool,
-        /// The decoded request, for the authorizer.
-        request: Box<RequestKind>,
+        /// The decoded request, kept for the authorizer (when authorization is on).
+        request: Option<Box<RequestKind>>,
     },
 }
 
@@ -455,7 +455,7 @@ fn decide(
     let fire_and_forget = api == ApiKey::Produce && produce_acks(frame, header)? == 0;
     Ok(Decision::Forward {
         fire_and_forget,
-        request: Box::new(request),
+        request: authz_on.then(|| Box::new(request)),
     })
 }
 
@@ -556,19 +556,36 @@ async fn forward_requests<C: AsyncRead + Unpin>(
                 if let Err(reason) = session.check(Instant::now(), &auth) {
                     return ConnectionEnd::SessionEnded(reason);
                 }
-                let (modified, fix) = match perms.as_mut() {
-                    None => (false, None),
-                    Some(perms) => {
+                let (rewritten, fix) = match (perms.as_mut(), request.as_mut()) {
+                    (None, _) => (None, None),
+                    (Some(_), None) => {
+                        return ConnectionEnd::Refused {
+                            api: header.api_key,
+                            version: header.api_version,
+                            reason: "request was not decoded for the authorizer",
+                        }
+                    }
+                    (Some(perms), Some(request)) => {
                         perms.begin_request(RequestContext {
                             api: header.api_key,
                             version: header.api_version,
                             correlation_id: header.correlation_id,
                             client_id: header.client_id.clone(),
                         });
-                        let verdict = authorize_request(&mut request, header.api_version, perms);
+                        let verdict = authorize_request(request, header.api_version, perms);
                         match verdict.action {
-                            Action::Forward => (false, verdict.fix),
-                            Action::ForwardModified => (true, verdict.fix),
+                            Action::Forward => (None, verdict.fix),
+                            Action::ForwardModified => {
+                                if let (true, RequestKind::Produce(produce)) =
+                                    (fire_and_forget, request.as_mut())
+                                {
+                                    produce.acks = 1;
+                                }
+                                match encode_request_frame(&frame, &header, request) {
+                                    Ok(f) => (Some(f), verdict.fix),
+                                    Err(e) => return e,
+                                }
+                            }
                             Action::Drop => continue,
                             Action::Refuse => {
                                 return ConnectionEnd::Refused {
@@ -601,16 +618,8 @@ async fn forward_requests<C: AsyncRead + Unpin>(
                         }
                     }
                 };
-                let frame = if modified {
-                    if let (true, RequestKind::Produce(produce)) =
-                        (fire_and_forget, request.as_mut())
-                    {
-                        produce.acks = 1;
-                    }
-                    match encode_request_frame(&frame, &header, &request) {
-                        Ok(f) => f,
-                        Err(e) => return e,
-                    }
+                let frame = if let Some(rewritten) = rewritten {
+                    rewritten
                 } else if fire_and_forget {
                     match with_produce_acks(&frame, &header, 1) {
                         Ok(f) => f,
