@@ -54,4 +54,4 @@ pub use event::{new_event_id, ApiRef, Category, Event, Outcome, Resource, SCHEMA
 pub use jsonl_sink::{JsonLinesSink, JsonLinesWriter};
 pub use log::{AuditLog, AuditRejected, AuditStats, OpenError, Recorded, Seq, KEY_FILE, STORE_DIR};
 pub use sequencer::{WriteFailed, KEY_ROTATE_ACTION};
-pub use sink::{AuditSink, EmitOutcome, MemorySink, NullSink};
+pub use sink::{AuditSink, EmitOutcome, MemorySink, NullSink, RecordFuture};

@@ -552,6 +552,10 @@ impl AuditSink for AuditLog {
     fn dropped(&self) -> u64 {
         self.inner.counters.dropped.load(Ordering::Relaxed)
     }
+
+    fn record(&self, event: Event) -> crate::sink::RecordFuture<'_> {
+        Box::pin(AuditLog::record(self, event))
+    }
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), OpenError> {

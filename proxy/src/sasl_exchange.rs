@@ -186,13 +186,13 @@ impl Session {
             return Reply::close(format!("{api:?} v{} is not supported", header.api_version));
         }
         match api {
-            ApiKey::SaslHandshake => self.handshake(frame, header, service, client),
+            ApiKey::SaslHandshake => self.handshake(frame, header, service, client).await,
             _ => self.authenticate(frame, header, service, client).await,
         }
     }
 
     /// Answers a SaslHandshake request (`frame` is the whole frame).
-    pub fn handshake(
+    pub async fn handshake(
         &mut self,
         frame: &Bytes,
         header: &RequestHeader,
@@ -248,11 +248,11 @@ impl Session {
                         .collect::<String>()
                 ),
             );
-            service.record_failure(client, "SASL", &failure);
-            return reply(
-                UNSUPPORTED_SASL_MECHANISM,
-                Some("client asked for a SASL mechanism that is not enabled"),
-            );
+            let close = match service.record_failure(client, "SASL", &failure).await {
+                Ok(()) => "client asked for a SASL mechanism that is not enabled",
+                Err(_) => AUDIT_UNAVAILABLE_CLOSE,
+            };
+            return reply(UNSUPPORTED_SASL_MECHANISM, Some(close));
         };
         if let Some(AuthSource::Sasl(first)) = self.principal.as_ref().map(|p| p.source) {
             if first != mechanism {
@@ -382,12 +382,12 @@ impl Session {
         };
         match step {
             Step::Challenge(challenge) => Outcome::Continue(challenge),
-            Step::Success(done) => self.succeed(done, service, client),
+            Step::Success(done) => self.succeed(done, service, client).await,
             Step::Failure(failure) => self.fail(mechanism, failure, service, client).await,
         }
     }
 
-    fn succeed(
+    async fn succeed(
         &mut self,
         done: portcullis_auth::Authenticated,
         service: &AuthService,
@@ -405,7 +405,13 @@ impl Session {
                         previous.kafka_name()
                     ),
                 );
-                service.record_failure(client, done.principal.source.label(), &failure);
+                if service
+                    .record_failure(client, done.principal.source.label(), &failure)
+                    .await
+                    .is_err()
+                {
+                    return Outcome::audit_unavailable();
+                }
                 return Outcome::Failed {
                     message: "Authentication failed: re-authentication must use the same principal",
                     close: Some("re-authentication as a different principal".into()),
@@ -417,8 +423,16 @@ impl Session {
             done.expires_at,
             SystemTime::now(),
         );
+        // Under `sync` durability the success is on disk before the client hears of it; if
+        // it cannot be recorded (`reject`), the client is not authenticated.
+        if service
+            .record_success(client, &done.principal, reauth)
+            .await
+            .is_err()
+        {
+            return Outcome::audit_unavailable();
+        }
         self.deadline = Some(Instant::now() + lifetime);
-        service.record_success(client, &done.principal, reauth);
         self.principal = Some(done.principal);
         Outcome::Authenticated {
             final_message: done.final_message,
@@ -435,9 +449,14 @@ impl Session {
     ) -> Outcome {
         self.stage = Stage::AwaitHandshake;
         self.failures = self.failures.saturating_add(1);
-        service.record_failure(client, mechanism.name(), &failure);
+        let recorded = service
+            .record_failure(client, mechanism.name(), &failure)
+            .await;
         // The same pause whatever went wrong, so timing tells a guesser nothing.
         tokio::time::sleep(service.settings.failure_delay()).await;
+        if recorded.is_err() {
+            return Outcome::audit_unavailable();
+        }
         let reauth = self.principal.is_some();
         let close = if reauth {
             Some("re-authentication failed".to_string())
@@ -464,6 +483,24 @@ enum Outcome {
         close: Option<String>,
     },
 }
+
+impl Outcome {
+    /// The authentication event could not be recorded under the `reject` policy: the client
+    /// gets an authentication failure and the connection closes (fail closed).
+    fn audit_unavailable() -> Outcome {
+        Outcome::Failed {
+            message: AUDIT_UNAVAILABLE_MESSAGE,
+            close: Some(AUDIT_UNAVAILABLE_CLOSE.into()),
+        }
+    }
+}
+
+/// The message a client gets when its authentication is refused because the audit log
+/// cannot record it.
+pub const AUDIT_UNAVAILABLE_MESSAGE: &str =
+    "Authentication failed: the audit log is unavailable, so the proxy refuses to authenticate";
+const AUDIT_UNAVAILABLE_CLOSE: &str =
+    "authentication event could not be audited (audit log unavailable)";
 
 /// The session lifetime: the configured maximum, shortened to the credential's expiry.
 pub fn session_lifetime(
