@@ -42,6 +42,7 @@ pub mod merkle;
 pub mod note;
 pub mod ocsf;
 pub mod read;
+pub mod remote;
 mod sequencer;
 mod sink;
 pub mod sled_store;
