@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::merkle::Hash;
-use crate::store::{AppendBatch, LogStore, StoreError, StoredEntry};
+use crate::store::{AppendBatch, EntryChunk, LogStore, StoreError, StoredEntry};
 
 /// Leaf hashes per tile row.
 const TILE_WIDTH: u64 = 256;
@@ -25,35 +25,42 @@ const TILE_WIDTH: u64 = 256;
 /// bytes`, in increasing `seq` order.
 pub const PAGE_WIDTH: u64 = 64;
 
-/// Decodes one entry page. Records that do not belong to the page, are out of order or are cut
-/// short make the page damaged (reported, never a panic).
-fn decode_page(page: u64, v: &[u8]) -> Result<Vec<StoredEntry>, StoreError> {
-    let mut out = Vec::new();
-    let mut rest = v;
+/// Decodes one entry page into `(seq, byte range)` records. Records that do not belong to the
+/// page, are out of order or are cut short make the page damaged (reported, never a panic).
+fn page_records(page: u64, v: &[u8]) -> Result<Vec<(u64, std::ops::Range<usize>)>, StoreError> {
+    let mut out: Vec<(u64, std::ops::Range<usize>)> = Vec::with_capacity(PAGE_WIDTH as usize);
+    let mut at = 0usize;
     let damaged = |why: &str| StoreError::Damaged(format!("entry page {page}: {why}"));
-    while !rest.is_empty() {
-        let (head, tail) = rest
-            .split_at_checked(12)
+    while at < v.len() {
+        let head = v
+            .get(at..at.saturating_add(12))
             .ok_or_else(|| damaged("record header cut short"))?;
         let seq = u64::from_be_bytes(head[..8].try_into().map_err(|_| damaged("bad seq"))?);
         let len = u32::from_be_bytes(head[8..].try_into().map_err(|_| damaged("bad length"))?);
-        let len = usize::try_from(len).map_err(|_| damaged("bad length"))?;
-        let (bytes, tail) = tail
-            .split_at_checked(len)
+        let start = at + 12;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| start.checked_add(l))
+            .filter(|e| *e <= v.len())
             .ok_or_else(|| damaged("record cut short"))?;
         if seq / PAGE_WIDTH != page {
             return Err(damaged(&format!("holds entry {seq}")));
         }
-        if out
-            .last()
-            .is_some_and(|(prev, _): &StoredEntry| *prev >= seq)
-        {
+        if out.last().is_some_and(|(prev, _)| *prev >= seq) {
             return Err(damaged("records out of order"));
         }
-        out.push((seq, bytes.to_vec()));
-        rest = tail;
+        out.push((seq, start..end));
+        at = end;
     }
     Ok(out)
+}
+
+/// Decodes one entry page into owned entries (see [`page_records`]).
+fn decode_page(page: u64, v: &[u8]) -> Result<Vec<StoredEntry>, StoreError> {
+    Ok(page_records(page, v)?
+        .into_iter()
+        .map(|(seq, r)| (seq, v[r].to_vec()))
+        .collect())
 }
 
 fn encode_record(out: &mut Vec<u8>, seq: u64, bytes: &[u8]) {
@@ -375,6 +382,28 @@ impl LogStore for SledStore {
         } else {
             Box::new(iter.flat_map(pages))
         }
+    }
+
+    fn entry_chunks(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Box<dyn Iterator<Item = Result<EntryChunk, StoreError>> + '_> {
+        if from >= to {
+            return Box::new(std::iter::empty());
+        }
+        let iter = self
+            .entries
+            .range(be(from / PAGE_WIDTH)..=be((to - 1) / PAGE_WIDTH));
+        Box::new(iter.map(move |item| {
+            let (k, v) = item.map_err(backend)?;
+            let mut records = page_records(seq_of(&k)?, &v)?;
+            records.retain(|(s, _)| *s >= from && *s < to);
+            Ok(EntryChunk {
+                buf: v.to_vec(),
+                records,
+            })
+        }))
     }
 
     fn hash(&self, level: u8, index: u64) -> Result<Option<Hash>, StoreError> {

@@ -47,6 +47,25 @@ pub struct AppendBatch {
 /// One stored entry: its key and its exact bytes.
 pub type StoredEntry = (u64, Vec<u8>);
 
+/// Several stored entries sharing one buffer (a store page), for bulk readers such as the
+/// verifier that should not allocate per entry.
+#[derive(Debug, Clone, Default)]
+pub struct EntryChunk {
+    /// The bytes the records point into.
+    pub buf: Vec<u8>,
+    /// `(seq, byte range of the entry in buf)`, in sequence order.
+    pub records: Vec<(u64, std::ops::Range<usize>)>,
+}
+
+impl EntryChunk {
+    /// The records as `(seq, entry bytes)`.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
+        self.records
+            .iter()
+            .filter_map(|(seq, r)| Some((*seq, self.buf.get(r.clone())?)))
+    }
+}
+
 /// Storage for the audit log.
 pub trait LogStore: Send + Sync + 'static {
     /// Number of entries: the highest stored sequence number plus one (0 when empty).
@@ -85,6 +104,24 @@ pub trait LogStore: Send + Sync + 'static {
         to: u64,
         reverse: bool,
     ) -> Box<dyn Iterator<Item = Result<StoredEntry, StoreError>> + '_>;
+
+    /// The same entries as [`entries`](LogStore::entries) (forward), grouped in chunks that
+    /// share a buffer. The default makes one chunk per entry; stores that keep entries in
+    /// pages return a page per chunk.
+    fn entry_chunks(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Box<dyn Iterator<Item = Result<EntryChunk, StoreError>> + '_> {
+        Box::new(self.entries(from, to, false).map(|item| {
+            let (seq, buf) = item?;
+            let len = buf.len();
+            Ok(EntryChunk {
+                buf,
+                records: vec![(seq, 0..len)],
+            })
+        }))
+    }
 
     /// A stored perfect-subtree hash.
     ///

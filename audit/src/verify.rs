@@ -25,7 +25,7 @@ use crate::event::{Category, Event};
 use crate::key_chain::KeyChain;
 use crate::merkle::{leaf_hash, Frontier, Hash};
 use crate::note::VerifierKey;
-use crate::store::{LogStore, StoreError, StoredEntry, StoredTree};
+use crate::store::{EntryChunk, LogStore, StoreError, StoredTree};
 
 /// One thing wrong with the log, precise enough to act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,16 +383,18 @@ fn verify_inner<S: LogStore + ?Sized>(
     // One thread reads entries from the store in chunks; each chunk's leaf hashes and entry
     // heads are computed on all cores; this thread then walks the chunk in order.
     std::thread::scope(|scope| -> Result<(), StoreError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<StoredEntry>, StoreError>>(2);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<EntryChunk>, StoreError>>(2);
         scope.spawn(move || {
-            let mut chunk = Vec::with_capacity(CHUNK);
-            for item in store.entries(start, size, false) {
+            let mut batch = Vec::new();
+            let mut n = 0usize;
+            for item in store.entry_chunks(start, size) {
                 match item {
-                    Ok(e) => {
-                        chunk.push(e);
-                        if chunk.len() == CHUNK {
-                            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                            if tx.send(Ok(full)).is_err() {
+                    Ok(c) => {
+                        n += c.records.len();
+                        batch.push(c);
+                        if n >= CHUNK {
+                            n = 0;
+                            if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
                                 return;
                             }
                         }
@@ -403,12 +405,13 @@ fn verify_inner<S: LogStore + ?Sized>(
                     }
                 }
             }
-            if !chunk.is_empty() {
-                let _ = tx.send(Ok(chunk));
+            if !batch.is_empty() {
+                let _ = tx.send(Ok(batch));
             }
         });
-        'chunks: for chunk in rx {
-            let chunk = chunk?;
+        'chunks: for batch in rx {
+            let batch = batch?;
+            let chunk: Vec<(u64, &[u8])> = batch.iter().flat_map(EntryChunk::iter).collect();
             let checked = check_entries(&chunk, workers);
             for ((seq, bytes), (leaf, head)) in chunk.iter().zip(checked) {
                 let seq = *seq;
@@ -585,7 +588,7 @@ fn check_entry(bytes: &[u8]) -> (Hash, Head) {
 }
 
 /// Leaf hashes and heads of `chunk`, in order, computed on up to `workers` threads.
-fn check_entries(chunk: &[StoredEntry], workers: usize) -> Vec<(Hash, Head)> {
+fn check_entries(chunk: &[(u64, &[u8])], workers: usize) -> Vec<(Hash, Head)> {
     let per = chunk.len().div_ceil(workers.max(1)).max(1);
     if workers <= 1 || chunk.len() < 2 * per.min(512) {
         return chunk.iter().map(|(_, b)| check_entry(b)).collect();
