@@ -28,6 +28,7 @@
 //! Events must never carry secrets or record payloads; see [`Event`].
 
 pub mod admin_api;
+pub mod anchor;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
