@@ -400,7 +400,7 @@ impl LogStore for SledStore {
             let mut records = page_records(seq_of(&k)?, &v)?;
             records.retain(|(s, _)| *s >= from && *s < to);
             Ok(EntryChunk {
-                buf: v.to_vec(),
+                buf: Box::new(v),
                 records,
             })
         }))

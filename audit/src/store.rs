@@ -49,20 +49,29 @@ pub type StoredEntry = (u64, Vec<u8>);
 
 /// Several stored entries sharing one buffer (a store page), for bulk readers such as the
 /// verifier that should not allocate per entry.
-#[derive(Debug, Clone, Default)]
 pub struct EntryChunk {
-    /// The bytes the records point into.
-    pub buf: Vec<u8>,
+    /// The bytes the records point into (a store page, kept as the store returned it).
+    pub buf: Box<dyn AsRef<[u8]> + Send + Sync>,
     /// `(seq, byte range of the entry in buf)`, in sequence order.
     pub records: Vec<(u64, std::ops::Range<usize>)>,
+}
+
+impl std::fmt::Debug for EntryChunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntryChunk")
+            .field("bytes", &(*self.buf).as_ref().len())
+            .field("records", &self.records)
+            .finish()
+    }
 }
 
 impl EntryChunk {
     /// The records as `(seq, entry bytes)`.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
+        let buf: &[u8] = (*self.buf).as_ref();
         self.records
             .iter()
-            .filter_map(|(seq, r)| Some((*seq, self.buf.get(r.clone())?)))
+            .filter_map(move |(seq, r)| Some((*seq, buf.get(r.clone())?)))
     }
 }
 
@@ -117,7 +126,7 @@ pub trait LogStore: Send + Sync + 'static {
             let (seq, buf) = item?;
             let len = buf.len();
             Ok(EntryChunk {
-                buf,
+                buf: Box::new(buf),
                 records: vec![(seq, 0..len)],
             })
         }))

@@ -558,7 +558,7 @@ fn verify_inner<S: LogStore + ?Sized>(
 }
 
 /// Entries per chunk handed from the reader thread to the hashing threads.
-const CHUNK: usize = 8192;
+const CHUNK: usize = 2048;
 
 /// Most threads hashing entries.
 const MAX_WORKERS: usize = 8;
