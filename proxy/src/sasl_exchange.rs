@@ -515,8 +515,146 @@ pub fn session_lifetime(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::RequestHeader as WireHeader;
+    use portcullis_audit::{
+        AuditRejected, AuditSink, EmitOutcome, Event, MemorySink, RecordFuture,
+    };
+    use portcullis_auth::store::{Password, UserRecord, UserStore};
+
+    use crate::auth_config::{AuthConfig, ListenerAuthConfig};
+    use crate::header::peek_request_header;
+
+    /// A sink whose log is unavailable under the `reject` policy.
+    struct Refusing;
+
+    impl AuditSink for Refusing {
+        fn emit(&self, _event: Event) -> EmitOutcome {
+            EmitOutcome::Dropped
+        }
+        fn dropped(&self) -> u64 {
+            0
+        }
+        fn record(&self, event: Event) -> RecordFuture<'_> {
+            Box::pin(std::future::ready(Err(AuditRejected {
+                category: event.category,
+                action: event.action,
+                reason: "test: log not writable".into(),
+            })))
+        }
+    }
+
+    fn service(dir: &std::path::Path, audit: Arc<dyn AuditSink>) -> AuthService {
+        let users = dir.join("users.toml");
+        let mut store = UserStore::empty();
+        store
+            .add(
+                UserRecord::with_password("alice", vec![], &Password::new("alice-secret"), 4096)
+                    .unwrap(),
+            )
+            .unwrap();
+        store.save(&users).unwrap();
+        let listener = ListenerAuthConfig {
+            sasl_mechanisms: vec!["PLAIN".into()],
+            ..ListenerAuthConfig::default()
+        };
+        let settings = AuthConfig {
+            users_file: Some(users),
+            failure_delay_ms: 1,
+            ..AuthConfig::default()
+        };
+        AuthService::new(&listener, &settings, audit).unwrap()
+    }
+
+    fn frame<M: Encodable>(api: ApiKey, version: i16, body: &M) -> (Bytes, RequestHeader) {
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        WireHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .encode(&mut buf, api.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let len = i32::try_from(buf.len() - 4).unwrap();
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        let frame = buf.freeze();
+        let header = peek_request_header(&frame).unwrap();
+        (frame, header)
+    }
+
+    /// Handshake + PLAIN authenticate as alice; the SaslAuthenticate answer and whether the
+    /// connection closes after it.
+    async fn plain_login(
+        service: &AuthService,
+        session: &mut Session,
+    ) -> (SaslAuthenticateResponse, bool) {
+        let client = ClientInfo {
+            peer: "127.0.0.1:40000".parse().unwrap(),
+            listener: "bootstrap".into(),
+            tls_identity: None,
+        };
+        let (f, h) = frame(
+            ApiKey::SaslHandshake,
+            1,
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        );
+        let reply = session.sasl_request(&f, &h, service, &client).await;
+        assert!(reply.close.is_none(), "{reply:?}");
+        let (f, h) = frame(
+            ApiKey::SaslAuthenticate,
+            1,
+            &SaslAuthenticateRequest::default()
+                .with_auth_bytes(Bytes::from_static(b"\0alice\0alice-secret")),
+        );
+        let reply = session.sasl_request(&f, &h, service, &client).await;
+        // Length prefix and correlation id, then a v1 (non-flexible) body.
+        let mut body = reply.frame.clone().unwrap().slice(8..);
+        let response = SaslAuthenticateResponse::decode(&mut body, 1).unwrap();
+        (response, reply.close.is_some())
+    }
+
+    #[tokio::test]
+    async fn success_is_answered_once_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(MemorySink::new());
+        let service = service(dir.path(), sink.clone());
+        let mut session = Session::new();
+        let (response, close) = plain_login(&service, &mut session).await;
+        assert_eq!(response.error_code, 0);
+        assert!(!close);
+        assert_eq!(session.principal().unwrap().name, "alice");
+        let events = sink.events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].action, "sasl.PLAIN");
+    }
+
+    #[tokio::test]
+    async fn an_unrecordable_success_is_an_authentication_failure_and_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = service(dir.path(), Arc::new(Refusing));
+        let mut session = Session::new();
+        let (response, close) = plain_login(&service, &mut session).await;
+        assert_eq!(response.error_code, SASL_AUTHENTICATION_FAILED);
+        assert_eq!(
+            response.error_message.as_deref(),
+            Some(AUDIT_UNAVAILABLE_MESSAGE)
+        );
+        assert!(response
+            .error_message
+            .unwrap()
+            .contains("audit log is unavailable"));
+        assert!(close, "the connection must close");
+        assert!(
+            session.principal().is_none(),
+            "the client must not be authenticated"
+        );
+    }
 
     #[test]
     fn lifetime_is_the_earlier_of_token_expiry_and_maximum() {
