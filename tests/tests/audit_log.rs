@@ -217,6 +217,26 @@ async fn real_clients_produce_the_expected_events_and_the_cli_finds_them() {
         "tail",
     ));
     assert_eq!(tail.len(), 3);
+    // tail -f keeps following the running proxy.
+    let follow_log = proxy.scratch().join("tail-f.log");
+    let mut follow = ManagedChild::spawn(
+        "portcullis audit tail -f",
+        Command::new(proxy_binary()).args(["audit", "--admin", &admin, "tail", "-n", "1", "-f"]),
+        &follow_log,
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let (later, _) = login(proxy.bootstrap(), "PLAIN", "bob", "wrong").unwrap();
+    let needle = format!("\"client_addr\":\"{later}\"");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !follow.log().contains(&needle) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tail -f did not show the new event:\n{}",
+            follow.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    follow.kill();
 
     // Keys, checkpoints, verification, proofs and exports through the admin API.
     let key = ok(&audit_cli(&["--admin", &admin, "pubkey"]), "pubkey")
