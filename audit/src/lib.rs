@@ -32,6 +32,7 @@ pub mod anchor;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+mod entry_head;
 mod error;
 mod event;
 pub mod export;

@@ -182,16 +182,6 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// The part of an entry verification decodes.
-#[derive(serde::Deserialize)]
-struct EntryHead<'a> {
-    #[serde(default)]
-    seq: Option<u64>,
-    category: Category,
-    #[serde(borrow, rename = "action")]
-    _action: std::borrow::Cow<'a, str>,
-}
-
 /// An external checkpoint to check the log against.
 #[derive(Debug, Clone)]
 pub struct ExternalCheckpoint {
@@ -577,12 +567,12 @@ enum Head {
 }
 
 fn check_entry(bytes: &[u8]) -> (Hash, Head) {
-    let head = match serde_json::from_slice::<EntryHead<'_>>(bytes) {
-        Ok(h) => Head::Ok {
-            seq_field: h.seq,
-            key: h.category == Category::Key,
+    let head = match crate::entry_head::parse_head(bytes) {
+        Ok((seq_field, category)) => Head::Ok {
+            seq_field,
+            key: category == Category::Key,
         },
-        Err(e) => Head::Bad(e.to_string()),
+        Err(e) => Head::Bad(e),
     };
     (leaf_hash(bytes), head)
 }
