@@ -13,18 +13,71 @@
 //! | `GET /audit/pubkey` | verifier keys, oldest first, one per line (text) |
 //! | `GET /audit/prove/{seq}` | inclusion proof file (JSON) |
 //! | `POST /audit/rotate-key` | rotates the signing key; returns the new verifier key (text) |
+//! | `POST /audit/verify` | verifies the log (body: [`VerifyRequest`]); answers [`VerifyAnswer`] |
+//! | `GET /audit/export?from=&to=&format=jsonl\|ocsf` | an export directory as [`ExportAnswer`] |
+//!
+//! The calls that change the log (`POST /audit/checkpoint`, `POST /audit/rotate-key`) and the
+//! export are admin actions: each first records an `admin` event (`admin.audit.<verb>`, with
+//! the caller's address when the server provides `ConnectInfo`) through
+//! [`AuditLog::record`], and is refused with 503 when that event cannot be recorded under the
+//! `admin` category's `reject` policy.
 
 #![allow(clippy::result_large_err)] // handlers answer with a Response either way
 
-use axum::extract::{Path, RawQuery, State};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::event::Event;
+use crate::checkpoint::SignedCheckpoint;
+use crate::event::{Category, Event, Outcome};
+use crate::export::ExportFormat;
 use crate::log::AuditLog;
+use crate::note::VerifierKey;
 use crate::read::{self, QueryFilter, ReadError};
+use crate::verify::{verify_store, ExternalCheckpoint, VerifyOptions};
+
+/// The body of `POST /audit/verify`: what `portcullis audit verify` would read from files.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct VerifyRequest {
+    /// Trusted verifier keys (default: the log's first key).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// A saved checkpoint note: verify only what was appended after it (and that it is still
+    /// a prefix of the log).
+    #[serde(default)]
+    pub since_checkpoint: Option<String>,
+    /// The text of an anchor file (checkpoints published off the host).
+    #[serde(default)]
+    pub anchor: Option<String>,
+}
+
+/// The answer of `POST /audit/verify`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VerifyAnswer {
+    /// Whether the log verifies.
+    pub ok: bool,
+    /// The report, as `portcullis audit verify` prints it.
+    pub report: String,
+}
+
+/// The answer of `GET /audit/export`: the files of an export directory.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ExportAnswer {
+    /// First sequence number exported.
+    pub from: u64,
+    /// One past the last.
+    pub to: u64,
+    /// Checkpoints covering the range.
+    pub checkpoints: usize,
+    /// File name -> content.
+    pub files: BTreeMap<String, String>,
+}
 
 /// The router; nest it in the admin server: `admin.merge(portcullis_audit::admin_api::router(log))`.
 pub fn router(log: AuditLog) -> Router {
@@ -35,6 +88,8 @@ pub fn router(log: AuditLog) -> Router {
         .route("/audit/pubkey", get(pubkey))
         .route("/audit/prove/{seq}", get(prove))
         .route("/audit/rotate-key", post(rotate_key))
+        .route("/audit/verify", post(verify))
+        .route("/audit/export", get(export))
         .with_state(log)
 }
 
@@ -173,7 +228,31 @@ async fn checkpoint(State(log): State<AuditLog>) -> Response {
     }
 }
 
-async fn checkpoint_now(State(log): State<AuditLog>) -> Response {
+/// Records the admin action `verb` before it runs; `Err` (503) when the `admin` policy says
+/// the action may not run unrecorded.
+async fn admit(log: &AuditLog, parts: &Parts, verb: &str) -> Result<(), Response> {
+    let mut event = Event::new(
+        Category::Admin,
+        format!("admin.audit.{verb}"),
+        Outcome::Allow,
+    )
+    .reason(format!("{} {}", parts.method, parts.uri.path()));
+    if let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        event = event.client_addr(*addr);
+    }
+    match log.record(event).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("refused: {e}"),
+        )),
+    }
+}
+
+async fn checkpoint_now(State(log): State<AuditLog>, parts: Parts) -> Response {
+    if let Err(r) = admit(&log, &parts, "checkpoint").await {
+        return r;
+    }
     match log.checkpoint_now().await {
         Ok(note) => note.into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
@@ -194,11 +273,129 @@ async fn prove(State(log): State<AuditLog>, Path(seq): Path<u64>) -> Response {
     }
 }
 
-async fn rotate_key(State(log): State<AuditLog>) -> Response {
+async fn rotate_key(State(log): State<AuditLog>, parts: Parts) -> Response {
+    if let Err(r) = admit(&log, &parts, "rotate-key").await {
+        return r;
+    }
     match log.rotate_key().await {
         Ok(key) => (key.to_string() + "\n").into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
     }
+}
+
+/// Builds verification options from what a caller sent (keys, saved checkpoint, anchor text).
+///
+/// # Errors
+///
+/// A message naming the input that does not parse.
+pub fn verify_options(req: &VerifyRequest) -> Result<VerifyOptions, String> {
+    let mut opts = VerifyOptions::default();
+    for k in &req.keys {
+        opts.keys
+            .push(VerifierKey::parse(k.trim()).map_err(|e| format!("key {k:?}: {e}"))?);
+    }
+    if let Some(text) = &req.since_checkpoint {
+        let checkpoint =
+            SignedCheckpoint::parse(text).map_err(|e| format!("saved checkpoint: {e}"))?;
+        opts.since = Some(ExternalCheckpoint {
+            checkpoint,
+            source: "saved checkpoint".into(),
+        });
+    }
+    if let Some(text) = &req.anchor {
+        for (i, cp) in crate::verify::parse_anchor(text).into_iter().enumerate() {
+            let checkpoint = cp.map_err(|e| format!("anchor checkpoint {}: {e}", i + 1))?;
+            opts.anchors.push(ExternalCheckpoint {
+                checkpoint,
+                source: "anchor".into(),
+            });
+        }
+    }
+    Ok(opts)
+}
+
+async fn verify(State(log): State<AuditLog>, Json(req): Json<VerifyRequest>) -> Response {
+    let opts = match verify_options(&req) {
+        Ok(o) => o,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let res = blocking(move || {
+        let report = verify_store(log.store(), &opts);
+        let mut text = Vec::new();
+        let ok = report.ok();
+        // Writing into a Vec cannot fail.
+        let _ = crate::cli::print_report(&report, &mut text);
+        Ok(VerifyAnswer {
+            ok,
+            report: String::from_utf8_lossy(&text).into_owned(),
+        })
+    })
+    .await;
+    match res {
+        Ok(answer) => Json(answer).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn export(State(log): State<AuditLog>, parts: Parts) -> Response {
+    let mut from = None;
+    let mut to = None;
+    let mut format = ExportFormat::Jsonl;
+    for (k, v) in params(parts.uri.query().map(str::to_owned)) {
+        match k.as_str() {
+            "from" | "to" => match v.parse::<u64>() {
+                Ok(x) if k == "from" => from = Some(x),
+                Ok(x) => to = Some(x),
+                Err(_) => return error(StatusCode::BAD_REQUEST, format!("bad {k}")),
+            },
+            "format" => match v.as_str() {
+                "jsonl" => format = ExportFormat::Jsonl,
+                "ocsf" => format = ExportFormat::Ocsf,
+                _ => return error(StatusCode::BAD_REQUEST, "format is jsonl or ocsf"),
+            },
+            _ => return error(StatusCode::BAD_REQUEST, format!("unknown parameter {k}")),
+        }
+    }
+    if let Err(r) = admit(&log, &parts, "export").await {
+        return r;
+    }
+    let res = blocking(move || {
+        let dir = std::env::temp_dir().join(format!("portcullis-export-{}", crate::new_event_id()));
+        let result = export_files(&log, &dir, format, from, to);
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    })
+    .await;
+    match res {
+        Ok(answer) => Json(answer).into_response(),
+        Err(r) => r,
+    }
+}
+
+fn export_files(
+    log: &AuditLog,
+    dir: &std::path::Path,
+    format: ExportFormat,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> Result<ExportAnswer, ReadError> {
+    let summary = crate::export::export(log.store(), dir, format, from, to)?;
+    let mut files = BTreeMap::new();
+    let listing =
+        std::fs::read_dir(dir).map_err(|e| ReadError::Unavailable(format!("export: {e}")))?;
+    for item in listing {
+        let item = item.map_err(|e| ReadError::Unavailable(format!("export: {e}")))?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(item.path())
+            .map_err(|e| ReadError::Unavailable(format!("export {name}: {e}")))?;
+        files.insert(name, text);
+    }
+    Ok(ExportAnswer {
+        from: summary.from,
+        to: summary.to,
+        checkpoints: summary.checkpoints,
+        files,
+    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! `portcullis audit ...` as a library: the clap subcommands and their implementation on a
-//! stopped proxy's data directory.
+//! stopped proxy's data directory ([`run`]); against a running proxy the same commands go
+//! through its admin API ([`crate::remote::run_remote`]).
 //!
 //! The proxy binary owns argument parsing and the data-directory flag; it embeds
 //! [`AuditCommand`] and calls [`run`]. The offline commands (`verify-proof`, `verify-export`)
@@ -147,6 +148,17 @@ pub enum AuditCommand {
     },
 }
 
+impl AuditCommand {
+    /// Whether the command works on files alone (`verify-proof`, `verify-export`): no data
+    /// directory and no running proxy needed.
+    pub fn is_offline(&self) -> bool {
+        matches!(
+            self,
+            AuditCommand::VerifyProof { .. } | AuditCommand::VerifyExport { .. }
+        )
+    }
+}
+
 /// How a command ended, for the process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCodeLike {
@@ -182,9 +194,19 @@ pub enum CliError {
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// The admin API of a running proxy could not be used (see [`crate::remote`]).
+    #[error("{0}")]
+    Remote(String),
 }
 
-fn parse_keys(keys: &[String]) -> Result<Vec<VerifierKey>, CliError> {
+impl CliError {
+    /// Whether the data directory is locked by a running proxy (use the admin API instead).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, CliError::Store(StoreError::Locked(_)))
+    }
+}
+
+pub(crate) fn parse_keys(keys: &[String]) -> Result<Vec<VerifierKey>, CliError> {
     keys.iter()
         .map(|k| {
             let text = if Path::new(k).is_file() {
@@ -455,7 +477,7 @@ pub fn print_report(report: &VerifyReport, out: &mut dyn Write) -> Result<ExitCo
     }
 }
 
-fn print_table(events: &[Event], out: &mut dyn Write) -> std::io::Result<()> {
+pub(crate) fn print_table(events: &[Event], out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
         "{:>8}  {:<24}  {:<12}  {:<28}  {:<8}  {:<16}  {:<21}  {:<24}  REASON",

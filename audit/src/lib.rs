@@ -28,9 +28,11 @@
 //! Events must never carry secrets or record payloads; see [`Event`].
 
 pub mod admin_api;
+pub mod anchor;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+mod entry_head;
 mod error;
 mod event;
 pub mod export;
@@ -42,6 +44,7 @@ pub mod merkle;
 pub mod note;
 pub mod ocsf;
 pub mod read;
+pub mod remote;
 mod sequencer;
 mod sink;
 pub mod sled_store;
@@ -54,4 +57,4 @@ pub use event::{new_event_id, ApiRef, Category, Event, Outcome, Resource, SCHEMA
 pub use jsonl_sink::{JsonLinesSink, JsonLinesWriter};
 pub use log::{AuditLog, AuditRejected, AuditStats, OpenError, Recorded, Seq, KEY_FILE, STORE_DIR};
 pub use sequencer::{WriteFailed, KEY_ROTATE_ACTION};
-pub use sink::{AuditSink, EmitOutcome, MemorySink, NullSink};
+pub use sink::{AuditSink, EmitOutcome, MemorySink, NullSink, RecordFuture};

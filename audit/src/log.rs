@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::checkpoint::SignedCheckpoint;
+use crate::anchor::{Anchor, AnchorError, FileAnchor};
 use crate::config::{category_index, AuditLogConfig, CategoryPolicy, Durability, FailurePolicy};
 use crate::event::{Category, Event, Outcome};
 use crate::key_file;
@@ -59,6 +59,9 @@ pub enum OpenError {
     /// append to it. Run `portcullis audit verify`.
     #[error("audit log damaged: {0}; run `portcullis audit verify`")]
     Damaged(String),
+    /// An anchor could not be read.
+    #[error(transparent)]
+    Anchor(#[from] AnchorError),
     /// The sequencer thread could not be started.
     #[error("cannot start the audit sequencer: {0}")]
     Thread(std::io::Error),
@@ -182,19 +185,6 @@ fn random_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The largest checkpoint in an anchor file, if any.
-pub(crate) fn latest_anchor(path: &Path) -> std::io::Result<Option<SignedCheckpoint>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    Ok(crate::verify::parse_anchor(&text)
-        .into_iter()
-        .filter_map(Result::ok)
-        .max_by_key(|c| c.checkpoint.size))
-}
-
 impl AuditLog {
     /// Opens (creating on first start) the log in `data_dir` and starts its sequencer thread.
     ///
@@ -212,6 +202,22 @@ impl AuditLog {
     /// [`OpenError`]; [`OpenError::Store`] with [`StoreError::Locked`] if another process has
     /// the log open.
     pub fn open(data_dir: &Path, config: &AuditLogConfig) -> Result<AuditLog, OpenError> {
+        AuditLog::open_with_anchors(data_dir, config, Vec::new())
+    }
+
+    /// [`open`](AuditLog::open) with anchors beyond the configured `anchor_file` (for example
+    /// a Kafka topic the proxy publishes to): every checkpoint is published to each of them
+    /// once durable, and the log refuses to open if it is shorter than the latest checkpoint
+    /// any of them holds.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](AuditLog::open); [`OpenError::Anchor`] if an anchor cannot be read.
+    pub fn open_with_anchors(
+        data_dir: &Path,
+        config: &AuditLogConfig,
+        extra_anchors: Vec<Arc<dyn Anchor>>,
+    ) -> Result<AuditLog, OpenError> {
         let problems = config.validate();
         if !problems.is_empty() {
             return Err(OpenError::Config(problems));
@@ -251,17 +257,18 @@ impl AuditLog {
                 frontier.size()
             )));
         }
-        if let Some(anchor) = &config.anchor_file {
-            let anchored = latest_anchor(anchor).map_err(|source| OpenError::Dir {
-                path: anchor.clone(),
-                source,
-            })?;
-            if let Some(a) = anchored {
+        let mut anchors: Vec<Arc<dyn Anchor>> = Vec::new();
+        if let Some(path) = &config.anchor_file {
+            anchors.push(Arc::new(FileAnchor::new(path.clone())));
+        }
+        anchors.extend(extra_anchors);
+        for anchor in &anchors {
+            if let Some(a) = anchor.latest()? {
                 if a.checkpoint.size > frontier.size() {
                     return Err(OpenError::Damaged(format!(
-                        "the log has {} entries but the anchor file {} holds a checkpoint of size {}",
+                        "the log has {} entries but the {} holds a checkpoint of size {}",
                         frontier.size(),
-                        anchor.display(),
+                        anchor.describe(),
                         a.checkpoint.size
                     )));
                 }
@@ -276,7 +283,8 @@ impl AuditLog {
             signer,
             key_path,
             origin: origin.clone(),
-            anchor_file: config.anchor_file.clone(),
+            anchors,
+            unpublished: Vec::new(),
             max_batch: config.max_batch,
             checkpoint_interval: Duration::from_millis(config.checkpoint_interval_ms),
             checkpoint_every: config.checkpoint_every,
@@ -551,6 +559,10 @@ impl AuditSink for AuditLog {
 
     fn dropped(&self) -> u64 {
         self.inner.counters.dropped.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, event: Event) -> crate::sink::RecordFuture<'_> {
+        Box::pin(AuditLog::record(self, event))
     }
 }
 

@@ -9,7 +9,6 @@
 //! It runs on a plain thread, not a tokio task, because everything it does blocks (sled, fsync,
 //! signing) and it must keep running while the runtime is busy.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -93,7 +92,9 @@ pub(crate) struct Sequencer {
     pub signer: Signer,
     pub key_path: PathBuf,
     pub origin: String,
-    pub anchor_file: Option<PathBuf>,
+    pub anchors: Vec<Arc<dyn crate::anchor::Anchor>>,
+    /// Checkpoints signed but not yet published to the anchors (published once fsynced).
+    pub unpublished: Vec<String>,
     pub max_batch: usize,
     pub checkpoint_interval: Duration,
     pub checkpoint_every: u64,
@@ -278,6 +279,7 @@ impl Sequencer {
         });
         match result {
             Ok(()) => {
+                self.publish_anchors();
                 self.reported_dropped = dropped_total;
                 self.counters
                     .appended
@@ -296,6 +298,7 @@ impl Sequencer {
                 for _ in 0..appended {
                     self.counters.note_drop(&now);
                 }
+                self.unpublished.clear();
                 let msg = format!("audit write failed: {err}");
                 for (ack, _) in acks {
                     let _ = ack.send(Err(WriteFailed(msg.clone())));
@@ -322,6 +325,19 @@ impl Sequencer {
         Ok(())
     }
 
+    /// Publishes the checkpoints made durable by the last flush to every anchor. Only durable
+    /// checkpoints are published: an anchored checkpoint the store lost in a crash would make
+    /// the log refuse to open.
+    fn publish_anchors(&mut self) {
+        for note in self.unpublished.drain(..) {
+            for anchor in &self.anchors {
+                if let Err(err) = anchor.publish(&note) {
+                    tracing::error!(error = %err, "cannot publish an audit checkpoint");
+                }
+            }
+        }
+    }
+
     /// Signs and stores a checkpoint of the current tree (not flushed).
     fn checkpoint(&mut self) -> Result<(), StoreError> {
         let cp = Checkpoint {
@@ -331,10 +347,8 @@ impl Sequencer {
         };
         let note = cp.sign(&self.signer);
         self.store.put_checkpoint(cp.size, &note)?;
-        if let Some(path) = &self.anchor_file {
-            if let Err(err) = append_anchor(path, &note) {
-                tracing::error!(path = %path.display(), error = %err, "cannot append checkpoint to the anchor file");
-            }
+        if !self.anchors.is_empty() {
+            self.unpublished.push(note.clone());
         }
         self.last_checkpoint_size = cp.size;
         self.last_checkpoint_note = Some(note);
@@ -349,9 +363,11 @@ impl Sequencer {
             || self.last_checkpoint_note.is_none()
             || self.frontier.size() != self.last_checkpoint_size
         {
-            self.checkpoint()
-                .and_then(|()| self.store.flush())
-                .map_err(|e| WriteFailed(e.to_string()))?;
+            if let Err(e) = self.checkpoint().and_then(|()| self.store.flush()) {
+                self.unpublished.clear();
+                return Err(WriteFailed(e.to_string()));
+            }
+            self.publish_anchors();
         }
         self.last_checkpoint_note
             .clone()
@@ -386,15 +402,4 @@ impl Sequencer {
         self.signer = new;
         Ok(verifier)
     }
-}
-
-/// Appends a signed checkpoint to the anchor file and syncs it.
-fn append_anchor(path: &std::path::Path, note: &str) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    f.write_all(note.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_data()
 }

@@ -6,10 +6,17 @@
 //! [`JsonLinesSink`](crate::JsonLinesSink)), so a slow disk slows the audit writer, never the
 //! Kafka traffic.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::event::Event;
+use crate::log::{AuditRejected, Recorded};
+
+/// The future [`AuditSink::record`] returns.
+pub type RecordFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Recorded, AuditRejected>> + Send + 'a>>;
 
 /// What happened to an event handed to [`AuditSink::emit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,6 +41,22 @@ pub trait AuditSink: Send + Sync + 'static {
 
     /// How many events this sink has dropped since it was created.
     fn dropped(&self) -> u64;
+
+    /// Records an event according to its category's durability and failure policy, for
+    /// requests that must not be answered before their event is durable (`sync`) and must
+    /// fail when it cannot be (`reject`).
+    ///
+    /// The default has no durability to wait for: it [`emit`](AuditSink::emit)s and answers
+    /// [`Recorded::Queued`] (or [`Recorded::Lost`] if the sink dropped the event), never
+    /// rejecting. [`AuditLog`](crate::AuditLog) overrides it with
+    /// [`AuditLog::record`](crate::AuditLog::record).
+    fn record(&self, event: Event) -> RecordFuture<'_> {
+        let recorded = match self.emit(event) {
+            EmitOutcome::Queued => Recorded::Queued,
+            EmitOutcome::Dropped => Recorded::Lost,
+        };
+        Box::pin(std::future::ready(Ok(recorded)))
+    }
 }
 
 /// A sink that accepts and discards every event (auditing disabled, or tests that don't care).

@@ -2,9 +2,11 @@
 //!
 //! One sled database in `<data dir>/audit-log/` with one tree per kind of record. Keys are
 //! big-endian so sled's byte order is numeric order. sled pays roughly the same per insert
-//! whatever its size (see `examples/sled_probe.rs`), so only entries are stored one per key:
-//! leaf hashes are packed in tiles of 256 and index rows hold the sequence numbers of one batch
-//! (per principal, and per second for the time index). Every append writes its trees in a fixed
+//! whatever its size (see `examples/sled_probe.rs`), so nothing is stored one per key: entries
+//! are packed in pages of [`PAGE_WIDTH`] (each record keeps its own sequence number and
+//! length, so a missing or extra record is visible), leaf hashes in tiles of 256, and index
+//! rows hold the sequence numbers of one batch (per principal, and per second for the time
+//! index). Every append writes its trees in a fixed
 //! order (entries first) and the sequencer flushes once per batch, so after a crash the entries
 //! tree may be ahead of the hash and index trees but never behind; [`crate::AuditLog::open`]
 //! repairs the difference from the entries themselves.
@@ -13,10 +15,59 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::merkle::Hash;
-use crate::store::{AppendBatch, LogStore, StoreError, StoredEntry};
+use crate::store::{AppendBatch, EntryChunk, LogStore, StoreError, StoredEntry};
 
 /// Leaf hashes per tile row.
 const TILE_WIDTH: u64 = 256;
+
+/// Entries per page of the `entries` tree: page `p` holds the entries with
+/// `p * PAGE_WIDTH <= seq < (p + 1) * PAGE_WIDTH`, each as `seq (u64 BE) || len (u32 BE) ||
+/// bytes`, in increasing `seq` order.
+pub const PAGE_WIDTH: u64 = 64;
+
+/// Decodes one entry page into `(seq, byte range)` records. Records that do not belong to the
+/// page, are out of order or are cut short make the page damaged (reported, never a panic).
+fn page_records(page: u64, v: &[u8]) -> Result<Vec<(u64, std::ops::Range<usize>)>, StoreError> {
+    let mut out: Vec<(u64, std::ops::Range<usize>)> = Vec::with_capacity(PAGE_WIDTH as usize);
+    let mut at = 0usize;
+    let damaged = |why: &str| StoreError::Damaged(format!("entry page {page}: {why}"));
+    while at < v.len() {
+        let head = v
+            .get(at..at.saturating_add(12))
+            .ok_or_else(|| damaged("record header cut short"))?;
+        let seq = u64::from_be_bytes(head[..8].try_into().map_err(|_| damaged("bad seq"))?);
+        let len = u32::from_be_bytes(head[8..].try_into().map_err(|_| damaged("bad length"))?);
+        let start = at + 12;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| start.checked_add(l))
+            .filter(|e| *e <= v.len())
+            .ok_or_else(|| damaged("record cut short"))?;
+        if seq / PAGE_WIDTH != page {
+            return Err(damaged(&format!("holds entry {seq}")));
+        }
+        if out.last().is_some_and(|(prev, _)| *prev >= seq) {
+            return Err(damaged("records out of order"));
+        }
+        out.push((seq, start..end));
+        at = end;
+    }
+    Ok(out)
+}
+
+/// Decodes one entry page into owned entries (see [`page_records`]).
+fn decode_page(page: u64, v: &[u8]) -> Result<Vec<StoredEntry>, StoreError> {
+    Ok(page_records(page, v)?
+        .into_iter()
+        .map(|(seq, r)| (seq, v[r].to_vec()))
+        .collect())
+}
+
+fn encode_record(out: &mut Vec<u8>, seq: u64, bytes: &[u8]) {
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
 
 /// Length of `YYYY-MM-DDTHH:MM:SS`: time index rows are per second.
 const SECOND_PREFIX: usize = 19;
@@ -102,10 +153,39 @@ impl SledStore {
         })
     }
 
-    /// The raw entries tree, for tests that tamper with the log.
+    /// The raw entries tree (pages of [`PAGE_WIDTH`] entries), for tests that tamper with the
+    /// log.
     #[doc(hidden)]
     pub fn raw_entries(&self) -> &sled::Tree {
         &self.entries
+    }
+
+    /// Replaces (`Some`) or removes (`None`) the stored bytes of entry `seq` behind the log's
+    /// back, for tests that tamper with the log.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the page cannot be read or written.
+    #[doc(hidden)]
+    pub fn tamper_entry(&self, seq: u64, bytes: Option<&[u8]>) -> Result<(), StoreError> {
+        let page = seq / PAGE_WIDTH;
+        let mut records = match self.entries.get(be(page)).map_err(backend)? {
+            Some(v) => decode_page(page, &v)?,
+            None => Vec::new(),
+        };
+        records.retain(|(s, _)| *s != seq);
+        if let Some(b) = bytes {
+            records.push((seq, b.to_vec()));
+            records.sort_by_key(|(s, _)| *s);
+        }
+        let mut v = Vec::new();
+        for (s, b) in &records {
+            encode_record(&mut v, *s, b);
+        }
+        self.entries
+            .insert(be(page), v)
+            .map(|_| ())
+            .map_err(backend)
     }
 
     /// The raw checkpoints tree, for tests that tamper with the log.
@@ -133,13 +213,44 @@ fn last_seq(tree: &sled::Tree) -> Result<Option<u64>, StoreError> {
 
 impl LogStore for SledStore {
     fn size(&self) -> Result<u64, StoreError> {
-        Ok(last_seq(&self.entries)?.map_or(0, |s| s.saturating_add(1)))
+        // The last record of the last non-empty page.
+        for item in self.entries.iter().rev() {
+            let (k, v) = item.map_err(backend)?;
+            if let Some((seq, _)) = decode_page(seq_of(&k)?, &v)?.last() {
+                return Ok(seq.saturating_add(1));
+            }
+        }
+        Ok(0)
     }
 
     fn append(&self, batch: &AppendBatch) -> Result<(), StoreError> {
+        // Entries go into pages (one insert per page touched). A page the previous batch left
+        // partly filled is read back and extended; records at or after this batch's first
+        // sequence number (left by a write that failed) are dropped from it.
         let mut entries = sled::Batch::default();
+        let mut current: Option<(u64, Vec<u8>)> = None;
         for (seq, bytes) in &batch.entries {
-            entries.insert(&be(*seq), bytes.as_slice());
+            let page = seq / PAGE_WIDTH;
+            if current.as_ref().is_none_or(|(p, _)| *p != page) {
+                if let Some((p, v)) = current.take() {
+                    entries.insert(&be(p), v);
+                }
+                let mut v = Vec::with_capacity(64 * 1024);
+                if let Some(old) = self.entries.get(be(page)).map_err(backend)? {
+                    for (s, b) in decode_page(page, &old)? {
+                        if s < *seq {
+                            encode_record(&mut v, s, &b);
+                        }
+                    }
+                }
+                current = Some((page, v));
+            }
+            if let Some((_, v)) = current.as_mut() {
+                encode_record(v, *seq, bytes);
+            }
+        }
+        if let Some((p, v)) = current.take() {
+            entries.insert(&be(p), v);
         }
         self.entries.apply_batch(entries).map_err(backend)?;
 
@@ -225,11 +336,14 @@ impl LogStore for SledStore {
     }
 
     fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .entries
-            .get(be(seq))
-            .map_err(backend)?
-            .map(|v| v.to_vec()))
+        let page = seq / PAGE_WIDTH;
+        let Some(v) = self.entries.get(be(page)).map_err(backend)? else {
+            return Ok(None);
+        };
+        Ok(decode_page(page, &v)?
+            .into_iter()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, b)| b))
     }
 
     fn entries(
@@ -241,16 +355,55 @@ impl LogStore for SledStore {
         if from >= to {
             return Box::new(std::iter::empty());
         }
-        let iter = self.entries.range(be(from)..be(to));
-        let map = |item: sled::Result<(sled::IVec, sled::IVec)>| {
-            let (k, v) = item.map_err(backend)?;
-            Ok((seq_of(&k)?, v.to_vec()))
+        let first = from / PAGE_WIDTH;
+        let last = (to - 1) / PAGE_WIDTH;
+        let iter = self.entries.range(be(first)..=be(last));
+        let pages = move |item: sled::Result<(sled::IVec, sled::IVec)>| -> Vec<Result<StoredEntry, StoreError>> {
+            let decoded = item
+                .map_err(backend)
+                .and_then(|(k, v)| decode_page(seq_of(&k)?, &v));
+            match decoded {
+                Ok(records) => {
+                    let mut out: Vec<Result<StoredEntry, StoreError>> = records
+                        .into_iter()
+                        .filter(|(s, _)| *s >= from && *s < to)
+                        .map(Ok)
+                        .collect();
+                    if reverse {
+                        out.reverse();
+                    }
+                    out
+                }
+                Err(e) => vec![Err(e)],
+            }
         };
         if reverse {
-            Box::new(iter.rev().map(map))
+            Box::new(iter.rev().flat_map(pages))
         } else {
-            Box::new(iter.map(map))
+            Box::new(iter.flat_map(pages))
         }
+    }
+
+    fn entry_chunks(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Box<dyn Iterator<Item = Result<EntryChunk, StoreError>> + '_> {
+        if from >= to {
+            return Box::new(std::iter::empty());
+        }
+        let iter = self
+            .entries
+            .range(be(from / PAGE_WIDTH)..=be((to - 1) / PAGE_WIDTH));
+        Box::new(iter.map(move |item| {
+            let (k, v) = item.map_err(backend)?;
+            let mut records = page_records(seq_of(&k)?, &v)?;
+            records.retain(|(s, _)| *s >= from && *s < to);
+            Ok(EntryChunk {
+                buf: Box::new(v),
+                records,
+            })
+        }))
     }
 
     fn hash(&self, level: u8, index: u64) -> Result<Option<Hash>, StoreError> {
@@ -438,5 +591,60 @@ fn unpack_rows<'a>(
         Box::new(iter.rev().flat_map(unpack))
     } else {
         Box::new(iter.flat_map(unpack))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod page_tests {
+    use super::*;
+
+    #[test]
+    fn pages_round_trip_and_hostile_pages_are_damaged_not_panics() {
+        let mut v = Vec::new();
+        encode_record(&mut v, 64, b"a");
+        encode_record(&mut v, 66, b"bc");
+        assert_eq!(
+            decode_page(1, &v).unwrap(),
+            vec![(64, b"a".to_vec()), (66, b"bc".to_vec())]
+        );
+        // Wrong page, cut short, out of order, absurd length: damaged, never a panic.
+        assert!(decode_page(0, &v).is_err());
+        assert!(decode_page(1, &v[..v.len() - 1]).is_err());
+        assert!(decode_page(1, &v[..5]).is_err());
+        let mut swapped = Vec::new();
+        encode_record(&mut swapped, 66, b"x");
+        encode_record(&mut swapped, 64, b"y");
+        assert!(decode_page(1, &swapped).is_err());
+        let mut huge = 64u64.to_be_bytes().to_vec();
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode_page(1, &huge).is_err());
+        assert!(decode_page(1, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_batch_extends_a_partial_page_and_replaces_a_failed_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let batch = |from: u64, to: u64| AppendBatch {
+            entries: (from..to)
+                .map(|i| (i, format!("e{i}").into_bytes()))
+                .collect(),
+            ..AppendBatch::default()
+        };
+        s.append(&batch(0, 70)).unwrap();
+        s.append(&batch(70, 100)).unwrap();
+        assert_eq!(s.size().unwrap(), 100);
+        // A retried batch from 90 replaces what a failed one left.
+        s.append(&batch(90, 95)).unwrap();
+        assert_eq!(s.size().unwrap(), 95);
+        let all: Vec<u64> = s.entries(0, 200, false).map(|e| e.unwrap().0).collect();
+        assert_eq!(all, (0..95).collect::<Vec<_>>());
+        let rev: Vec<u64> = s.entries(60, 70, true).map(|e| e.unwrap().0).collect();
+        assert_eq!(rev, (60..70).rev().collect::<Vec<_>>());
+        assert_eq!(s.entry(65).unwrap().unwrap(), b"e65");
+        assert_eq!(s.entry(95).unwrap(), None);
+        s.tamper_entry(65, None).unwrap();
+        assert_eq!(s.entry(65).unwrap(), None);
     }
 }

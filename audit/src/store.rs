@@ -47,6 +47,34 @@ pub struct AppendBatch {
 /// One stored entry: its key and its exact bytes.
 pub type StoredEntry = (u64, Vec<u8>);
 
+/// Several stored entries sharing one buffer (a store page), for bulk readers such as the
+/// verifier that should not allocate per entry.
+pub struct EntryChunk {
+    /// The bytes the records point into (a store page, kept as the store returned it).
+    pub buf: Box<dyn AsRef<[u8]> + Send + Sync>,
+    /// `(seq, byte range of the entry in buf)`, in sequence order.
+    pub records: Vec<(u64, std::ops::Range<usize>)>,
+}
+
+impl std::fmt::Debug for EntryChunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntryChunk")
+            .field("bytes", &(*self.buf).as_ref().len())
+            .field("records", &self.records)
+            .finish()
+    }
+}
+
+impl EntryChunk {
+    /// The records as `(seq, entry bytes)`.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
+        let buf: &[u8] = (*self.buf).as_ref();
+        self.records
+            .iter()
+            .filter_map(move |(seq, r)| Some((*seq, buf.get(r.clone())?)))
+    }
+}
+
 /// Storage for the audit log.
 pub trait LogStore: Send + Sync + 'static {
     /// Number of entries: the highest stored sequence number plus one (0 when empty).
@@ -85,6 +113,24 @@ pub trait LogStore: Send + Sync + 'static {
         to: u64,
         reverse: bool,
     ) -> Box<dyn Iterator<Item = Result<StoredEntry, StoreError>> + '_>;
+
+    /// The same entries as [`entries`](LogStore::entries) (forward), grouped in chunks that
+    /// share a buffer. The default makes one chunk per entry; stores that keep entries in
+    /// pages return a page per chunk.
+    fn entry_chunks(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Box<dyn Iterator<Item = Result<EntryChunk, StoreError>> + '_> {
+        Box::new(self.entries(from, to, false).map(|item| {
+            let (seq, buf) = item?;
+            let len = buf.len();
+            Ok(EntryChunk {
+                buf: Box::new(buf),
+                records: vec![(seq, 0..len)],
+            })
+        }))
+    }
 
     /// A stored perfect-subtree hash.
     ///

@@ -25,7 +25,7 @@ use crate::event::{Category, Event};
 use crate::key_chain::KeyChain;
 use crate::merkle::{leaf_hash, Frontier, Hash};
 use crate::note::VerifierKey;
-use crate::store::{LogStore, StoreError, StoredTree};
+use crate::store::{EntryChunk, LogStore, StoreError, StoredTree};
 
 /// One thing wrong with the log, precise enough to act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,16 +180,6 @@ impl std::fmt::Display for Problem {
             Problem::Store(e) => write!(f, "UNREADABLE: {e}"),
         }
     }
-}
-
-/// The part of an entry verification decodes.
-#[derive(serde::Deserialize)]
-struct EntryHead<'a> {
-    #[serde(default)]
-    seq: Option<u64>,
-    category: Category,
-    #[serde(borrow, rename = "action")]
-    _action: std::borrow::Cow<'a, str>,
 }
 
 /// An external checkpoint to check the log against.
@@ -358,7 +348,9 @@ fn verify_inner<S: LogStore + ?Sized>(
             }
         }
     }
-    let mut stored_frontier = frontier.clone();
+    // The tree over the *stored* leaf hashes equals the recomputed one until an entry's
+    // recomputed hash differs from its stored hash; only then is it kept separately.
+    let mut stored_frontier: Option<Frontier> = None;
     if let Some(slot) = wanted.get_mut(&start) {
         *slot = Some(frontier.root());
     }
@@ -375,38 +367,122 @@ fn verify_inner<S: LogStore + ?Sized>(
         .peekable();
 
     let mut expected = start;
-    let mut entries = store.entries(start, size, false);
-    loop {
-        let next = entries.next();
-        let (seq, bytes) = match next {
-            None => break,
-            Some(item) => item?,
-        };
-        if seq < expected {
-            continue;
-        }
-        if seq > expected {
-            report.problems.push(Problem::EntryMissing {
-                seq: expected,
-                count: seq - expected,
-            });
-            // Keep the tree going with the stored leaf hashes of the missing entries, so later
-            // checkpoints can still be checked.
-            let mut broken = false;
-            while expected < seq {
-                let Some(h) = next_stored(&mut leaf_iter, expected)? else {
-                    // Without the entry or its hash the tree cannot be rebuilt past here.
-                    broken = true;
-                    break;
-                };
-                frontier.push(h, |_| {});
-                stored_frontier.push(h, |_| {});
-                expected += 1;
+    let workers = std::thread::available_parallelism()
+        .map_or(2, std::num::NonZeroUsize::get)
+        .clamp(1, MAX_WORKERS);
+    // One thread reads entries from the store in chunks; each chunk's leaf hashes and entry
+    // heads are computed on all cores; this thread then walks the chunk in order.
+    std::thread::scope(|scope| -> Result<(), StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<EntryChunk>, StoreError>>(2);
+        scope.spawn(move || {
+            let mut batch = Vec::new();
+            let mut n = 0usize;
+            for item in store.entry_chunks(start, size) {
+                match item {
+                    Ok(c) => {
+                        n += c.records.len();
+                        batch.push(c);
+                        if n >= CHUNK {
+                            n = 0;
+                            if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.send(Ok(batch));
+            }
+        });
+        'chunks: for batch in rx {
+            let batch = batch?;
+            let chunk: Vec<(u64, &[u8])> = batch.iter().flat_map(EntryChunk::iter).collect();
+            let checked = check_entries(&chunk, workers);
+            for ((seq, bytes), (leaf, head)) in chunk.iter().zip(checked) {
+                let seq = *seq;
+                if seq < expected {
+                    continue;
+                }
+                if seq > expected {
+                    report.problems.push(Problem::EntryMissing {
+                        seq: expected,
+                        count: seq - expected,
+                    });
+                    // Keep the tree going with the stored leaf hashes of the missing entries,
+                    // so later checkpoints can still be checked.
+                    while expected < seq {
+                        let Some(h) = next_stored(&mut leaf_iter, expected)? else {
+                            // Without the entry or its hash the tree cannot be rebuilt past
+                            // here.
+                            break 'chunks;
+                        };
+                        frontier.push(h, |_| {});
+                        if let Some(sf) = stored_frontier.as_mut() {
+                            sf.push(h, |_| {});
+                        }
+                        expected += 1;
+                        if check_due(
+                            &mut pending_cps,
+                            &checkpoints,
+                            &frontier,
+                            stored_frontier.as_ref().unwrap_or(&frontier),
+                            &mut suspects,
+                            &mut last_verified,
+                            &mut mismatch_reported,
+                            &mut chain,
+                            origin.as_deref(),
+                            report,
+                            &mut wanted,
+                        ) {
+                            if let Some(sf) = stored_frontier.take() {
+                                frontier = sf;
+                            }
+                        }
+                    }
+                }
+                let stored = next_stored(&mut leaf_iter, seq)?;
+                match head {
+                    Head::Ok { seq_field, key } => {
+                        if seq_field != Some(seq) {
+                            report.problems.push(Problem::EntryMalformed {
+                                seq,
+                                reason: format!("its seq field is {seq_field:?}"),
+                            });
+                        }
+                        if key {
+                            if let Ok(ev) = serde_json::from_slice::<Event>(bytes) {
+                                chain.observe(seq, &ev);
+                            }
+                        }
+                    }
+                    Head::Bad(reason) => report.problems.push(Problem::EntryMalformed {
+                        seq,
+                        reason: format!("not a valid event: {reason}"),
+                    }),
+                }
+                let stored_leaf = stored.unwrap_or(leaf);
+                if stored_leaf != leaf {
+                    suspects.push(seq);
+                    if stored_frontier.is_none() {
+                        stored_frontier = Some(frontier.clone());
+                    }
+                }
+                frontier.push(leaf, |_| {});
+                if let Some(sf) = stored_frontier.as_mut() {
+                    sf.push(stored_leaf, |_| {});
+                }
+                report.entries_checked += 1;
+                expected = seq.saturating_add(1);
                 if check_due(
                     &mut pending_cps,
                     &checkpoints,
                     &frontier,
-                    &stored_frontier,
+                    stored_frontier.as_ref().unwrap_or(&frontier),
                     &mut suspects,
                     &mut last_verified,
                     &mut mismatch_reported,
@@ -415,60 +491,14 @@ fn verify_inner<S: LogStore + ?Sized>(
                     report,
                     &mut wanted,
                 ) {
-                    frontier = stored_frontier.clone();
-                }
-            }
-            if broken {
-                break;
-            }
-        }
-        let leaf = leaf_hash(&bytes);
-        let stored = next_stored(&mut leaf_iter, seq)?;
-        // Only the fields verification needs are decoded (the rest is still syntax-checked);
-        // key events are decoded in full for the key chain.
-        match serde_json::from_slice::<EntryHead<'_>>(&bytes) {
-            Ok(head) => {
-                if head.seq != Some(seq) {
-                    report.problems.push(Problem::EntryMalformed {
-                        seq,
-                        reason: format!("its seq field is {:?}", head.seq),
-                    });
-                }
-                if head.category == Category::Key {
-                    if let Ok(ev) = serde_json::from_slice::<Event>(&bytes) {
-                        chain.observe(seq, &ev);
+                    if let Some(sf) = stored_frontier.take() {
+                        frontier = sf;
                     }
                 }
             }
-            Err(e) => report.problems.push(Problem::EntryMalformed {
-                seq,
-                reason: format!("not a valid event: {e}"),
-            }),
         }
-        if stored.is_some_and(|s| s != leaf) {
-            suspects.push(seq);
-        }
-        frontier.push(leaf, |_| {});
-        stored_frontier.push(stored.unwrap_or(leaf), |_| {});
-        report.entries_checked += 1;
-        expected = seq.saturating_add(1);
-        if check_due(
-            &mut pending_cps,
-            &checkpoints,
-            &frontier,
-            &stored_frontier,
-            &mut suspects,
-            &mut last_verified,
-            &mut mismatch_reported,
-            &mut chain,
-            origin.as_deref(),
-            report,
-            &mut wanted,
-        ) {
-            frontier = stored_frontier.clone();
-        }
-    }
-    drop(entries);
+        Ok(())
+    })?;
 
     if max_cp > size {
         report.problems.push(Problem::Truncated {
@@ -515,6 +545,65 @@ fn verify_inner<S: LogStore + ?Sized>(
     }
     report.trusted_keys = chain.trusted().iter().map(ToString::to_string).collect();
     Ok(())
+}
+
+/// Entries per chunk handed from the reader thread to the hashing threads.
+const CHUNK: usize = 2048;
+
+/// Most threads hashing entries.
+const MAX_WORKERS: usize = 8;
+
+/// What verification needs from an entry's JSON, decoded off the main thread.
+enum Head {
+    /// A well-formed event head.
+    Ok {
+        /// Its `seq` field.
+        seq_field: Option<u64>,
+        /// Whether it is a `key` event (decoded in full, in order, for the key chain).
+        key: bool,
+    },
+    /// Not an event.
+    Bad(String),
+}
+
+fn check_entry(bytes: &[u8]) -> (Hash, Head) {
+    let head = match crate::entry_head::parse_head(bytes) {
+        Ok((seq_field, category)) => Head::Ok {
+            seq_field,
+            key: category == Category::Key,
+        },
+        Err(e) => Head::Bad(e),
+    };
+    (leaf_hash(bytes), head)
+}
+
+/// Leaf hashes and heads of `chunk`, in order, computed on up to `workers` threads.
+fn check_entries(chunk: &[(u64, &[u8])], workers: usize) -> Vec<(Hash, Head)> {
+    let per = chunk.len().div_ceil(workers.max(1)).max(1);
+    if workers <= 1 || chunk.len() < 2 * per.min(512) {
+        return chunk.iter().map(|(_, b)| check_entry(b)).collect();
+    }
+    std::thread::scope(|scope| {
+        let mut parts = chunk.chunks(per);
+        let first = parts.next().unwrap_or_default();
+        let handles: Vec<_> = parts
+            .map(|part| {
+                let handle = scope
+                    .spawn(move || part.iter().map(|(_, b)| check_entry(b)).collect::<Vec<_>>());
+                (part, handle)
+            })
+            .collect();
+        let mut out: Vec<(Hash, Head)> = first.iter().map(|(_, b)| check_entry(b)).collect();
+        for (part, handle) in handles {
+            match handle.join() {
+                Ok(done) => out.extend(done),
+                // Hashing cannot panic on any input; should a thread die anyway, its part is
+                // redone here so no entry goes unchecked.
+                Err(_) => out.extend(part.iter().map(|(_, b)| check_entry(b))),
+            }
+        }
+        out
+    })
 }
 
 fn next_stored<I>(iter: &mut std::iter::Peekable<I>, seq: u64) -> Result<Option<Hash>, StoreError>

@@ -110,11 +110,10 @@ async fn flipped_byte_is_named() {
     write(dir.path(), 100).await;
     {
         let s = store(dir.path());
-        let key = 37u64.to_be_bytes();
-        let mut v = s.raw_entries().get(key).unwrap().unwrap().to_vec();
+        let mut v = s.entry(37).unwrap().unwrap();
         let pos = v.windows(7).position(|w| w == b"Produce").unwrap();
         v[pos] ^= 0x20; // 'P' -> 'p': still valid JSON
-        s.raw_entries().insert(key, v).unwrap();
+        s.tamper_entry(37, Some(&v)).unwrap();
         s.flush().unwrap();
     }
     let problems = verify(dir.path(), &VerifyOptions::default());
@@ -134,7 +133,7 @@ async fn deleted_entry_is_named() {
     write(dir.path(), 100).await;
     {
         let s = store(dir.path());
-        s.raw_entries().remove(20u64.to_be_bytes()).unwrap();
+        s.tamper_entry(20, None).unwrap();
         s.flush().unwrap();
     }
     let problems = verify(dir.path(), &VerifyOptions::default());
@@ -156,7 +155,7 @@ async fn truncated_tail_is_named_and_refused_at_open() {
     {
         let s = store(dir.path());
         for seq in 90u64..101 {
-            s.raw_entries().remove(seq.to_be_bytes()).unwrap();
+            s.tamper_entry(seq, None).unwrap();
         }
         s.flush().unwrap();
     }
@@ -267,11 +266,10 @@ async fn forged_checkpoint_is_named() {
         // slipped into the store's key list.
         let forger = Signer::generate("test.example/audit").unwrap();
         s.add_verifier_key(&forger.verifier().to_string()).unwrap();
-        let key = 5u64.to_be_bytes();
-        let mut v = s.raw_entries().get(key).unwrap().unwrap().to_vec();
+        let mut v = s.entry(5).unwrap().unwrap();
         let pos = v.windows(7).position(|w| w == b"Produce").unwrap();
         v[pos] = b'X';
-        s.raw_entries().insert(key, v).unwrap();
+        s.tamper_entry(5, Some(&v)).unwrap();
         let cps: Vec<(u64, String)> = s.checkpoints().map(Result::unwrap).collect();
         for (size, note) in cps {
             let cp = portcullis_audit::checkpoint::SignedCheckpoint::parse(&note).unwrap();

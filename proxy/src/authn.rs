@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use portcullis_audit::{AuditSink, Category, Event, Outcome};
+use portcullis_audit::{AuditRejected, AuditSink, Category, Event, Outcome, Recorded};
 use portcullis_auth::jwt::JwtValidator;
 use portcullis_auth::mtls::{PrincipalMapper, TlsIdentity};
 use portcullis_auth::sasl::SaslContext;
@@ -18,7 +18,7 @@ use portcullis_auth::{AuthFailure, Mechanism, Principal};
 
 use crate::auth_config::{AuthConfig, ClientAuth, ListenerAuthConfig};
 use crate::auth_guard::FailureLimiter;
-use crate::metrics::AUTHENTICATIONS;
+use crate::metrics::{AUDIT_REJECTED, AUTHENTICATIONS};
 
 /// Authentication settings and state shared by every connection of a listener.
 pub struct AuthService {
@@ -126,8 +126,19 @@ impl AuthService {
         self.limiter.is_blocked(peer.ip(), Instant::now())
     }
 
-    /// Records a success: metric and audit event.
-    pub fn record_success(&self, client: &ClientInfo, principal: &Principal, reauth: bool) {
+    /// Records a success: metric and audit event, waiting as the `authn` category's policy
+    /// says (under `sync`, until the event is durable).
+    ///
+    /// # Errors
+    ///
+    /// [`AuditRejected`] when the event could not be made durable under the `reject` policy:
+    /// the client must not be told it authenticated.
+    pub async fn record_success(
+        &self,
+        client: &ClientInfo,
+        principal: &Principal,
+        reauth: bool,
+    ) -> Result<(), AuditRejected> {
         let mechanism = principal.source.label();
         metrics::counter!(AUTHENTICATIONS, "mechanism" => mechanism, "outcome" => "success")
             .increment(1);
@@ -142,11 +153,46 @@ impl AuthService {
         if let Some(id) = &client.tls_identity {
             event = event.tls_identity(id.subject.clone());
         }
+        self.recorded(self.audit.record(event).await)
+    }
+
+    /// Records a failure that is answered to the client (metric, per-source count, audit
+    /// event), waiting as the `authn` category's policy says before the answer goes out.
+    ///
+    /// # Errors
+    ///
+    /// [`AuditRejected`] when the event could not be made durable under the `reject` policy.
+    pub async fn record_failure(
+        &self,
+        client: &ClientInfo,
+        mechanism: &str,
+        failure: &AuthFailure,
+    ) -> Result<(), AuditRejected> {
+        let event = self.failure_event(client, mechanism, failure);
+        self.recorded(self.audit.record(event).await)
+    }
+
+    /// Records a failure that ends the connection without an answer (a TLS handshake): the
+    /// same event as [`record_failure`](AuthService::record_failure), emitted without
+    /// waiting, because there is no reply to hold back.
+    pub fn note_failure(&self, client: &ClientInfo, mechanism: &str, failure: &AuthFailure) {
+        let event = self.failure_event(client, mechanism, failure);
         self.audit.emit(event);
     }
 
-    /// Records a failure: metric, per-source count and audit event.
-    pub fn record_failure(&self, client: &ClientInfo, mechanism: &str, failure: &AuthFailure) {
+    fn recorded(&self, result: Result<Recorded, AuditRejected>) -> Result<(), AuditRejected> {
+        match result {
+            Ok(_) => Ok(()),
+            Err(rejected) => {
+                metrics::counter!(AUDIT_REJECTED, "category" => "authn").increment(1);
+                tracing::error!(error = %rejected, "authentication refused: audit log unavailable");
+                Err(rejected)
+            }
+        }
+    }
+
+    /// Metric, per-source count, log line and the audit event of a failure.
+    fn failure_event(&self, client: &ClientInfo, mechanism: &str, failure: &AuthFailure) -> Event {
         self.limiter
             .record_failure(client.peer.ip(), Instant::now());
         metrics::counter!(AUTHENTICATIONS, "mechanism" => mechanism.to_string(), "outcome" => failure.kind.label())
@@ -169,7 +215,7 @@ impl AuthService {
         if let Some(id) = &client.tls_identity {
             event = event.tls_identity(id.subject.clone());
         }
-        self.audit.emit(event);
+        event
     }
 }
 

@@ -216,7 +216,7 @@ where
     let (client_r, mut client_w) = tokio::io::split(stream);
     let limits = &shared.limits;
     let auth = shared.auth.clone();
-    let mut session = match initial_session(&auth, &client) {
+    let mut session = match initial_session(&auth, &client).await {
         Ok(s) => s,
         Err(end) => return end,
     };
@@ -782,7 +782,10 @@ const PRE_AUTH_HEADER_ALLOWANCE: usize = 4096;
 
 /// The session a new connection starts with: anonymous on listeners without
 /// authentication, authenticated by its certificate where that is enough, else none yet.
-fn initial_session(auth: &AuthService, client: &ClientInfo) -> Result<Session, ConnectionEnd> {
+async fn initial_session(
+    auth: &AuthService,
+    client: &ClientInfo,
+) -> Result<Session, ConnectionEnd> {
     if !auth.required() {
         return Ok(Session::anonymous());
     }
@@ -793,7 +796,17 @@ fn initial_session(auth: &AuthService, client: &ClientInfo) -> Result<Session, C
                 roles: identity.roles.clone(),
                 source: AuthSource::Tls,
             };
-            auth.record_success(client, &principal, false);
+            // A certificate-authenticated connection is served only once its `sync` authn
+            // event is durable; under `reject` it is closed if that cannot be done.
+            if auth
+                .record_success(client, &principal, false)
+                .await
+                .is_err()
+            {
+                return Err(ConnectionEnd::Authentication(
+                    "authentication event could not be audited (audit log unavailable)".into(),
+                ));
+            }
             return Ok(Session::from_certificate(principal));
         }
         if !auth.sasl_enabled() {
@@ -802,7 +815,8 @@ fn initial_session(auth: &AuthService, client: &ClientInfo) -> Result<Session, C
                 None,
                 "no client certificate",
             );
-            auth.record_failure(client, "TLS", &failure);
+            // The connection closes either way; the failure is recorded before it does.
+            let _ = auth.record_failure(client, "TLS", &failure).await;
             return Err(ConnectionEnd::Authentication(
                 "a client certificate is required".into(),
             ));

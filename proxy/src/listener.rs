@@ -184,7 +184,7 @@ fn client_identity(
             None,
             format!("client certificate cannot be mapped to a principal: {e}"),
         );
-        auth.record_failure(client, "TLS", &failure);
+        auth.note_failure(client, "TLS", &failure);
         ConnectionEnd::Authentication(failure.detail)
     })
 }
@@ -195,6 +195,6 @@ fn tls_failure(ctx: &ListenerContext, client: &ClientInfo, error: &str) {
     let about_certificate = error.contains("certificate") || error.contains("Certificate");
     if about_certificate && ctx.shared.auth.mtls.is_some() {
         let failure = AuthFailure::new(FailureKind::BadCredentials, None, error.to_string());
-        ctx.shared.auth.record_failure(client, "TLS", &failure);
+        ctx.shared.auth.note_failure(client, "TLS", &failure);
     }
 }

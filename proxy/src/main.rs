@@ -1,6 +1,6 @@
 //! The `portcullis` command line: `serve`, `check` and `certs init`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -35,15 +35,21 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
-    /// Query, verify, prove and export the tamper-evident audit log of a stopped proxy
-    /// (a running proxy serves the same reads under `/audit/...` on its admin listener).
+    /// Query, verify, prove and export the tamper-evident audit log: on a stopped proxy's
+    /// data directory, or on a running proxy through its admin API (`--admin URL`, or
+    /// automatically with `--config` when a running proxy holds the data directory).
     Audit {
         /// The log's data directory (default: `audit.data_dir` of `--config`).
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
-        /// Configuration file whose `audit.data_dir` to use.
+        /// Configuration file whose `audit.data_dir` (and, when a running proxy holds it,
+        /// `admin.bind`) to use.
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
+        /// A running proxy's admin API (`http://127.0.0.1:9190`): the commands are served by
+        /// the proxy instead of reading a data directory.
+        #[arg(long, global = true, conflicts_with = "data_dir")]
+        admin: Option<String>,
         #[command(subcommand)]
         command: portcullis_audit::cli::AuditCommand,
     },
@@ -106,8 +112,9 @@ fn main() -> ExitCode {
         Command::Audit {
             data_dir,
             config,
+            admin,
             command,
-        } => audit(data_dir, config, command),
+        } => audit(data_dir, config, admin, command),
         Command::Policy { config, command } => policy(config, command),
         Command::Certs {
             command:
@@ -142,33 +149,65 @@ fn main() -> ExitCode {
     }
 }
 
-/// `portcullis audit ...` on the data directory named directly or by the configuration.
+/// `portcullis audit ...` on the data directory named directly or by the configuration, or
+/// through a running proxy's admin API: named with `--admin`, or taken from the
+/// configuration's `admin.bind` when that proxy holds the data directory's lock.
 fn audit(
     data_dir: Option<PathBuf>,
     config: Option<PathBuf>,
+    admin: Option<String>,
     command: portcullis_audit::cli::AuditCommand,
 ) -> ExitCode {
-    let dir = match (data_dir, config) {
-        (Some(dir), _) => dir,
+    let mut out = std::io::stdout();
+    let finish =
+        |result: Result<portcullis_audit::cli::ExitCodeLike, portcullis_audit::cli::CliError>| {
+            match result {
+                Ok(code) => ExitCode::from(u8::try_from(code.code()).unwrap_or(1)),
+                Err(e) => {
+                    eprintln!("portcullis audit: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        };
+    if command.is_offline() {
+        return finish(portcullis_audit::cli::run(Path::new(""), command, &mut out));
+    }
+    if let Some(url) = admin {
+        return finish(portcullis_audit::remote::run_remote(
+            &url, command, &mut out,
+        ));
+    }
+    let (dir, admin_of_config) = match (data_dir, config) {
+        (Some(dir), _) => (dir, None),
         (None, Some(config)) => match Config::load_unvalidated(&config) {
-            Ok(c) => c.audit.data_dir,
+            Ok(c) => {
+                let admin = c.admin.enabled.then(|| format!("http://{}", c.admin.bind));
+                (c.audit.data_dir, admin)
+            }
             Err(e) => {
                 eprintln!("{e}");
-                return ExitCode::FAILURE;
+                return ExitCode::from(2);
             }
         },
         (None, None) => {
-            eprintln!("name the audit log with --data-dir DIR or --config FILE");
+            eprintln!("name the audit log with --data-dir DIR, --config FILE or --admin URL");
             return ExitCode::from(2);
         }
     };
-    let mut out = std::io::stdout();
-    match portcullis_audit::cli::run(&dir, command, &mut out) {
-        Ok(code) => ExitCode::from(u8::try_from(code.code()).unwrap_or(1)),
-        Err(e) => {
-            eprintln!("portcullis audit: {e}");
-            ExitCode::from(2)
-        }
+    match portcullis_audit::cli::run(&dir, command.clone(), &mut out) {
+        Err(e) if e.is_locked() => match admin_of_config {
+            Some(url) => {
+                eprintln!(
+                    "portcullis audit: {} is in use by a running proxy; asking it at {url}",
+                    dir.display()
+                );
+                finish(portcullis_audit::remote::run_remote(
+                    &url, command, &mut out,
+                ))
+            }
+            None => finish(Err(e)),
+        },
+        result => finish(result),
     }
 }
 

@@ -35,6 +35,9 @@ pub const UPSTREAM_CONNECTIONS: &str = "portcullis_upstream_connections_total";
 pub const AUTHENTICATIONS: &str = "portcullis_authentications_total";
 /// Cluster metadata refreshes, by outcome.
 pub const CLUSTER_REFRESHES: &str = "portcullis_cluster_refreshes_total";
+/// Requests failed closed because their `sync`/`reject` audit event could not be made
+/// durable, by category.
+pub const AUDIT_REJECTED: &str = "portcullis_audit_rejected_total";
 
 /// Handles for one api key.
 #[derive(Debug)]

@@ -186,13 +186,13 @@ impl Session {
             return Reply::close(format!("{api:?} v{} is not supported", header.api_version));
         }
         match api {
-            ApiKey::SaslHandshake => self.handshake(frame, header, service, client),
+            ApiKey::SaslHandshake => self.handshake(frame, header, service, client).await,
             _ => self.authenticate(frame, header, service, client).await,
         }
     }
 
     /// Answers a SaslHandshake request (`frame` is the whole frame).
-    pub fn handshake(
+    pub async fn handshake(
         &mut self,
         frame: &Bytes,
         header: &RequestHeader,
@@ -248,11 +248,11 @@ impl Session {
                         .collect::<String>()
                 ),
             );
-            service.record_failure(client, "SASL", &failure);
-            return reply(
-                UNSUPPORTED_SASL_MECHANISM,
-                Some("client asked for a SASL mechanism that is not enabled"),
-            );
+            let close = match service.record_failure(client, "SASL", &failure).await {
+                Ok(()) => "client asked for a SASL mechanism that is not enabled",
+                Err(_) => AUDIT_UNAVAILABLE_CLOSE,
+            };
+            return reply(UNSUPPORTED_SASL_MECHANISM, Some(close));
         };
         if let Some(AuthSource::Sasl(first)) = self.principal.as_ref().map(|p| p.source) {
             if first != mechanism {
@@ -382,12 +382,12 @@ impl Session {
         };
         match step {
             Step::Challenge(challenge) => Outcome::Continue(challenge),
-            Step::Success(done) => self.succeed(done, service, client),
+            Step::Success(done) => self.succeed(done, service, client).await,
             Step::Failure(failure) => self.fail(mechanism, failure, service, client).await,
         }
     }
 
-    fn succeed(
+    async fn succeed(
         &mut self,
         done: portcullis_auth::Authenticated,
         service: &AuthService,
@@ -405,7 +405,13 @@ impl Session {
                         previous.kafka_name()
                     ),
                 );
-                service.record_failure(client, done.principal.source.label(), &failure);
+                if service
+                    .record_failure(client, done.principal.source.label(), &failure)
+                    .await
+                    .is_err()
+                {
+                    return Outcome::audit_unavailable();
+                }
                 return Outcome::Failed {
                     message: "Authentication failed: re-authentication must use the same principal",
                     close: Some("re-authentication as a different principal".into()),
@@ -417,8 +423,16 @@ impl Session {
             done.expires_at,
             SystemTime::now(),
         );
+        // Under `sync` durability the success is on disk before the client hears of it; if
+        // it cannot be recorded (`reject`), the client is not authenticated.
+        if service
+            .record_success(client, &done.principal, reauth)
+            .await
+            .is_err()
+        {
+            return Outcome::audit_unavailable();
+        }
         self.deadline = Some(Instant::now() + lifetime);
-        service.record_success(client, &done.principal, reauth);
         self.principal = Some(done.principal);
         Outcome::Authenticated {
             final_message: done.final_message,
@@ -435,9 +449,14 @@ impl Session {
     ) -> Outcome {
         self.stage = Stage::AwaitHandshake;
         self.failures = self.failures.saturating_add(1);
-        service.record_failure(client, mechanism.name(), &failure);
+        let recorded = service
+            .record_failure(client, mechanism.name(), &failure)
+            .await;
         // The same pause whatever went wrong, so timing tells a guesser nothing.
         tokio::time::sleep(service.settings.failure_delay()).await;
+        if recorded.is_err() {
+            return Outcome::audit_unavailable();
+        }
         let reauth = self.principal.is_some();
         let close = if reauth {
             Some("re-authentication failed".to_string())
@@ -465,6 +484,24 @@ enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The authentication event could not be recorded under the `reject` policy: the client
+    /// gets an authentication failure and the connection closes (fail closed).
+    fn audit_unavailable() -> Outcome {
+        Outcome::Failed {
+            message: AUDIT_UNAVAILABLE_MESSAGE,
+            close: Some(AUDIT_UNAVAILABLE_CLOSE.into()),
+        }
+    }
+}
+
+/// The message a client gets when its authentication is refused because the audit log
+/// cannot record it.
+pub const AUDIT_UNAVAILABLE_MESSAGE: &str =
+    "Authentication failed: the audit log is unavailable, so the proxy refuses to authenticate";
+const AUDIT_UNAVAILABLE_CLOSE: &str =
+    "authentication event could not be audited (audit log unavailable)";
+
 /// The session lifetime: the configured maximum, shortened to the credential's expiry.
 pub fn session_lifetime(
     max: Duration,
@@ -478,8 +515,146 @@ pub fn session_lifetime(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::RequestHeader as WireHeader;
+    use portcullis_audit::{
+        AuditRejected, AuditSink, EmitOutcome, Event, MemorySink, RecordFuture,
+    };
+    use portcullis_auth::store::{Password, UserRecord, UserStore};
+
+    use crate::auth_config::{AuthConfig, ListenerAuthConfig};
+    use crate::header::peek_request_header;
+
+    /// A sink whose log is unavailable under the `reject` policy.
+    struct Refusing;
+
+    impl AuditSink for Refusing {
+        fn emit(&self, _event: Event) -> EmitOutcome {
+            EmitOutcome::Dropped
+        }
+        fn dropped(&self) -> u64 {
+            0
+        }
+        fn record(&self, event: Event) -> RecordFuture<'_> {
+            Box::pin(std::future::ready(Err(AuditRejected {
+                category: event.category,
+                action: event.action,
+                reason: "test: log not writable".into(),
+            })))
+        }
+    }
+
+    fn service(dir: &std::path::Path, audit: Arc<dyn AuditSink>) -> AuthService {
+        let users = dir.join("users.toml");
+        let mut store = UserStore::empty();
+        store
+            .add(
+                UserRecord::with_password("alice", vec![], &Password::new("alice-secret"), 4096)
+                    .unwrap(),
+            )
+            .unwrap();
+        store.save(&users).unwrap();
+        let listener = ListenerAuthConfig {
+            sasl_mechanisms: vec!["PLAIN".into()],
+            ..ListenerAuthConfig::default()
+        };
+        let settings = AuthConfig {
+            users_file: Some(users),
+            failure_delay_ms: 1,
+            ..AuthConfig::default()
+        };
+        AuthService::new(&listener, &settings, audit).unwrap()
+    }
+
+    fn frame<M: Encodable>(api: ApiKey, version: i16, body: &M) -> (Bytes, RequestHeader) {
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        WireHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .encode(&mut buf, api.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let len = i32::try_from(buf.len() - 4).unwrap();
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        let frame = buf.freeze();
+        let header = peek_request_header(&frame).unwrap();
+        (frame, header)
+    }
+
+    /// Handshake + PLAIN authenticate as alice; the SaslAuthenticate answer and whether the
+    /// connection closes after it.
+    async fn plain_login(
+        service: &AuthService,
+        session: &mut Session,
+    ) -> (SaslAuthenticateResponse, bool) {
+        let client = ClientInfo {
+            peer: "127.0.0.1:40000".parse().unwrap(),
+            listener: "bootstrap".into(),
+            tls_identity: None,
+        };
+        let (f, h) = frame(
+            ApiKey::SaslHandshake,
+            1,
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        );
+        let reply = session.sasl_request(&f, &h, service, &client).await;
+        assert!(reply.close.is_none(), "{reply:?}");
+        let (f, h) = frame(
+            ApiKey::SaslAuthenticate,
+            1,
+            &SaslAuthenticateRequest::default()
+                .with_auth_bytes(Bytes::from_static(b"\0alice\0alice-secret")),
+        );
+        let reply = session.sasl_request(&f, &h, service, &client).await;
+        // Length prefix and correlation id, then a v1 (non-flexible) body.
+        let mut body = reply.frame.clone().unwrap().slice(8..);
+        let response = SaslAuthenticateResponse::decode(&mut body, 1).unwrap();
+        (response, reply.close.is_some())
+    }
+
+    #[tokio::test]
+    async fn success_is_answered_once_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(MemorySink::new());
+        let service = service(dir.path(), sink.clone());
+        let mut session = Session::new();
+        let (response, close) = plain_login(&service, &mut session).await;
+        assert_eq!(response.error_code, 0);
+        assert!(!close);
+        assert_eq!(session.principal().unwrap().name, "alice");
+        let events = sink.events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].action, "sasl.PLAIN");
+    }
+
+    #[tokio::test]
+    async fn an_unrecordable_success_is_an_authentication_failure_and_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = service(dir.path(), Arc::new(Refusing));
+        let mut session = Session::new();
+        let (response, close) = plain_login(&service, &mut session).await;
+        assert_eq!(response.error_code, SASL_AUTHENTICATION_FAILED);
+        assert_eq!(
+            response.error_message.as_deref(),
+            Some(AUDIT_UNAVAILABLE_MESSAGE)
+        );
+        assert!(response
+            .error_message
+            .unwrap()
+            .contains("audit log is unavailable"));
+        assert!(close, "the connection must close");
+        assert!(
+            session.principal().is_none(),
+            "the client must not be authenticated"
+        );
+    }
 
     #[test]
     fn lifetime_is_the_earlier_of_token_expiry_and_maximum() {

@@ -165,20 +165,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tls = ctx.tls.is_some(),
         "bootstrap listener"
     );
-    audit.emit(
-        Event::new(Category::AuditSystem, "proxy.start", Outcome::Success)
-            .detail("bootstrap", local.to_string())
-            .detail("version", env!("CARGO_PKG_VERSION")),
-    );
+    // The start is a `config` event (sync/reject by default): a proxy whose audit log cannot
+    // record that it started does not serve.
+    audit_log
+        .record(
+            Event::new(Category::Config, "proxy.start", Outcome::Success)
+                .detail("bootstrap", local.to_string())
+                .detail("version", env!("CARGO_PKG_VERSION")),
+        )
+        .await
+        .context("cannot record proxy.start in the audit log; refusing to serve")?;
     tokio::spawn(accept_loop(bootstrap, Target::Bootstrap, ctx));
 
     wait_for_shutdown_signal().await;
     tracing::info!("shutting down");
-    audit.emit(Event::new(
-        Category::AuditSystem,
-        "proxy.stop",
-        Outcome::Success,
-    ));
+    if let Err(e) = audit_log
+        .record(Event::new(Category::Config, "proxy.stop", Outcome::Success))
+        .await
+    {
+        tracing::error!(error = %e, "cannot record proxy.stop in the audit log");
+    }
     audit_log.shutdown().await;
     Ok(())
 }

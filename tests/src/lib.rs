@@ -27,6 +27,7 @@
 //! - [`scenarios`]: the end-to-end scenarios shared by the direct and proxied suites.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod audit_proxy;
 pub mod auth;
 pub mod authz;
 pub mod bench;
@@ -41,6 +42,7 @@ pub mod process;
 pub mod proxy;
 pub mod python;
 pub mod records;
+pub mod sasl_login;
 pub mod sasl_wire;
 pub mod scenarios;
 pub mod token_endpoint;

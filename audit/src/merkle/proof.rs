@@ -35,7 +35,7 @@ pub enum ProofError {
     RootMismatch,
 }
 
-/// PATH(index, D[size]): the inclusion proof of leaf `index` in the tree of `size` leaves,
+/// PATH(index, D\[size\]): the inclusion proof of leaf `index` in the tree of `size` leaves,
 /// deepest sibling first.
 ///
 /// # Errors
@@ -76,7 +76,7 @@ fn path<S: HashSource + ?Sized>(
     Ok(())
 }
 
-/// PROOF(first, D[second]): the consistency proof between the trees of `first` and `second`
+/// PROOF(first, D\[second\]): the consistency proof between the trees of `first` and `second`
 /// leaves (empty when the sizes are equal).
 ///
 /// # Errors

@@ -25,7 +25,7 @@ pub(crate) fn split_point(n: u64) -> u64 {
     1u64 << (63 - (n - 1).leading_zeros())
 }
 
-/// MTH(D[start:end]) per RFC 6962 §2.1, for `start < end`.
+/// MTH(D\[start:end\]) per RFC 6962 §2.1, for `start < end`.
 ///
 /// Perfect aligned ranges are asked of the source directly, so a source that stores interior
 /// nodes answers in one read.
