@@ -490,7 +490,7 @@ async fn forward_requests<C: AsyncRead + Unpin>(
         .map(|a| a.connection(session.principal(), &client, true));
     let mut next = Some(first);
     loop {
-        let (frame, header, decision) = match next.take() {
+        let (frame, mut header, decision) = match next.take() {
             Some(request) => request,
             None => {
                 // An idle connection is closed when its session ends, not only at its
@@ -570,7 +570,7 @@ async fn forward_requests<C: AsyncRead + Unpin>(
                             api: header.api_key,
                             version: header.api_version,
                             correlation_id: header.correlation_id,
-                            client_id: header.client_id.clone(),
+                            client_id: header.client_id.take(),
                         });
                         let verdict = authorize_request(request, header.api_version, perms);
                         match verdict.action {
