@@ -226,7 +226,11 @@ fn spawn_sighup_reload(service: Arc<AuthzService>) -> anyhow::Result<()> {
     let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            service.reload("sighup");
+            // Reading and compiling the policies blocks (tens of ms for large estates).
+            let service = service.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || service.reload("sighup")).await {
+                tracing::error!(error = %e, "policy reload on SIGHUP failed");
+            }
         }
     });
     Ok(())
