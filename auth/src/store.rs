@@ -63,7 +63,7 @@ mod watch;
 
 pub use credential::ScramCredential;
 pub use password::Password;
-pub use watch::SharedUserStore;
+pub use watch::{SharedUserStore, StoreChange};
 
 /// The smallest PBKDF2 iteration count accepted anywhere (RFC 7677's minimum, Kafka's too).
 pub const MIN_ITERATIONS: u32 = 4096;

@@ -324,7 +324,9 @@ async fn watcher_picks_up_changes_and_survives_a_broken_file() {
     let path = dir.path().join("users.toml");
     write(&path, &UserStore::empty());
     let shared = Arc::new(SharedUserStore::load(&path).unwrap());
-    let handle = shared.clone().spawn_watcher(Duration::from_millis(20));
+    let handle = shared
+        .clone()
+        .spawn_watcher(Duration::from_millis(20), |_| {});
 
     async fn wait_for(shared: &SharedUserStore, want: impl Fn(&UserStore) -> bool) {
         for _ in 0..250 {

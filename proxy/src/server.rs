@@ -59,9 +59,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )?);
     if let (Some(users), Some(path)) = (&auth.users, &config.auth.users_file) {
         tracing::info!(file = %path.display(), "credential store loaded");
-        users
-            .clone()
-            .spawn_watcher(Duration::from_millis(config.auth.users_reload_ms));
+        let audit = audit.clone();
+        let file = path.display().to_string();
+        users.clone().spawn_watcher(
+            Duration::from_millis(config.auth.users_reload_ms),
+            move |change| {
+                audit.emit(user_store_event(&file, change));
+            },
+        );
     }
     if !auth.required() {
         tracing::warn!("clients are NOT authenticated (listener.auth): development use only");
@@ -234,4 +239,27 @@ fn spawn_sighup_reload(service: Arc<AuthzService>) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// The audit event of a credential store change (names and roles only, never credentials).
+fn user_store_event(file: &str, change: portcullis_auth::store::StoreChange) -> Event {
+    use portcullis_auth::store::StoreChange;
+    match change {
+        StoreChange::Installed {
+            users,
+            added,
+            removed,
+            changed,
+        } => Event::new(Category::Config, "users.reload", Outcome::Success)
+            .detail("file", file)
+            .detail("users", users as u64)
+            .detail("added", added)
+            .detail("removed", removed)
+            .detail("changed", changed),
+        StoreChange::Refused(reason) => {
+            Event::new(Category::Config, "users.reload", Outcome::Failure)
+                .detail("file", file)
+                .reason(reason)
+        }
+    }
 }

@@ -264,6 +264,12 @@ async fn a_consumer_needs_read_on_its_group() {
     })
     .await;
     w.wait_for_event("group denied", |e| deny_of(e, "User:bob", "thieves"));
+    // The user store change that added `admin` (World::start) is audited, without secrets.
+    let e = w.wait_for_event("user store change", |e| {
+        e["action"] == "users.reload" && e["outcome"] == "success"
+    });
+    assert_eq!(e["details"]["added"], serde_json::json!(["admin"]), "{e}");
+    assert!(!e.to_string().contains("admin-secret"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,8 +98,13 @@ impl SharedUserStore {
     }
 
     /// Polls the file every `interval` on the tokio runtime, installing valid changes and
-    /// logging (without secrets) changes that cannot be used.
-    pub fn spawn_watcher(self: Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+    /// logging (without secrets) changes that cannot be used; `on_change` hears of every
+    /// installed or refused change (for the audit log).
+    pub fn spawn_watcher(
+        self: Arc<Self>,
+        interval: Duration,
+        on_change: impl Fn(StoreChange) + Send + Sync + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -107,18 +112,26 @@ impl SharedUserStore {
             loop {
                 ticker.tick().await;
                 let this = self.clone();
+                let before = self.current();
                 match tokio::task::spawn_blocking(move || this.reload_if_changed()).await {
-                    Ok(Ok(true)) => tracing::info!(
-                        file = %self.path.display(),
-                        users = self.current().len(),
-                        "user store reloaded"
-                    ),
+                    Ok(Ok(true)) => {
+                        let after = self.current();
+                        tracing::info!(
+                            file = %self.path.display(),
+                            users = after.len(),
+                            "user store reloaded"
+                        );
+                        on_change(StoreChange::between(&before, &after));
+                    }
                     Ok(Ok(false)) => {}
-                    Ok(Err(error)) => tracing::warn!(
-                        file = %self.path.display(),
-                        %error,
-                        "user store not reloaded; keeping the last good one"
-                    ),
+                    Ok(Err(error)) => {
+                        tracing::warn!(
+                            file = %self.path.display(),
+                            %error,
+                            "user store not reloaded; keeping the last good one"
+                        );
+                        on_change(StoreChange::Refused(error.to_string()));
+                    }
                     Err(error) => tracing::warn!(
                         file = %self.path.display(),
                         %error,
@@ -157,4 +170,54 @@ fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<UserStore, StoreError> {
         message: "the file is not UTF-8".into(),
     })?;
     UserStore::parse(text).map_err(|e| e.with_path(path))
+}
+
+/// A change of the credential store seen by the watcher. Names and roles only: never
+/// credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChange {
+    /// A new store is in force.
+    Installed {
+        /// Users in the new store.
+        users: usize,
+        /// Users that were added.
+        added: Vec<String>,
+        /// Users that were removed.
+        removed: Vec<String>,
+        /// Users whose roles or credentials changed.
+        changed: Vec<String>,
+    },
+    /// The file changed but cannot be used; the last good store stays.
+    Refused(String),
+}
+
+impl StoreChange {
+    /// What changed from `before` to `after`.
+    pub fn between(before: &UserStore, after: &UserStore) -> StoreChange {
+        let old: std::collections::BTreeMap<&str, &crate::store::UserRecord> =
+            before.users().map(|u| (u.name(), u)).collect();
+        let new: std::collections::BTreeMap<&str, &crate::store::UserRecord> =
+            after.users().map(|u| (u.name(), u)).collect();
+        let added = new
+            .keys()
+            .filter(|n| !old.contains_key(*n))
+            .map(|n| n.to_string())
+            .collect();
+        let removed = old
+            .keys()
+            .filter(|n| !new.contains_key(*n))
+            .map(|n| n.to_string())
+            .collect();
+        let changed = new
+            .iter()
+            .filter(|(n, u)| old.get(*n).is_some_and(|o| o != *u))
+            .map(|(n, _)| n.to_string())
+            .collect();
+        StoreChange::Installed {
+            users: after.len(),
+            added,
+            removed,
+            changed,
+        }
+    }
 }
