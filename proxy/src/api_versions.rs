@@ -175,7 +175,7 @@ mod tests {
             (ApiKey::ApiVersions as i16, 0, 3),
             (ApiKey::SaslHandshake as i16, 0, 1),
             (ApiKey::Envelope as i16, 0, 0),
-            (ApiKey::DescribeConfigs as i16, 0, 4),
+            (ApiKey::DescribeAcls as i16, 0, 3),
             (999, 0, 5),
         ]
     }
@@ -183,9 +183,9 @@ mod tests {
     #[test]
     fn with_authorization_unenforced_keys_and_topic_id_versions_are_not_served() {
         let n = Negotiated::from_cluster(&cluster());
-        assert!(n.range(ApiKey::DescribeConfigs).is_some());
+        assert!(n.range(ApiKey::DescribeAcls).is_some());
         let enforced = n.enforceable();
-        assert_eq!(enforced.range(ApiKey::DescribeConfigs), None);
+        assert_eq!(enforced.range(ApiKey::DescribeAcls), None);
         assert_eq!(enforced.range(ApiKey::Fetch).unwrap().max, 12);
         assert_eq!(enforced.range(ApiKey::Produce), n.range(ApiKey::Produce));
         assert_eq!(
