@@ -120,14 +120,11 @@ pub fn authorize_request(
         RequestKind::Heartbeat(r) => group_read(ApiKey::Heartbeat, &r.group_id.0, perms),
         RequestKind::LeaveGroup(r) => group_read(ApiKey::LeaveGroup, &r.group_id.0, perms),
         RequestKind::DescribeGroups(r) => {
-            let mut denied = Vec::new();
-            r.groups.retain(|g| {
-                let ok = perms.allows(ResourceType::Group, g, Operation::Describe);
-                if !ok {
-                    denied.push(g.clone());
-                }
-                ok
-            });
+            let denied = split_denied(
+                &mut r.groups,
+                |g| perms.allows(ResourceType::Group, g, Operation::Describe),
+                Clone::clone,
+            );
             let ops = r.include_authorized_operations;
             if r.groups.is_empty() {
                 return Verdict::answer(answer::describe_groups_denied(&denied));
@@ -205,17 +202,16 @@ fn produce(r: &mut ProduceRequest, perms: &mut dyn Permissions) -> Verdict {
             });
         }
     }
-    let mut denied = DeniedPartitions::new();
-    r.topic_data.retain(|t| {
-        let ok = perms.allows(ResourceType::Topic, &t.name, Operation::Write);
-        if !ok {
-            denied.push((
+    let denied = split_denied(
+        &mut r.topic_data,
+        |t| perms.allows(ResourceType::Topic, &t.name, Operation::Write),
+        |t| {
+            (
                 t.name.clone(),
                 t.partition_data.iter().map(|p| p.index).collect(),
-            ));
-        }
-        ok
-    });
+            )
+        },
+    );
     if denied.is_empty() {
         return Verdict::forward();
     }
@@ -263,17 +259,16 @@ fn fetch(r: &mut FetchRequest, perms: &mut dyn Permissions) -> Verdict {
         r.forgotten_topics_data.clear();
         modified = true;
     }
-    let mut denied = DeniedPartitions::new();
-    r.topics.retain(|t| {
-        let ok = perms.allows(ResourceType::Topic, &t.topic, Operation::Read);
-        if !ok {
-            denied.push((
+    let denied = split_denied(
+        &mut r.topics,
+        |t| perms.allows(ResourceType::Topic, &t.topic, Operation::Read),
+        |t| {
+            (
                 t.topic.clone(),
                 t.partitions.iter().map(|p| p.partition).collect(),
-            ));
-        }
-        ok
-    });
+            )
+        },
+    );
     if denied.is_empty() {
         return Verdict::forward_with(modified, None);
     }
@@ -346,24 +341,23 @@ fn metadata(r: &mut MetadataRequest, version: i16, perms: &mut dyn Permissions) 
 }
 
 fn list_offsets(r: &mut ListOffsetsRequest, perms: &mut dyn Permissions) -> Verdict {
-    let mut denied = DeniedPartitions::new();
-    r.topics.retain(|t| {
-        let ok = perms.allows(ResourceType::Topic, &t.name, Operation::Describe);
-        if !ok {
-            denied.push((
+    let denied = split_denied(
+        &mut r.topics,
+        |t| perms.allows(ResourceType::Topic, &t.name, Operation::Describe),
+        |t| {
+            (
                 t.name.clone(),
                 t.partitions.iter().map(|p| p.partition_index).collect(),
-            ));
-        }
-        ok
-    });
-    if denied.is_empty() {
-        return Verdict::forward();
-    }
-    if r.topics.is_empty() {
-        return Verdict::answer(answer::list_offsets_denied(&denied));
-    }
-    Verdict::forward_with(true, Some(ResponseFix::ListOffsets(denied)))
+            )
+        },
+    );
+    settle(
+        denied,
+        Vec::is_empty,
+        r.topics.is_empty(),
+        answer::list_offsets_denied,
+        ResponseFix::ListOffsets,
+    )
 }
 
 fn group_read(api: ApiKey, group: &StrBytes, perms: &mut dyn Permissions) -> Verdict {
@@ -393,27 +387,23 @@ fn offset_commit(r: &mut OffsetCommitRequest, perms: &mut dyn Permissions) -> Ve
             GROUP_AUTHORIZATION_FAILED,
         ));
     }
-    let mut denied = DeniedPartitions::new();
-    r.topics.retain(|t| {
-        let ok = perms.allows(ResourceType::Topic, &t.name, Operation::Read);
-        if !ok {
-            denied.push((
+    let denied = split_denied(
+        &mut r.topics,
+        |t| perms.allows(ResourceType::Topic, &t.name, Operation::Read),
+        |t| {
+            (
                 t.name.clone(),
                 t.partitions.iter().map(|p| p.partition_index).collect(),
-            ));
-        }
-        ok
-    });
-    if denied.is_empty() {
-        return Verdict::forward();
-    }
-    if r.topics.is_empty() {
-        return Verdict::answer(answer::offset_commit_denied(
-            &denied,
-            TOPIC_AUTHORIZATION_FAILED,
-        ));
-    }
-    Verdict::forward_with(true, Some(ResponseFix::OffsetCommit(denied)))
+            )
+        },
+    );
+    settle(
+        denied,
+        Vec::is_empty,
+        r.topics.is_empty(),
+        |d| answer::offset_commit_denied(d, TOPIC_AUTHORIZATION_FAILED),
+        ResponseFix::OffsetCommit,
+    )
 }
 
 /// OffsetFetch (v0-7, one group): Describe on the group, Describe on each named topic;
@@ -425,21 +415,18 @@ fn offset_fetch(r: &mut OffsetFetchRequest, version: i16, perms: &mut dyn Permis
     let Some(topics) = &mut r.topics else {
         return Verdict::forward_with(false, Some(ResponseFix::OffsetFetchAll));
     };
-    let mut denied = DeniedPartitions::new();
-    topics.retain(|t| {
-        let ok = perms.allows(ResourceType::Topic, &t.name, Operation::Describe);
-        if !ok {
-            denied.push((t.name.clone(), t.partition_indexes.clone()));
-        }
-        ok
-    });
-    if denied.is_empty() {
-        return Verdict::forward();
-    }
-    if topics.is_empty() {
-        return Verdict::answer(answer::offset_fetch_denied(&denied));
-    }
-    Verdict::forward_with(true, Some(ResponseFix::OffsetFetch(denied)))
+    let denied = split_denied(
+        topics,
+        |t| perms.allows(ResourceType::Topic, &t.name, Operation::Describe),
+        |t| (t.name.clone(), t.partition_indexes.clone()),
+    );
+    settle(
+        denied,
+        Vec::is_empty,
+        topics.is_empty(),
+        answer::offset_fetch_denied,
+        ResponseFix::OffsetFetch,
+    )
 }
 
 /// FindCoordinator: Describe on the group (key type 0) or transactional id (key type 1).
@@ -468,61 +455,52 @@ fn find_coordinator(
             ))
         };
     }
-    let mut denied = Vec::new();
-    r.coordinator_keys.retain(|k| {
-        let ok = perms.allows(resource, k, Operation::Describe);
-        if !ok {
-            denied.push(k.clone());
-        }
-        ok
-    });
-    if denied.is_empty() {
-        return Verdict::forward();
-    }
-    if r.coordinator_keys.is_empty() {
-        return Verdict::answer(answer::find_coordinator_denied(&denied, code, version));
-    }
-    Verdict::forward_with(true, Some(ResponseFix::FindCoordinator { denied, code }))
+    let denied = split_denied(
+        &mut r.coordinator_keys,
+        |k| perms.allows(resource, k, Operation::Describe),
+        Clone::clone,
+    );
+    settle(
+        denied,
+        Vec::is_empty,
+        r.coordinator_keys.is_empty(),
+        |d| answer::find_coordinator_denied(d, code, version),
+        |denied| ResponseFix::FindCoordinator { denied, code },
+    )
 }
 
 fn create_topics(r: &mut CreateTopicsRequest, perms: &mut dyn Permissions) -> Verdict {
     if perms.probe(ResourceType::Cluster, CLUSTER_NAME, Operation::Create) {
         return Verdict::forward();
     }
-    let mut denied = Vec::new();
-    r.topics.retain(|t| {
-        let ok = perms.allows(ResourceType::Topic, &t.name, Operation::Create);
-        if !ok {
-            denied.push(t.name.clone());
-        }
-        ok
-    });
-    if denied.is_empty() {
-        return Verdict::forward();
-    }
-    if r.topics.is_empty() {
-        return Verdict::answer(answer::create_topics_denied(&denied));
-    }
-    Verdict::forward_with(true, Some(ResponseFix::CreateTopics(denied)))
+    let denied = split_denied(
+        &mut r.topics,
+        |t| perms.allows(ResourceType::Topic, &t.name, Operation::Create),
+        |t| t.name.clone(),
+    );
+    settle(
+        denied,
+        Vec::is_empty,
+        r.topics.is_empty(),
+        |d| answer::create_topics_denied(d),
+        ResponseFix::CreateTopics,
+    )
 }
 
 /// DeleteTopics v0-5 (v6 names topics by id and is not advertised).
 fn delete_topics(r: &mut DeleteTopicsRequest, perms: &mut dyn Permissions) -> Verdict {
-    let mut denied = Vec::new();
-    r.topic_names.retain(|t| {
-        let ok = perms.allows(ResourceType::Topic, t, Operation::Delete);
-        if !ok {
-            denied.push(t.clone());
-        }
-        ok
-    });
-    if denied.is_empty() {
-        return Verdict::forward();
-    }
-    if r.topic_names.is_empty() {
-        return Verdict::answer(answer::delete_topics_denied(&denied));
-    }
-    Verdict::forward_with(true, Some(ResponseFix::DeleteTopics(denied)))
+    let denied = split_denied(
+        &mut r.topic_names,
+        |t| perms.allows(ResourceType::Topic, t, Operation::Delete),
+        Clone::clone,
+    );
+    settle(
+        denied,
+        Vec::is_empty,
+        r.topic_names.is_empty(),
+        |d| answer::delete_topics_denied(d),
+        ResponseFix::DeleteTopics,
+    )
 }
 
 /// InitProducerId: Write on the transactional id; an idempotent producer without one
@@ -838,22 +816,34 @@ fn config_access(
 /// A config resource the principal may not touch: (type, name, error code).
 pub type DeniedConfig = (i8, StrBytes, i16);
 
-fn describe_configs(r: &mut DescribeConfigsRequest, perms: &mut dyn Permissions) -> Verdict {
-    let mut denied: Vec<DeniedConfig> = Vec::new();
-    r.resources.retain(|c| {
-        match config_access(
-            perms,
-            c.resource_type,
-            &c.resource_name,
-            Operation::DescribeConfigs,
-        ) {
+/// Removes the config resources `op` is denied on; returns them with their error codes.
+fn split_denied_configs<T>(
+    resources: &mut Vec<T>,
+    id: impl Fn(&T) -> (i8, &StrBytes),
+    op: Operation,
+    perms: &mut dyn Permissions,
+) -> Vec<DeniedConfig> {
+    let mut denied = Vec::new();
+    resources.retain(|c| {
+        let (kind, name) = id(c);
+        match config_access(perms, kind, name, op) {
             Ok(()) => true,
             Err(code) => {
-                denied.push((c.resource_type, c.resource_name.clone(), code));
+                denied.push((kind, name.clone(), code));
                 false
             }
         }
     });
+    denied
+}
+
+fn describe_configs(r: &mut DescribeConfigsRequest, perms: &mut dyn Permissions) -> Verdict {
+    let denied = split_denied_configs(
+        &mut r.resources,
+        |c| (c.resource_type, &c.resource_name),
+        Operation::DescribeConfigs,
+        perms,
+    );
     settle(
         denied,
         Vec::is_empty,
@@ -864,21 +854,12 @@ fn describe_configs(r: &mut DescribeConfigsRequest, perms: &mut dyn Permissions)
 }
 
 fn alter_configs(r: &mut AlterConfigsRequest, perms: &mut dyn Permissions) -> Verdict {
-    let mut denied: Vec<DeniedConfig> = Vec::new();
-    r.resources.retain(|c| {
-        match config_access(
-            perms,
-            c.resource_type,
-            &c.resource_name,
-            Operation::AlterConfigs,
-        ) {
-            Ok(()) => true,
-            Err(code) => {
-                denied.push((c.resource_type, c.resource_name.clone(), code));
-                false
-            }
-        }
-    });
+    let denied = split_denied_configs(
+        &mut r.resources,
+        |c| (c.resource_type, &c.resource_name),
+        Operation::AlterConfigs,
+        perms,
+    );
     settle(
         denied,
         Vec::is_empty,
@@ -892,21 +873,12 @@ fn incremental_alter_configs(
     r: &mut IncrementalAlterConfigsRequest,
     perms: &mut dyn Permissions,
 ) -> Verdict {
-    let mut denied: Vec<DeniedConfig> = Vec::new();
-    r.resources.retain(|c| {
-        match config_access(
-            perms,
-            c.resource_type,
-            &c.resource_name,
-            Operation::AlterConfigs,
-        ) {
-            Ok(()) => true,
-            Err(code) => {
-                denied.push((c.resource_type, c.resource_name.clone(), code));
-                false
-            }
-        }
-    });
+    let denied = split_denied_configs(
+        &mut r.resources,
+        |c| (c.resource_type, &c.resource_name),
+        Operation::AlterConfigs,
+        perms,
+    );
     settle(
         denied,
         Vec::is_empty,
