@@ -24,6 +24,7 @@
 
 #![allow(clippy::result_large_err)] // handlers answer with a Response either way
 
+use crate::anchor::SharedAnchor;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -55,6 +56,10 @@ pub struct VerifyRequest {
     /// The text of an anchor file (checkpoints published off the host).
     #[serde(default)]
     pub anchor: Option<String>,
+    /// Notes read from an anchor several logs share (the Kafka anchor topic); only this
+    /// log's checkpoints are checked.
+    #[serde(default)]
+    pub shared_anchor: Option<SharedAnchor>,
 }
 
 /// The answer of `POST /audit/verify`.
@@ -283,12 +288,13 @@ async fn rotate_key(State(log): State<AuditLog>, parts: Parts) -> Response {
     }
 }
 
-/// Builds verification options from what a caller sent (keys, saved checkpoint, anchor text).
+/// Builds verification options from what a caller sent (keys, saved checkpoint, anchor text,
+/// notes of a shared anchor, of which those of the log named `origin` are kept).
 ///
 /// # Errors
 ///
 /// A message naming the input that does not parse.
-pub fn verify_options(req: &VerifyRequest) -> Result<VerifyOptions, String> {
+pub fn verify_options(req: &VerifyRequest, origin: &str) -> Result<VerifyOptions, String> {
     let mut opts = VerifyOptions::default();
     for k in &req.keys {
         opts.keys
@@ -311,11 +317,14 @@ pub fn verify_options(req: &VerifyRequest) -> Result<VerifyOptions, String> {
             });
         }
     }
+    if let Some(shared) = &req.shared_anchor {
+        opts.anchors.extend(shared.checkpoints_of(Some(origin))?.0);
+    }
     Ok(opts)
 }
 
 async fn verify(State(log): State<AuditLog>, Json(req): Json<VerifyRequest>) -> Response {
-    let opts = match verify_options(&req) {
+    let opts = match verify_options(&req, log.origin()) {
         Ok(o) => o,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };

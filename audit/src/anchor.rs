@@ -5,14 +5,15 @@
 //! An [`Anchor`] is written by the sequencer after each checkpoint is durable in the store,
 //! and read at start-up (the log refuses to open if it is shorter than the latest anchored
 //! checkpoint) and by `audit verify --anchor`. [`FileAnchor`] appends to a file (a separate
-//! volume or WORM mount). Other anchors (a Kafka topic on the upstream cluster, a transparency
-//! witness) implement the same trait outside this crate and are passed to
+//! volume or WORM mount). Other anchors (the proxy's Kafka topic on the upstream cluster, a
+//! transparency witness) implement the same trait outside this crate and are passed to
 //! [`AuditLog::open_with_anchors`](crate::AuditLog::open_with_anchors).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::SignedCheckpoint;
+use crate::verify::ExternalCheckpoint;
 
 /// Why an anchor could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +61,61 @@ pub trait Anchor: Send + Sync + 'static {
             .into_iter()
             .filter_map(Result::ok)
             .max_by_key(|c| c.checkpoint.size))
+    }
+
+    /// [`latest`](Anchor::latest) among the checkpoints of the log named `origin` (an anchor
+    /// such as a Kafka topic may be shared by several proxies).
+    ///
+    /// # Errors
+    ///
+    /// [`AnchorError`] when the anchor cannot be read.
+    fn latest_of(&self, origin: &str) -> Result<Option<SignedCheckpoint>, AnchorError> {
+        Ok(self
+            .checkpoints()?
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|c| c.checkpoint.origin == origin)
+            .max_by_key(|c| c.checkpoint.size))
+    }
+}
+
+/// Notes read from an anchor that several logs may share (the proxy's Kafka topic), for
+/// `audit verify`: only the checkpoints of the log being verified are checked against it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SharedAnchor {
+    /// Where the notes came from (`anchor topic NAME`).
+    pub source: String,
+    /// Every note read, oldest first, with where it sits in the source (`offset 17`).
+    pub notes: Vec<(String, String)>,
+}
+
+impl SharedAnchor {
+    /// The checkpoints of the log named `origin` (every checkpoint when `origin` is `None`)
+    /// and how many notes belonged to other logs.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the first note that is not a signed checkpoint: something other than
+    /// a proxy wrote to the anchor, which verification reports rather than skips.
+    pub fn checkpoints_of(
+        &self,
+        origin: Option<&str>,
+    ) -> Result<(Vec<ExternalCheckpoint>, usize), String> {
+        let mut mine = Vec::new();
+        let mut others = 0;
+        for (at, note) in &self.notes {
+            let checkpoint = SignedCheckpoint::parse(note)
+                .map_err(|e| format!("{} {at}: not a signed checkpoint: {e}", self.source))?;
+            if origin.is_some_and(|o| o != checkpoint.checkpoint.origin) {
+                others += 1;
+                continue;
+            }
+            mine.push(ExternalCheckpoint {
+                checkpoint,
+                source: format!("{} {at}", self.source),
+            });
+        }
+        Ok((mine, others))
     }
 }
 
@@ -137,5 +193,45 @@ mod tests {
         }
         assert_eq!(anchor.checkpoints().unwrap().len(), 3);
         assert_eq!(anchor.latest().unwrap().unwrap().checkpoint.size, 9);
+        assert_eq!(
+            anchor
+                .latest_of("test.example/log")
+                .unwrap()
+                .unwrap()
+                .checkpoint
+                .size,
+            9
+        );
+        assert!(anchor.latest_of("other.example/log").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_shared_anchor_keeps_this_logs_checkpoints_and_reports_junk() {
+        let note = |origin: &str, size: u64| {
+            let signer = Signer::generate(origin).unwrap();
+            Checkpoint {
+                origin: origin.into(),
+                size,
+                root: [1; 32],
+            }
+            .sign(&signer)
+        };
+        let mut shared = SharedAnchor {
+            source: "anchor topic t".into(),
+            notes: vec![
+                ("offset 0".into(), note("a.example/log", 1)),
+                ("offset 1".into(), note("b.example/log", 7)),
+                ("offset 2".into(), note("a.example/log", 2)),
+            ],
+        };
+        let (mine, others) = shared.checkpoints_of(Some("a.example/log")).unwrap();
+        assert_eq!(others, 1);
+        let sizes: Vec<u64> = mine.iter().map(|c| c.checkpoint.checkpoint.size).collect();
+        assert_eq!(sizes, [1, 2]);
+        assert_eq!(mine[1].source, "anchor topic t offset 2");
+        assert_eq!(shared.checkpoints_of(None).unwrap().0.len(), 3);
+        shared.notes.push(("offset 3".into(), "junk".into()));
+        let err = shared.checkpoints_of(Some("a.example/log")).unwrap_err();
+        assert!(err.contains("offset 3"), "{err}");
     }
 }

@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::anchor::SharedAnchor;
 use crate::checkpoint::SignedCheckpoint;
 use crate::event::{Category, Event, Outcome};
 use crate::export::{export, verify_export, ExportFormat};
@@ -95,6 +96,14 @@ pub enum AuditCommand {
         /// An anchor file of checkpoints published off the host.
         #[arg(long)]
         anchor: Option<PathBuf>,
+        /// The anchor topic on the upstream cluster (read with the upstream settings of
+        /// `--config`).
+        #[arg(long, value_name = "TOPIC")]
+        anchor_topic: Option<String>,
+        /// The notes read from `--anchor-topic` (filled in by the binary, which knows how to
+        /// reach the cluster).
+        #[arg(skip)]
+        shared_anchor: Option<SharedAnchor>,
         /// Trusted verifier key(s); default: the log's first key.
         #[arg(long)]
         key: Vec<String>,
@@ -345,6 +354,8 @@ fn run_on_store(
         AuditCommand::Verify {
             since_checkpoint,
             anchor,
+            anchor_topic: _,
+            shared_anchor,
             key,
         } => {
             let mut opts = VerifyOptions {
@@ -373,6 +384,19 @@ fn run_on_store(
                         source: format!("anchor {}", path.display()),
                     });
                 }
+            }
+            if let Some(shared) = shared_anchor {
+                let origin = crate::store::LogStore::meta(store, "origin")?;
+                let (mine, others) = shared
+                    .checkpoints_of(origin.as_deref())
+                    .map_err(CliError::Input)?;
+                writeln!(
+                    out,
+                    "{}: {} checkpoints of this log, {others} of other logs (ignored)",
+                    shared.source,
+                    mine.len()
+                )?;
+                opts.anchors.extend(mine);
             }
             let report = verify_store(store, &opts);
             print_report(&report, out)

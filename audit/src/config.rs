@@ -80,6 +80,7 @@ pub struct CategoryOverrides {
 /// checkpoint_every = 4096
 /// sync_timeout_ms = 5000
 /// anchor_file = "/mnt/worm/portcullis-checkpoints"   # optional
+/// anchor_topic = "__portcullis_audit_checkpoints"   # optional (the proxy produces to it)
 ///
 /// [categories.authz]
 /// durability = "async"
@@ -104,6 +105,9 @@ pub struct AuditLogConfig {
     pub sync_timeout_ms: u64,
     /// A file on another volume (or a WORM mount) that every checkpoint is appended to.
     pub anchor_file: Option<PathBuf>,
+    /// A topic on the upstream cluster that every checkpoint is produced to (by the proxy,
+    /// with its upstream credentials; this crate only validates the name).
+    pub anchor_topic: Option<String>,
     /// Per-category overrides of durability and failure policy.
     pub categories: CategoryOverrides,
 }
@@ -118,6 +122,7 @@ impl Default for AuditLogConfig {
             checkpoint_every: 4_096,
             sync_timeout_ms: 5_000,
             anchor_file: None,
+            anchor_topic: None,
             categories: CategoryOverrides::default(),
         }
     }
@@ -195,6 +200,11 @@ impl AuditLogConfig {
                 problems.push("anchor_file: must not be empty".into());
             }
         }
+        if let Some(topic) = &self.anchor_topic {
+            if let Err(why) = check_topic_name(topic) {
+                problems.push(format!("anchor_topic: {why}"));
+            }
+        }
         problems
     }
 
@@ -224,6 +234,29 @@ impl AuditLogConfig {
         }
         out
     }
+}
+
+/// Kafka's rules for a topic name: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+///
+/// # Errors
+///
+/// Why `name` is not a legal topic name.
+pub fn check_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 249 {
+        return Err(format!("{name:?} must be 1 to 249 characters"));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not a legal topic name"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{name:?} contains {c:?} (allowed: a-z A-Z 0-9 . _ -)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -274,5 +307,19 @@ mod tests {
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].starts_with("origin:"));
         assert!(problems[1].starts_with("queue_capacity:"));
+    }
+
+    #[test]
+    fn anchor_topic_names_follow_kafka_rules() {
+        for bad in ["", ".", "..", "a b", "x/y", &"t".repeat(250)] {
+            let cfg = AuditLogConfig {
+                anchor_topic: Some(bad.to_string()),
+                ..AuditLogConfig::default()
+            };
+            let problems = cfg.validate();
+            assert_eq!(problems.len(), 1, "{bad:?}: {problems:?}");
+            assert!(problems[0].starts_with("anchor_topic:"));
+        }
+        assert!(check_topic_name("__portcullis_audit-checkpoints.v1").is_ok());
     }
 }

@@ -263,7 +263,7 @@ impl AuditLog {
         }
         anchors.extend(extra_anchors);
         for anchor in &anchors {
-            if let Some(a) = anchor.latest()? {
+            if let Some(a) = anchor.latest_of(&origin)? {
                 if a.checkpoint.size > frontier.size() {
                     return Err(OpenError::Damaged(format!(
                         "the log has {} entries but the {} holds a checkpoint of size {}",

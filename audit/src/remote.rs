@@ -303,6 +303,8 @@ pub fn run_remote(
         AuditCommand::Verify {
             since_checkpoint,
             anchor,
+            anchor_topic: _,
+            shared_anchor,
             key,
         } => {
             let request = VerifyRequest {
@@ -312,6 +314,7 @@ pub fn run_remote(
                     .collect(),
                 since_checkpoint: since_checkpoint.as_deref().map(read_text).transpose()?,
                 anchor: anchor.as_deref().map(read_text).transpose()?,
+                shared_anchor,
             };
             let body = serde_json::to_vec(&request).map_err(|e| CliError::Input(e.to_string()))?;
             let answer: VerifyAnswer =

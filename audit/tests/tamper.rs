@@ -70,6 +70,8 @@ fn cli(dir: &Path, cmd: AuditCommand) -> (ExitCodeLike, String) {
 
 fn verify_cmd() -> AuditCommand {
     AuditCommand::Verify {
+        anchor_topic: None,
+        shared_anchor: None,
         since_checkpoint: None,
         anchor: None,
         key: vec![],
@@ -210,6 +212,8 @@ async fn restored_old_copy_is_a_rollback() {
     let (code, out) = cli(
         &data,
         AuditCommand::Verify {
+            anchor_topic: None,
+            shared_anchor: None,
             since_checkpoint: Some(saved.clone()),
             anchor: None,
             key: vec![],
@@ -242,6 +246,8 @@ async fn incremental_check_and_anchor_file() {
     let (code, out) = cli(
         dir.path(),
         AuditCommand::Verify {
+            anchor_topic: None,
+            shared_anchor: None,
             since_checkpoint: Some(saved_path),
             anchor: Some(anchor.clone()),
             key: vec![],
@@ -291,6 +297,8 @@ async fn forged_checkpoint_is_named() {
     let (code, out) = cli(
         dir.path(),
         AuditCommand::Verify {
+            anchor_topic: None,
+            shared_anchor: None,
             since_checkpoint: None,
             anchor: None,
             key: vec![genuine.to_string()],
@@ -421,6 +429,8 @@ async fn key_rotation_is_audited_and_old_checkpoints_still_verify() {
     let (code, out) = cli(
         dir.path(),
         AuditCommand::Verify {
+            anchor_topic: None,
+            shared_anchor: None,
             since_checkpoint: None,
             anchor: None,
             key: vec![first],

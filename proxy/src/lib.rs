@@ -23,6 +23,7 @@ pub mod config;
 pub mod connection;
 pub mod frame;
 pub mod header;
+pub mod kafka_anchor;
 pub mod listener;
 pub mod metrics;
 pub mod request_check;

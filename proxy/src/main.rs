@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use portcullis::certs::{init_dev_certs, DevCertsRequest};
@@ -156,8 +157,12 @@ fn audit(
     data_dir: Option<PathBuf>,
     config: Option<PathBuf>,
     admin: Option<String>,
-    command: portcullis_audit::cli::AuditCommand,
+    mut command: portcullis_audit::cli::AuditCommand,
 ) -> ExitCode {
+    if let Err(e) = read_anchor_topic(config.as_deref(), &mut command) {
+        eprintln!("portcullis audit: {e}");
+        return ExitCode::from(2);
+    }
     let mut out = std::io::stdout();
     let finish =
         |result: Result<portcullis_audit::cli::ExitCodeLike, portcullis_audit::cli::CliError>| {
@@ -209,6 +214,45 @@ fn audit(
         },
         result => finish(result),
     }
+}
+
+/// For `audit verify --anchor-topic TOPIC`: reads the topic from the upstream cluster of
+/// `--config` (with the proxy's upstream TLS and SASL settings) into the command.
+fn read_anchor_topic(
+    config: Option<&Path>,
+    command: &mut portcullis_audit::cli::AuditCommand,
+) -> anyhow::Result<()> {
+    let portcullis_audit::cli::AuditCommand::Verify {
+        anchor_topic: Some(topic),
+        shared_anchor,
+        ..
+    } = command
+    else {
+        return Ok(());
+    };
+    let config = config.ok_or_else(|| {
+        anyhow::anyhow!("--anchor-topic needs --config FILE (the proxy's upstream settings)")
+    })?;
+    let config = Config::load_unvalidated(config)?;
+    portcullis::tls::install_crypto_provider();
+    let connector = portcullis::upstream::Connector::new(&config.upstream)?;
+    let timeout = Duration::from_secs(30);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let notes = runtime
+        .block_on(portcullis::kafka_anchor::read_topic(
+            &connector, topic, false, timeout,
+        ))
+        .map_err(|e| anyhow::anyhow!("anchor topic {topic}: {e}"))?;
+    *shared_anchor = Some(portcullis_audit::anchor::SharedAnchor {
+        source: format!("anchor topic {topic}"),
+        notes: notes
+            .into_iter()
+            .map(|n| (format!("offset {}", n.offset), n.note))
+            .collect(),
+    });
+    Ok(())
 }
 
 /// `portcullis users ...` on the store named directly or by the configuration.

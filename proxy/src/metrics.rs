@@ -38,6 +38,8 @@ pub const CLUSTER_REFRESHES: &str = "portcullis_cluster_refreshes_total";
 /// Requests failed closed because their `sync`/`reject` audit event could not be made
 /// durable, by category.
 pub const AUDIT_REJECTED: &str = "portcullis_audit_rejected_total";
+/// Attempts to produce an audit checkpoint to the anchor topic, by outcome (ok, retry).
+pub const AUDIT_ANCHOR_PUBLISHED: &str = "portcullis_audit_anchor_publish_total";
 
 /// Handles for one api key.
 #[derive(Debug)]

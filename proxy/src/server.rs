@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use portcullis_audit::anchor::Anchor;
 use portcullis_audit::{AuditLog, AuditSink, Category, Event, Outcome};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -22,6 +23,7 @@ use crate::broker_map::BrokerMap;
 use crate::cluster::{run_discovery, ClusterView};
 use crate::config::Config;
 use crate::connection::{Shared, Target};
+use crate::kafka_anchor::KafkaAnchor;
 use crate::listener::{accept_loop, ListenerContext};
 use crate::tls::{install_crypto_provider, ClientCertPolicy, ServerTls};
 use crate::upstream::Connector;
@@ -32,8 +34,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let prometheus = admin_http::install_metrics_recorder().map_err(anyhow::Error::msg)?;
     crate::metrics::init();
 
-    let audit_log = AuditLog::open(&config.audit.data_dir, &config.audit.log)
-        .with_context(|| format!("audit.data_dir {}", config.audit.data_dir.display()))?;
+    let connector = Arc::new(Connector::new(&config.upstream)?);
+    let kafka_anchor = match &config.audit.log.anchor_topic {
+        Some(topic) => Some(
+            KafkaAnchor::start(connector.clone(), topic.clone(), ANCHOR_START_TIMEOUT)
+                .await
+                .context("audit.log.anchor_topic: cannot read the anchored checkpoints; refusing to start (fail closed)")?,
+        ),
+        None => None,
+    };
+    let extra_anchors: Vec<Arc<dyn Anchor>> = kafka_anchor
+        .iter()
+        .map(|a| Arc::clone(a) as Arc<dyn Anchor>)
+        .collect();
+    let audit_log =
+        AuditLog::open_with_anchors(&config.audit.data_dir, &config.audit.log, extra_anchors)
+            .with_context(|| format!("audit.data_dir {}", config.audit.data_dir.display()))?;
     tracing::info!(data_dir = %config.audit.data_dir.display(), "tamper-evident audit log open");
     let audit: Arc<dyn AuditSink> = Arc::new(audit_log.clone());
 
@@ -45,7 +61,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let range = config
         .broker_port_range()
         .map_err(|e| anyhow::anyhow!("listener.broker_ports: {e}"))?;
-    let connector = Arc::new(Connector::new(&config.upstream)?);
     let brokers = Arc::new(BrokerMap::new(
         config.listener.advertised_host.clone(),
         bind_ip,
@@ -191,8 +206,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::error!(error = %e, "cannot record proxy.stop in the audit log");
     }
     audit_log.shutdown().await;
+    if let Some(anchor) = kafka_anchor {
+        let waiting = anchor.drain(ANCHOR_DRAIN_TIMEOUT).await;
+        if waiting > 0 {
+            tracing::error!(waiting, "audit checkpoints not yet on the anchor topic at shutdown (they stay in the local log)");
+        }
+    }
     Ok(())
 }
+
+/// How long start-up waits for the anchor topic before refusing to start.
+const ANCHOR_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for queued checkpoints to reach the anchor topic.
+const ANCHOR_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The client certificate policy of `[listener.auth]`, if certificates are requested.
 pub fn client_cert_policy(auth: &ListenerAuthConfig) -> Option<ClientCertPolicy> {

@@ -483,6 +483,94 @@ async fn tampering_with_a_log_written_by_the_proxy_is_detected_and_named() {
     assert!(refused.contains("anchor"), "{refused}");
 }
 
+/// `portcullis audit --config CFG verify --key KEY --anchor-topic TOPIC`.
+fn verify_against_topic(config: &Path, key: &str, topic: &str) -> Finished {
+    let config = config.to_string_lossy().into_owned();
+    audit_cli(&[
+        "--config",
+        &config,
+        "verify",
+        "--key",
+        key,
+        "--anchor-topic",
+        topic,
+    ])
+}
+
+/// How many checkpoints of this log `verify --anchor-topic` says the topic holds.
+fn anchored_count(verify_output: &str) -> usize {
+    verify_output
+        .lines()
+        .find_map(|l| l.split_once(": ")?.1.split_once(" checkpoints of this log"))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no anchored checkpoint count in:\n{verify_output}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_is_caught_by_the_kafka_anchor_topic() {
+    const TOPIC: &str = "__portcullis_audit_checkpoints";
+    let broker = Broker::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut proxy = AuditProxy::new(
+        &broker,
+        &format!("checkpoint_interval_ms = 100\nanchor_topic = \"{TOPIC}\""),
+    );
+    let data = proxy.data_dir().to_string_lossy().into_owned();
+    proxy.start();
+    logins(&proxy, 6);
+    proxy.stop();
+    let key = ok(&audit_cli(&["--data-dir", &data, "pubkey"]), "pubkey")
+        .trim()
+        .to_string();
+    let first = ok(&verify_against_topic(proxy.config(), &key, TOPIC), "verify");
+    let anchored_first = anchored_count(&first);
+    assert!(anchored_first >= 1, "{first}");
+    let old_copy = scratch.path().join("old-copy");
+    copy_dir(proxy.data_dir(), &old_copy);
+
+    proxy.start();
+    logins(&proxy, 6);
+    // Against the running proxy (its data directory is locked: the admin API verifies).
+    let live = ok(
+        &verify_against_topic(proxy.config(), &key, TOPIC),
+        "live verify",
+    );
+    assert!(live.contains("OK: the log verifies"), "{live}");
+    proxy.stop();
+    let second = ok(&verify_against_topic(proxy.config(), &key, TOPIC), "verify");
+    assert!(second.contains("OK: the log verifies"), "{second}");
+    assert!(anchored_count(&second) > anchored_first, "{second}");
+
+    // The older copy restored in place: verify names the rollback, the proxy refuses it.
+    std::fs::remove_dir_all(proxy.data_dir()).unwrap();
+    copy_dir(&old_copy, proxy.data_dir());
+    let rolled = verify_against_topic(proxy.config(), &key, TOPIC);
+    assert_eq!(
+        rolled.status.code(),
+        Some(1),
+        "{}\n{}",
+        rolled.stdout,
+        rolled.stderr
+    );
+    assert!(rolled.stdout.contains("ROLLBACK"), "{}", rolled.stdout);
+    let refused = proxy
+        .try_start()
+        .expect_err("proxy started on a rolled-back log");
+    assert!(
+        refused.contains(&format!("anchor topic {TOPIC}")),
+        "{refused}"
+    );
+
+    // Without --config the CLI cannot reach the cluster and says so.
+    let no_config = audit_cli(&["--data-dir", &data, "verify", "--anchor-topic", TOPIC]);
+    assert_eq!(no_config.status.code(), Some(2));
+    assert!(
+        no_config.stderr.contains("--config"),
+        "{}",
+        no_config.stderr
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Crash: SIGKILL under authentication load.
 
