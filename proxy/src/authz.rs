@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ApiKey;
 use portcullis_audit::{AuditSink, Category, Event, Outcome};
@@ -31,6 +32,7 @@ pub struct AuthzService {
     authorizer: Authorizer,
     audit: Arc<dyn AuditSink>,
     audit_allows: AuditAllows,
+    allow_window: Duration,
 }
 
 impl std::fmt::Debug for AuthzService {
@@ -64,6 +66,7 @@ impl AuthzService {
             authorizer,
             audit,
             audit_allows: config.audit_allows,
+            allow_window: config.audit_allows_window(),
         });
         let watcher = service.clone();
         service
@@ -157,7 +160,14 @@ pub struct RequestContext {
 struct Cached {
     decision: Decision,
     counter: metrics::Counter,
-    allow_audited: bool,
+    /// Data-path allows audited in aggregate (`audit_allows = "all"`), once the first was.
+    allows: Option<AllowWindow>,
+}
+
+/// Allows counted since the last aggregate event of one cache entry.
+struct AllowWindow {
+    since: Instant,
+    count: u64,
 }
 
 /// One connection's decisions: cached per (resource, operation, name) for the current
@@ -232,6 +242,7 @@ impl Permissions for ConnectionPermissions {
     fn allows(&mut self, resource: ResourceType, name: &str, op: Operation) -> bool {
         let generation = self.service.authorizer.generation();
         if generation != self.generation || self.cached >= MAX_CACHED_DECISIONS {
+            self.flush_allow_windows();
             self.cache.clear();
             self.cached = 0;
             self.generation = generation;
@@ -258,7 +269,7 @@ impl Permissions for ConnectionPermissions {
                 Cached {
                     decision,
                     counter,
-                    allow_audited: false,
+                    allows: None,
                 },
             );
             self.cached += 1;
@@ -268,20 +279,25 @@ impl Permissions for ConnectionPermissions {
         };
         entry.counter.increment(1);
         let allowed = entry.decision.allowed;
-        let audit_allow = allowed
-            && self.audited
-            && ((admin && audit_admin) || (audit_all && !entry.allow_audited));
-        if audit_allow {
-            entry.allow_audited = true;
+        if !self.audited {
+            return allowed;
         }
         let rule = entry.decision.rule.clone();
-        if !allowed && self.audited {
+        if !allowed {
             tracing::debug!(principal = %self.principal, resource = %resource, name, operation = %op, rule = %rule, "denied");
             let event = self.event(Outcome::Deny, resource, name, op, &rule);
             self.service.audit.emit(event);
-        } else if audit_allow {
+        } else if admin && audit_admin {
             let event = self.event(Outcome::Allow, resource, name, op, &rule);
             self.service.audit.emit(event);
+        } else if audit_all {
+            let window = self.service.allow_window;
+            if let Some(count) = count_allow(&mut entry.allows, window) {
+                let event = self
+                    .event(Outcome::Allow, resource, name, op, &rule)
+                    .detail("allowed_requests", count);
+                self.service.audit.emit(event);
+            }
         }
         allowed
     }
@@ -291,6 +307,67 @@ impl Permissions for ConnectionPermissions {
         let allowed = self.allows(resource, name, op);
         self.audited = audited;
         allowed
+    }
+}
+
+/// Counts one data-path allow; returns how many allows the event due now reports: 1 for the
+/// first allow of an entry, the window's count when the window has elapsed, else nothing.
+fn count_allow(allows: &mut Option<AllowWindow>, window: Duration) -> Option<u64> {
+    let now = Instant::now();
+    match allows {
+        None => {
+            *allows = Some(AllowWindow {
+                since: now,
+                count: 0,
+            });
+            Some(1)
+        }
+        Some(w) => {
+            w.count += 1;
+            if now.duration_since(w.since) < window {
+                return None;
+            }
+            let count = std::mem::take(&mut w.count);
+            w.since = now;
+            Some(count)
+        }
+    }
+}
+
+impl ConnectionPermissions {
+    /// Writes the allows counted in open windows (when the cache is emptied and when the
+    /// connection ends), so none goes unreported.
+    fn flush_allow_windows(&mut self) {
+        if !self.audited {
+            return;
+        }
+        let mut pending = Vec::new();
+        for ((resource, op), names) in &mut self.cache {
+            for (name, cached) in names.iter_mut() {
+                if let Some(w) = cached.allows.as_mut().filter(|w| w.count > 0) {
+                    let count = std::mem::take(&mut w.count);
+                    pending.push((
+                        *resource,
+                        name.to_string(),
+                        *op,
+                        cached.decision.rule.clone(),
+                        count,
+                    ));
+                }
+            }
+        }
+        for (resource, name, op, rule, count) in pending {
+            let event = self
+                .event(Outcome::Allow, resource, &name, op, &rule)
+                .detail("allowed_requests", count);
+            self.service.audit.emit(event);
+        }
+    }
+}
+
+impl Drop for ConnectionPermissions {
+    fn drop(&mut self) {
+        self.flush_allow_windows();
     }
 }
 
@@ -308,4 +385,108 @@ pub fn is_admin_api(api: ApiKey) -> bool {
             | ApiKey::DescribeCluster
             | ApiKey::InitProducerId
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use portcullis_audit::MemorySink;
+    use std::path::Path;
+
+    fn service(audit_allows: AuditAllows, window_ms: u64) -> (Arc<AuthzService>, Arc<MemorySink>) {
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/model.conf"),
+            dir.join("model.conf"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("rules.csv"),
+            "p, User:ANONYMOUS, topic, orders, Write, allow\n",
+        )
+        .unwrap();
+        let sink = Arc::new(MemorySink::new());
+        let config = AuthorizationConfig {
+            policy_dir: dir,
+            super_users: Vec::new(),
+            reload_ms: 500,
+            audit_allows,
+            audit_allows_window_ms: window_ms,
+        };
+        let service = AuthzService::start(&config, sink.clone()).unwrap();
+        sink.take();
+        (service, sink)
+    }
+
+    fn produce_allows(perms: &mut ConnectionPermissions, n: usize) {
+        for i in 0..n {
+            perms.begin_request(RequestContext {
+                api: ApiKey::Produce,
+                version: 9,
+                correlation_id: i as i32,
+                client_id: None,
+            });
+            assert!(perms.allows(ResourceType::Topic, "orders", Operation::Write));
+        }
+    }
+
+    fn client() -> ClientInfo {
+        ClientInfo {
+            peer: "127.0.0.1:5000".parse().unwrap(),
+            listener: "bootstrap".into(),
+            tls_identity: None,
+        }
+    }
+
+    fn allowed_counts(sink: &MemorySink) -> Vec<u64> {
+        sink.take()
+            .iter()
+            .filter(|e| e.outcome == Outcome::Allow)
+            .map(|e| {
+                e.details
+                    .as_ref()
+                    .and_then(|d| d.get("allowed_requests"))
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn data_path_allows_are_aggregated_and_none_is_lost() {
+        let (service, sink) = service(AuditAllows::All, 3_600_000);
+        let mut perms = service.connection(None, &client(), true);
+        produce_allows(&mut perms, 5);
+        assert_eq!(
+            allowed_counts(&sink),
+            [1],
+            "the first allow is written at once"
+        );
+        drop(perms);
+        assert_eq!(
+            allowed_counts(&sink),
+            [4],
+            "the rest when the connection ends"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_elapsed_window_writes_its_count() {
+        let (service, sink) = service(AuditAllows::All, 0);
+        let mut perms = service.connection(None, &client(), true);
+        produce_allows(&mut perms, 3);
+        assert_eq!(allowed_counts(&sink), [1, 1, 1]);
+        drop(perms);
+        assert!(allowed_counts(&sink).is_empty());
+    }
+
+    #[tokio::test]
+    async fn data_path_allows_are_not_written_under_admin() {
+        let (service, sink) = service(AuditAllows::Admin, 1_000);
+        let mut perms = service.connection(None, &client(), true);
+        produce_allows(&mut perms, 3);
+        drop(perms);
+        assert!(allowed_counts(&sink).is_empty());
+    }
 }

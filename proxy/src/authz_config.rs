@@ -25,6 +25,10 @@ pub struct AuthorizationConfig {
     /// Which allowed decisions are written to the audit log (denies always are).
     #[serde(default)]
     pub audit_allows: AuditAllows,
+    /// Under `audit_allows = "all"`: how long data-path allows of one (connection,
+    /// resource, operation) are counted before an aggregate event is written, in ms.
+    #[serde(default = "default_audit_allows_window_ms")]
+    pub audit_allows_window_ms: u64,
 }
 
 /// Which allowed decisions are audited.
@@ -37,8 +41,9 @@ pub enum AuditAllows {
     /// description, producer ids); data-path allows (Produce, Fetch, ...) are counted only.
     #[default]
     Admin,
-    /// Administrative requests, plus the first allow of each (resource, operation) on
-    /// each connection for data-path APIs (aggregated per connection).
+    /// Administrative requests, plus data-path allows aggregated per connection, principal,
+    /// resource and operation: the first one at once, then one event per window with the
+    /// number of requests allowed in it (and the remainder when the connection ends).
     All,
 }
 
@@ -46,10 +51,19 @@ fn default_reload_ms() -> u64 {
     500
 }
 
+fn default_audit_allows_window_ms() -> u64 {
+    60_000
+}
+
 impl AuthorizationConfig {
     /// The watcher's poll period.
     pub fn reload_interval(&self) -> Duration {
         Duration::from_millis(self.reload_ms)
+    }
+
+    /// The aggregation window of data-path allows.
+    pub fn audit_allows_window(&self) -> Duration {
+        Duration::from_millis(self.audit_allows_window_ms)
     }
 
     /// The policy engine's configuration.
@@ -69,6 +83,12 @@ pub fn validate_authorization(config: &AuthorizationConfig) -> Vec<Problem> {
         problems.push((
             "authorization.reload_ms".to_string(),
             "must be between 50 and 2000 (policy edits must apply within 2 seconds)".to_string(),
+        ));
+    }
+    if !(1_000..=3_600_000).contains(&config.audit_allows_window_ms) {
+        problems.push((
+            "authorization.audit_allows_window_ms".to_string(),
+            "must be between 1000 and 3600000".to_string(),
         ));
     }
     for (i, user) in config.super_users.iter().enumerate() {
