@@ -140,6 +140,7 @@ impl AuthzService {
             cached: 0,
             request: None,
             audited,
+            quiet_denies: false,
         }
     }
 }
@@ -183,6 +184,9 @@ pub struct ConnectionPermissions {
     cached: usize,
     request: Option<RequestContext>,
     audited: bool,
+    /// Set while [`Permissions::probe`] asks: a denial only chooses a path and is not
+    /// written (as in Kafka); an allow is audited like any other.
+    quiet_denies: bool,
 }
 
 impl ConnectionPermissions {
@@ -283,6 +287,9 @@ impl Permissions for ConnectionPermissions {
             return allowed;
         }
         let rule = entry.decision.rule.clone();
+        if !allowed && self.quiet_denies {
+            return false;
+        }
         if !allowed {
             tracing::debug!(principal = %self.principal, resource = %resource, name, operation = %op, rule = %rule, "denied");
             let event = self.event(Outcome::Deny, resource, name, op, &rule);
@@ -303,9 +310,9 @@ impl Permissions for ConnectionPermissions {
     }
 
     fn probe(&mut self, resource: ResourceType, name: &str, op: Operation) -> bool {
-        let audited = std::mem::replace(&mut self.audited, false);
+        self.quiet_denies = true;
         let allowed = self.allows(resource, name, op);
-        self.audited = audited;
+        self.quiet_denies = false;
         allowed
     }
 }

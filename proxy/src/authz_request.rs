@@ -38,7 +38,7 @@ pub trait Permissions {
 
     /// The same question asked only to choose a path (may this principal create topics
     /// cluster-wide? auto-create?): Kafka does not log such denials, and neither does the
-    /// proxy.
+    /// proxy (allows are audited as usual).
     fn probe(&mut self, resource: ResourceType, name: &str, op: Operation) -> bool {
         self.allows(resource, name, op)
     }

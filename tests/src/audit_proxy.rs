@@ -149,21 +149,8 @@ level = "info"
     /// Stops the proxy with SIGTERM (clean shutdown: queue drained, last checkpoint signed)
     /// and waits for it to exit.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.pid().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while child.exited().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "portcullis did not stop on SIGTERM:\n{}",
-                child.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(mut child) = self.child.take() {
+            child.terminate(Duration::from_secs(20));
         }
     }
 

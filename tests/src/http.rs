@@ -1,5 +1,5 @@
-//! A minimal HTTP/1.1 GET for the proxy's admin listener (`/readyz`, `/healthz`,
-//! `/metrics`). Three endpoints on loopback do not justify an HTTP client crate and its
+//! A minimal HTTP/1.1 client for the proxy's admin listener (`/readyz`, `/healthz`,
+//! `/metrics`, `/audit/...`). Three endpoints on loopback do not justify an HTTP client crate and its
 //! build time; a raw request with `Connection: close` and bounded timeouts is enough.
 
 use std::io::{self, Read, Write};
@@ -17,12 +17,26 @@ pub struct Response {
 
 /// `GET path` on `addr`, with `timeout` for connect, each read and each write.
 pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<Response> {
+    request(addr, "GET", path, timeout)
+}
+
+/// `POST path` with an empty body on `addr`, timeouts as [`get`].
+pub fn post(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<Response> {
+    request(addr, "POST", path, timeout)
+}
+
+fn request(addr: SocketAddr, method: &str, path: &str, timeout: Duration) -> io::Result<Response> {
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
+    let body = if method == "POST" {
+        "Content-Length: 0\r\n"
+    } else {
+        ""
+    };
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n{body}\r\n"
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;

@@ -87,6 +87,28 @@ impl ManagedChild {
         }
     }
 
+    /// Sends SIGTERM (a clean shutdown) and waits for the child to exit; panics with its
+    /// output if it is still running after `within`.
+    pub fn terminate(&mut self, within: std::time::Duration) -> ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not stop on SIGTERM:\n{}",
+                self.name,
+                self.log_tail()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Kills the child and waits for it.
     pub fn kill(&mut self) {
         if self.exited().is_none() {

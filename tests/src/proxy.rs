@@ -340,6 +340,12 @@ level = {level}
         self.child.pid()
     }
 
+    /// Stops the proxy with SIGTERM (clean shutdown: `proxy.stop` recorded, last checkpoint
+    /// signed) and waits for it to exit.
+    pub fn stop(&mut self) {
+        self.child.terminate(Duration::from_secs(20));
+    }
+
     /// The proxy's output so far.
     pub fn log(&self) -> String {
         self.child.log()

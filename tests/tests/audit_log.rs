@@ -6,8 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +20,7 @@ use portcullis_tests::audit_proxy::{audit_cli, copy_dir, AuditProxy};
 use portcullis_tests::process::{Finished, ManagedChild};
 use portcullis_tests::proxy::proxy_binary;
 use portcullis_tests::sasl_login::{login, LoginAnswer};
-use portcullis_tests::{scenarios, with_test_timeout, Broker, Endpoint};
+use portcullis_tests::{http, scenarios, with_test_timeout, Broker, Endpoint};
 use serde_json::Value;
 
 const SASL_AUTHENTICATION_FAILED: i16 = 58;
@@ -43,29 +41,6 @@ fn json_lines(text: &str) -> Vec<Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect()
-}
-
-/// `POST path` on the admin listener; status and body.
-fn post(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 fn logins(proxy: &AuditProxy, n: usize) {
@@ -283,7 +258,10 @@ async fn real_clients_produce_the_expected_events_and_the_cli_finds_them() {
     );
 
     // An admin action is recorded before it runs.
-    let (status, new_key) = post(proxy.admin(), "/audit/rotate-key");
+    let http::Response {
+        status,
+        body: new_key,
+    } = http::post(proxy.admin(), "/audit/rotate-key", Duration::from_secs(30)).unwrap();
     assert_eq!(status, 200, "{new_key}");
     let admin_events = json_lines(&ok(
         &audit_cli(&[

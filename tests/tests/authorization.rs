@@ -562,3 +562,100 @@ fn policy_check_and_explain_commands() {
         "every error: {out}"
     );
 }
+
+/// The acceptance: every category of event appears in the log from real client
+/// activity, and `portcullis audit verify` passes on that log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_category_of_event_reaches_the_log_and_it_verifies() {
+    let mut w = World::start();
+    with_test_timeout("activity", async {
+        w.create_topics(&["orders.eu", "orders.secret"]).await;
+        let alice = kafka::producer(&w.user("alice"), &[]);
+        send(&alice, "orders.eu", "ok").await.unwrap();
+        let e = send(&alice, "orders.secret", "no").await.unwrap_err();
+        assert!(is_topic_denied(&e), "{e:?}");
+        let wrong =
+            w.s.proxy
+                .endpoint()
+                .with_password("SCRAM-SHA-512", "alice", "not-her-password");
+        assert!(kafka::producer(&wrong, &[])
+            .metadata(None, Duration::from_secs(3))
+            .is_err());
+    })
+    .await;
+    w.policies.write(
+        "policy.csv",
+        &format!("{RULES}p, Role:analytics, topic, extra, Read, allow\n"),
+    );
+    w.wait_for_event("accepted reload", |e| {
+        e["action"] == "policy.reload" && e["outcome"] == "success"
+    });
+    w.policies.write(
+        "policy.csv",
+        &format!("{RULES}p, Role:analytics, topic, x, Scribble, allow\n"),
+    );
+    w.wait_for_event("rejected reload", |e| {
+        e["action"] == "policy.reload" && e["outcome"] == "failure"
+    });
+    let rotated = http::post(
+        w.s.proxy.admin_addr(),
+        "/audit/rotate-key",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    w.s.proxy.stop();
+
+    let data_dir = w.s.proxy.audit_dir().to_string_lossy().into_owned();
+    let audit = |args: &[&str]| {
+        let f = portcullis_tests::audit_proxy::audit_cli(
+            &[&["--data-dir", data_dir.as_str()], args].concat(),
+        );
+        assert!(
+            f.status.success(),
+            "audit {args:?}: {}\n{}",
+            f.stdout,
+            f.stderr
+        );
+        f.stdout
+    };
+    let events: Vec<Value> = audit(&["query", "--output", "json", "--limit", "100000"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let has = |category: &str, action: &str, outcome: &str| {
+        events.iter().any(|e| {
+            e["category"] == category
+                && e["outcome"] == outcome
+                && e["action"].as_str().is_some_and(|a| a.starts_with(action))
+        })
+    };
+    for (category, action, outcome) in [
+        ("connection", "connection.open", "success"),
+        ("connection", "connection.close", "success"),
+        ("authn", "sasl.SCRAM-SHA-512", "success"),
+        ("authn", "sasl.SCRAM-SHA-512", "failure"),
+        ("authz", "kafka.Produce", "deny"),
+        ("authz", "kafka.CreateTopics", "allow"),
+        ("config", "policy.load", "success"),
+        ("config", "policy.reload", "success"),
+        ("config", "policy.reload", "failure"),
+        ("config", "users.reload", "success"),
+        ("config", "proxy.start", "success"),
+        ("config", "proxy.stop", "success"),
+        ("admin", "admin.audit.rotate-key", "allow"),
+        ("key", "audit.key.create", "success"),
+        ("key", "audit.key.rotate", "success"),
+    ] {
+        assert!(
+            has(category, action, outcome),
+            "no {category} {action} {outcome} event; actions seen: {:?}",
+            events
+                .iter()
+                .map(|e| format!("{} {} {}", e["category"], e["action"], e["outcome"]))
+                .collect::<std::collections::BTreeSet<_>>()
+        );
+    }
+    let verified = audit(&["verify"]);
+    assert!(verified.contains("OK: the log verifies"), "{verified}");
+}
