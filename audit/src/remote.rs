@@ -29,12 +29,24 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(600);
 const MAX_BODY: usize = 1 << 30;
 
 /// An admin API base address: `http://host:port` (a path prefix is kept) or `host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct AdminUrl {
     /// `host:port` to connect to.
     pub authority: String,
     /// Path prefix without a trailing slash (usually empty).
     pub prefix: String,
+    /// Sent as `Authorization: Bearer` (the proxy's `admin.token_file`), if set.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminUrl")
+            .field("authority", &self.authority)
+            .field("prefix", &self.prefix)
+            .field("token", &self.token.as_ref().map(|_| ".."))
+            .finish()
+    }
 }
 
 impl AdminUrl {
@@ -68,6 +80,7 @@ impl AdminUrl {
         Ok(AdminUrl {
             authority: authority.to_string(),
             prefix: prefix.to_string(),
+            token: None,
         })
     }
 }
@@ -99,6 +112,9 @@ fn exchange(
         "{method} {}{path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: */*\r\n",
         url.prefix, url.authority
     );
+    if let Some(token) = &url.token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
     if let Some(b) = body {
         request.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
@@ -224,18 +240,23 @@ fn print_events(events: &[Event], out: &mut dyn Write) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Runs one command against the admin API at `url`. The offline commands (`verify-proof`,
-/// `verify-export`) run locally as usual.
+/// Runs one command against the admin API at `url`, presenting `token` (the proxy's
+/// `admin.token_file`) if given. The offline commands (`verify-proof`, `verify-export`) run
+/// locally as usual.
 ///
 /// # Errors
 ///
 /// [`CliError`] when the command cannot run (proxy unreachable, HTTP error, bad input).
 pub fn run_remote(
     url: &str,
+    token: Option<String>,
     cmd: AuditCommand,
     out: &mut dyn Write,
 ) -> Result<ExitCodeLike, CliError> {
-    let url = AdminUrl::parse(url)?;
+    let url = AdminUrl {
+        token,
+        ..AdminUrl::parse(url)?
+    };
     match cmd {
         cmd @ (AuditCommand::VerifyProof { .. } | AuditCommand::VerifyExport { .. }) => {
             crate::cli::run(Path::new(""), cmd, out)

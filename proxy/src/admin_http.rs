@@ -8,6 +8,9 @@
 //! - `GET /readyz`: readiness; 200 `ready` once the upstream cluster has answered, 503 before,
 //!   so an orchestrator does not send clients to a proxy that cannot reach its brokers.
 //!
+//! - `/audit/...`: the audit log's API (`portcullis_audit::admin_api`), behind a bearer token
+//!   when `admin.token_file` is set (required off loopback; see [`crate::admin_token`]).
+//!
 //! Everything else is 404 (405 for another method on a known path).
 
 use std::future::Future;
@@ -21,6 +24,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::admin_token::{require_token, AdminToken, TokenGuard};
 
 /// The histogram whose buckets [`install_metrics_recorder`] configures.
 pub const REQUEST_DURATION_METRIC: &str = "portcullis_request_duration_seconds";
@@ -49,6 +54,8 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     /// The audit log, served under `/audit/...` (query, tail, checkpoint, pubkey, prove).
     pub audit: portcullis_audit::AuditLog,
+    /// The bearer token `/audit/...` requires (`admin.token_file`), if configured.
+    pub token: Option<Arc<AdminToken>>,
 }
 
 /// Builds the Prometheus recorder, installs it as the process-wide `metrics` recorder, and
@@ -113,7 +120,14 @@ pub fn spawn_upkeep(prometheus: PrometheusHandle) -> tokio::task::JoinHandle<()>
 
 /// The admin routes.
 fn router(state: AdminState) -> Router {
-    let audit = portcullis_audit::admin_api::router(state.audit.clone());
+    let mut audit = portcullis_audit::admin_api::router(state.audit.clone());
+    if let Some(token) = &state.token {
+        let guard = TokenGuard {
+            token: token.clone(),
+            audit: Arc::new(state.audit.clone()),
+        };
+        audit = audit.layer(axum::middleware::from_fn_with_state(guard, require_token));
+    }
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
@@ -160,9 +174,14 @@ mod tests {
     }
 
     async fn request(addr: SocketAddr, method: &str, path: &str) -> Response {
+        request_with(addr, method, path, "").await
+    }
+
+    async fn request_with(addr: SocketAddr, method: &str, path: &str, headers: &str) -> Response {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        let req =
-            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\r\n"
+        );
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut raw = Vec::new();
         tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
@@ -194,6 +213,10 @@ mod tests {
     }
 
     async fn start(prometheus: PrometheusHandle) -> Running {
+        start_with_token(prometheus, None).await
+    }
+
+    async fn start_with_token(prometheus: PrometheusHandle, token: Option<&str>) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let ready = Arc::new(AtomicBool::new(false));
@@ -207,6 +230,7 @@ mod tests {
             prometheus,
             ready: Arc::clone(&ready),
             audit,
+            token: token.map(|t| Arc::new(AdminToken::new(t).unwrap())),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(serve(listener, state, async move {
@@ -278,6 +302,58 @@ mod tests {
             .unwrap();
         assert!(result.is_ok(), "{result:?}");
         assert!(TcpStream::connect(running.addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_audit_api_requires_the_token_and_refusals_are_audited() {
+        const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+        let running = start_with_token(local_recorder().handle(), Some(TOKEN)).await;
+        let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+
+        let none = request(running.addr, "GET", "/audit/checkpoint").await;
+        assert_eq!(none.status, 401, "{}", none.body);
+        assert!(
+            none.headers.contains("www-authenticate: bearer"),
+            "{}",
+            none.headers
+        );
+        let wrong = request_with(
+            running.addr,
+            "POST",
+            "/audit/rotate-key",
+            "Authorization: Bearer 0123456789abcdef0123456789abcdeX\r\nContent-Length: 0\r\n",
+        )
+        .await;
+        assert_eq!(wrong.status, 401, "{}", wrong.body);
+        let right = request_with(running.addr, "GET", "/audit/pubkey", &bearer).await;
+        assert_eq!(right.status, 200, "{}", right.body);
+        assert_eq!(request(running.addr, "GET", "/healthz").await.status, 200);
+        assert_eq!(request(running.addr, "GET", "/metrics").await.status, 200);
+
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let denied = request_with(
+                running.addr,
+                "GET",
+                "/audit/query?action=admin.auth&outcome=deny",
+                &bearer,
+            )
+            .await;
+            assert_eq!(denied.status, 200, "{}", denied.body);
+            let events: Vec<serde_json::Value> = serde_json::from_str(&denied.body).unwrap();
+            if events.len() == 2 {
+                assert!(
+                    !denied.body.contains("abcdeX"),
+                    "a presented token was logged"
+                );
+                assert!(events.iter().all(|e| e["client_addr"].is_string()));
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{}", denied.body);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        running.stop.send(()).unwrap();
+        running.server.await.unwrap().unwrap();
     }
 
     #[tokio::test]

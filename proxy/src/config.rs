@@ -151,6 +151,10 @@ pub struct AdminConfig {
     /// Whether the admin listener runs.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// A file holding the bearer token the `/audit/...` routes require (at least
+    /// 24 characters). Required when `bind` is not a loopback address.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Log output.
@@ -261,6 +265,7 @@ impl Default for AdminConfig {
         Self {
             bind: default_admin_bind(),
             enabled: true,
+            token_file: None,
         }
     }
 }
@@ -438,6 +443,9 @@ impl Config {
         if let Some(anchor) = &mut self.audit.log.anchor_file {
             fix(anchor);
         }
+        if let Some(token) = &mut self.admin.token_file {
+            fix(token);
+        }
         auth_config::resolve_paths(
             &mut self.listener.auth,
             &mut self.auth,
@@ -556,11 +564,23 @@ impl Config {
                 bad(key, "must be above 0".into());
             }
         }
-        if self.admin.enabled && self.admin.bind.parse::<SocketAddr>().is_err() {
-            bad(
-                "admin.bind",
-                format!("{:?} is not ip:port", self.admin.bind),
-            );
+        if self.admin.enabled {
+            match self.admin.bind.parse::<SocketAddr>() {
+                Err(_) => bad(
+                    "admin.bind",
+                    format!("{:?} is not ip:port", self.admin.bind),
+                ),
+                Ok(addr) if !addr.ip().is_loopback() && self.admin.token_file.is_none() => bad(
+                    "admin.bind",
+                    format!("{addr} is not loopback: set admin.token_file so the audit API requires a bearer token"),
+                ),
+                Ok(_) => {}
+            }
+            if let Some(file) = &self.admin.token_file {
+                if let Err(e) = crate::admin_token::AdminToken::load(file) {
+                    bad("admin.token_file", e);
+                }
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bad(
@@ -665,6 +685,28 @@ bootstrap_servers = ["127.0.0.1:9092"]
         assert_eq!(config.validate(), vec![]);
         assert_eq!(config.limits.max_frame_bytes, 100 * 1024 * 1024);
         assert_eq!(config.admin.bind, "127.0.0.1:9190");
+    }
+
+    #[test]
+    fn an_admin_listener_off_loopback_needs_a_token() {
+        let open = format!("{MINIMAL}\n[admin]\nbind = \"0.0.0.0:9190\"\n");
+        let problems = Config::parse(&open).unwrap().validate();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "admin.bind");
+        assert!(problems[0].message.contains("token_file"), "{problems:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("admin.token");
+        std::fs::write(&token, "short").unwrap();
+        let guarded = format!(
+            "{MINIMAL}\n[admin]\nbind = \"0.0.0.0:9190\"\ntoken_file = {:?}\n",
+            token.display().to_string()
+        );
+        let problems = Config::parse(&guarded).unwrap().validate();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "admin.token_file");
+        std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
+        assert_eq!(Config::parse(&guarded).unwrap().validate(), vec![]);
     }
 
     #[test]

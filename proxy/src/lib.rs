@@ -7,6 +7,7 @@
 
 pub mod address_rewrite;
 pub mod admin_http;
+pub mod admin_token;
 pub mod api_table;
 pub mod api_versions;
 pub mod auth_config;

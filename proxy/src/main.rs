@@ -51,6 +51,9 @@ enum Command {
         /// the proxy instead of reading a data directory.
         #[arg(long, global = true, conflicts_with = "data_dir")]
         admin: Option<String>,
+        /// The admin API's bearer token file (default: `admin.token_file` of `--config`).
+        #[arg(long, global = true, value_name = "FILE")]
+        admin_token_file: Option<PathBuf>,
         #[command(subcommand)]
         command: portcullis_audit::cli::AuditCommand,
     },
@@ -114,8 +117,9 @@ fn main() -> ExitCode {
             data_dir,
             config,
             admin,
+            admin_token_file,
             command,
-        } => audit(data_dir, config, admin, command),
+        } => audit(data_dir, config, admin, admin_token_file, command),
         Command::Policy { config, command } => policy(config, command),
         Command::Certs {
             command:
@@ -157,12 +161,20 @@ fn audit(
     data_dir: Option<PathBuf>,
     config: Option<PathBuf>,
     admin: Option<String>,
+    admin_token_file: Option<PathBuf>,
     mut command: portcullis_audit::cli::AuditCommand,
 ) -> ExitCode {
     if let Err(e) = read_anchor_topic(config.as_deref(), &mut command) {
         eprintln!("portcullis audit: {e}");
         return ExitCode::from(2);
     }
+    let token = match admin_token(admin_token_file, config.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("portcullis audit: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut out = std::io::stdout();
     let finish =
         |result: Result<portcullis_audit::cli::ExitCodeLike, portcullis_audit::cli::CliError>| {
@@ -179,7 +191,7 @@ fn audit(
     }
     if let Some(url) = admin {
         return finish(portcullis_audit::remote::run_remote(
-            &url, command, &mut out,
+            &url, token, command, &mut out,
         ));
     }
     let (dir, admin_of_config) = match (data_dir, config) {
@@ -207,13 +219,29 @@ fn audit(
                     dir.display()
                 );
                 finish(portcullis_audit::remote::run_remote(
-                    &url, command, &mut out,
+                    &url, token, command, &mut out,
                 ))
             }
             None => finish(Err(e)),
         },
         result => finish(result),
     }
+}
+
+/// The admin API token for `portcullis audit` against a running proxy: `--admin-token-file`,
+/// else the configuration's `admin.token_file`, else none.
+fn admin_token(file: Option<PathBuf>, config: Option<&Path>) -> anyhow::Result<Option<String>> {
+    let file = match (file, config) {
+        (Some(file), _) => Some(file),
+        (None, Some(config)) => Config::load_unvalidated(config)?.admin.token_file,
+        (None, None) => None,
+    };
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| anyhow::anyhow!("admin token file {}: {e}", file.display()))?;
+    Ok(Some(text.trim().to_string()))
 }
 
 /// For `audit verify --anchor-topic TOPIC`: reads the topic from the upstream cluster of

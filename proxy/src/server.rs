@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::admin_http::{self, AdminState};
+use crate::admin_token::AdminToken;
 use crate::auth_config::{ClientAuth, ListenerAuthConfig};
 use crate::authn::AuthService;
 use crate::authz::AuthzService;
@@ -153,10 +154,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("admin.bind {addr}"))?;
         tracing::info!(%addr, "admin listener (metrics, healthz, readyz)");
+        let token = match &config.admin.token_file {
+            Some(file) => Some(Arc::new(
+                AdminToken::load(file).map_err(|e| anyhow::anyhow!("admin.token_file: {e}"))?,
+            )),
+            None => None,
+        };
         let state = AdminState {
             prometheus,
             ready: cluster.ready_flag(),
             audit: audit_log.clone(),
+            token,
         };
         tokio::spawn(async move {
             if let Err(e) = admin_http::serve(listener, state, std::future::pending()).await {

@@ -146,6 +146,24 @@ level = "info"
         }
     }
 
+    /// Protects the admin API's audit routes with a bearer token (`admin.token_file`);
+    /// returns the token file.
+    pub fn with_admin_token(&mut self) -> PathBuf {
+        let token = self.dir.path().join("admin.token");
+        std::fs::write(&token, "test-admin-token-0123456789abcdef\n").expect("write token");
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        let text = text.replacen(
+            "[admin]\n",
+            &format!(
+                "[admin]\ntoken_file = {}\n",
+                toml_str(&token.to_string_lossy())
+            ),
+            1,
+        );
+        std::fs::write(&self.config, text).expect("write config");
+        token
+    }
+
     /// Stops the proxy with SIGTERM (clean shutdown: queue drained, last checkpoint signed)
     /// and waits for it to exit.
     pub fn stop(&mut self) {

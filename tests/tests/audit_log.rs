@@ -493,6 +493,7 @@ async fn a_rollback_is_caught_by_the_kafka_anchor_topic() {
         &broker,
         &format!("checkpoint_interval_ms = 100\nanchor_topic = \"{TOPIC}\""),
     );
+    let token_file = proxy.with_admin_token();
     let data = proxy.data_dir().to_string_lossy().into_owned();
     proxy.start();
     logins(&proxy, 6);
@@ -508,12 +509,28 @@ async fn a_rollback_is_caught_by_the_kafka_anchor_topic() {
 
     proxy.start();
     logins(&proxy, 6);
-    // Against the running proxy (its data directory is locked: the admin API verifies).
+    // Against the running proxy (its data directory is locked: the admin API verifies, with
+    // the configuration's admin token).
     let live = ok(
         &verify_against_topic(proxy.config(), &key, TOPIC),
         "live verify",
     );
     assert!(live.contains("OK: the log verifies"), "{live}");
+    let admin = proxy.admin_url();
+    let refused = audit_cli(&["--admin", &admin, "checkpoint"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", refused.stdout);
+    assert!(refused.stderr.contains("401"), "{}", refused.stderr);
+    let token = token_file.to_string_lossy().into_owned();
+    ok(
+        &audit_cli(&[
+            "--admin",
+            &admin,
+            "--admin-token-file",
+            &token,
+            "checkpoint",
+        ]),
+        "checkpoint with the token",
+    );
     proxy.stop();
     let second = ok(&verify_against_topic(proxy.config(), &key, TOPIC), "verify");
     assert!(second.contains("OK: the log verifies"), "{second}");
