@@ -10,9 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
-};
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 use tokio::sync::watch;
 
 use crate::api_versions::Negotiated;
@@ -88,15 +86,7 @@ pub async fn refresh_once(
 ) -> Result<Negotiated, UpstreamError> {
     let stream = connector.connect_bootstrap().await?;
     let mut client = KafkaClient::new(stream, max_response, timeout);
-    let versions: ApiVersionsResponse = client
-        .call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default())
-        .await?;
-    if versions.error_code != 0 {
-        return Err(UpstreamError::Protocol(format!(
-            "ApiVersions failed with error code {}",
-            versions.error_code
-        )));
-    }
+    let versions = client.api_versions().await?;
     let negotiated = Negotiated::from_response(&versions);
     let metadata_version = negotiated
         .range(ApiKey::Metadata)

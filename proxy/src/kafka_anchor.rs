@@ -24,9 +24,9 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
-    CreateTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
+    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest,
+    FetchResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -335,7 +335,7 @@ impl PartitionClient {
             .map_err(|_| UpstreamError::Protocol(format!("broker port {port} is invalid")))?;
         let mut client =
             KafkaClient::new(connector.connect(&host, port).await?, MAX_RESPONSE, timeout);
-        let versions = api_versions(&mut client).await?;
+        let versions = client.api_versions().await?;
         Ok(PartitionClient {
             produce: choose(&versions, ApiKey::Produce, 9)?,
             // v11: the last version without tagged fields (tansu 0.6.0 sends a node-endpoints
@@ -540,25 +540,12 @@ fn decode_notes(mut records: Bytes, from: i64) -> Result<Vec<AnchoredNote>, Upst
     Ok(notes)
 }
 
-async fn api_versions(client: &mut KafkaClient) -> Result<ApiVersionsResponse, UpstreamError> {
-    let versions: ApiVersionsResponse = client
-        .call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default())
-        .await?;
-    if versions.error_code != 0 {
-        return Err(UpstreamError::Protocol(format!(
-            "ApiVersions failed with error code {}",
-            versions.error_code
-        )));
-    }
-    Ok(versions)
-}
-
 async fn pick_version(
     client: &mut KafkaClient,
     api: ApiKey,
     highest: i16,
 ) -> Result<i16, UpstreamError> {
-    let versions = api_versions(client).await?;
+    let versions = client.api_versions().await?;
     choose(&versions, api, highest)
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -203,6 +203,20 @@ impl KafkaClient {
         self.stream.into_inner().map_err(|extra| {
             UpstreamError::Protocol(format!("{extra} unexpected bytes from the broker"))
         })
+    }
+
+    /// Asks the broker which api versions it speaks (ApiVersions v0).
+    pub async fn api_versions(&mut self) -> Result<ApiVersionsResponse, UpstreamError> {
+        let versions: ApiVersionsResponse = self
+            .call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default())
+            .await?;
+        if versions.error_code != 0 {
+            return Err(UpstreamError::Protocol(format!(
+                "ApiVersions failed with error code {}",
+                versions.error_code
+            )));
+        }
+        Ok(versions)
     }
 
     /// Sends `request` as `api` v`version` and decodes the response.
