@@ -200,6 +200,12 @@ impl AuditLogConfig {
                 problems.push("anchor_file: must not be empty".into());
             }
         }
+        if self.origin.is_none() && (self.anchor_file.is_some() || self.anchor_topic.is_some()) {
+            problems.push(
+                "origin: must be set when anchor_file or anchor_topic is (a deleted data directory would otherwise start over under a new random origin that no anchored checkpoint names)"
+                    .into(),
+            );
+        }
         if let Some(topic) = &self.anchor_topic {
             if let Err(why) = check_topic_name(topic) {
                 problems.push(format!("anchor_topic: {why}"));
@@ -311,8 +317,16 @@ mod tests {
 
     #[test]
     fn anchor_topic_names_follow_kafka_rules() {
+        let cfg = AuditLogConfig {
+            anchor_topic: Some("audit-checkpoints".into()),
+            ..AuditLogConfig::default()
+        };
+        let problems = cfg.validate();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("origin:"), "{problems:?}");
         for bad in ["", ".", "..", "a b", "x/y", &"t".repeat(250)] {
             let cfg = AuditLogConfig {
+                origin: Some("test.example/log".into()),
                 anchor_topic: Some(bad.to_string()),
                 ..AuditLogConfig::default()
             };

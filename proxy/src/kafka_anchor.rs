@@ -4,7 +4,8 @@
 //! A rollback of the whole data directory (an older copy restored, keys and all) leaves a log
 //! that verifies on its own. The cluster is another system with its own operators and storage,
 //! so a checkpoint it holds is one the proxy host cannot take back: at start-up the proxy reads
-//! the topic and refuses to open a log shorter than the largest checkpoint anchored for it, and
+//! the topic's tail and refuses to open a log shorter than the latest checkpoint anchored for
+//! it, and
 //! `portcullis audit verify --anchor-topic` checks the log against every anchored checkpoint.
 //!
 //! Records: key = the log's origin (several proxies may share one topic), value = the signed
@@ -82,11 +83,13 @@ impl std::fmt::Debug for KafkaAnchor {
 }
 
 impl KafkaAnchor {
-    /// Reads what the topic already holds (creating the topic if it does not exist) and
-    /// starts the task that produces new checkpoints to it.
+    /// Reads the latest checkpoint the topic holds for the log named `origin` (creating the
+    /// topic if it does not exist) and starts the task that produces new checkpoints to it.
     ///
-    /// The checkpoints read here are what [`Anchor::checkpoints`] reports: the audit log uses
-    /// them at open to refuse a rolled-back data directory.
+    /// Only the tail is read: records are scanned backwards from the end, a window at a time,
+    /// until one of this log's checkpoints is found (with one proxy per topic that is the last
+    /// record). What was found is what [`Anchor::checkpoints`] reports: the audit log uses it
+    /// at open to refuse a rolled-back data directory.
     ///
     /// # Errors
     ///
@@ -95,23 +98,21 @@ impl KafkaAnchor {
     pub async fn start(
         connector: Arc<Connector>,
         topic: String,
+        origin: &str,
         timeout: Duration,
     ) -> Result<Arc<KafkaAnchor>, AnchorError> {
         let describe = describe(&topic);
-        let notes = tokio::time::timeout(timeout, read_topic(&connector, &topic, true, timeout))
-            .await
-            .map_err(|_| AnchorError {
-                anchor: describe.clone(),
-                reason: format!("the cluster did not answer within {timeout:?}"),
-            })?
-            .map_err(|e| AnchorError {
-                anchor: describe.clone(),
-                reason: e.to_string(),
-            })?;
-        let checkpoints = notes
-            .iter()
-            .map(|n| SignedCheckpoint::parse(&n.note).map_err(|e| e.to_string()))
-            .collect();
+        let latest =
+            tokio::time::timeout(timeout, read_latest_of(&connector, &topic, origin, timeout))
+                .await
+                .map_err(|_| AnchorError {
+                    anchor: describe.clone(),
+                    reason: format!("the cluster did not answer within {timeout:?}"),
+                })?
+                .map_err(|e| AnchorError {
+                    anchor: describe.clone(),
+                    reason: e.to_string(),
+                })?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let (produced_tx, produced_rx) = watch::channel(0u64);
         tokio::spawn(publish_loop(
@@ -123,7 +124,7 @@ impl KafkaAnchor {
         ));
         Ok(Arc::new(KafkaAnchor {
             topic,
-            read_at_open: checkpoints,
+            read_at_open: latest.into_iter().map(Ok).collect(),
             queue: tx,
             queued: AtomicU64::new(0),
             produced: produced_rx,
@@ -217,9 +218,8 @@ async fn publish_loop(
     }
 }
 
-/// Reads every record of the anchor topic's partition, oldest first. With `create`, a topic
-/// that does not exist is created (one partition, unlimited retention); without, a missing
-/// topic is an error.
+/// Reads every record of the anchor topic's partition, oldest first (a missing topic is an
+/// error).
 ///
 /// # Errors
 ///
@@ -227,31 +227,50 @@ async fn publish_loop(
 pub async fn read_topic(
     connector: &Connector,
     topic: &str,
-    create: bool,
     timeout: Duration,
 ) -> Result<Vec<AnchoredNote>, UpstreamError> {
+    let mut client = PartitionClient::leader(connector, topic, timeout).await?;
+    let start = client.list_offset(topic, -2).await?;
+    let end = client.list_offset(topic, -1).await?;
+    client.read_range(topic, start, end).await
+}
+
+/// Records scanned per step when looking for a log's latest checkpoint.
+const TAIL_WINDOW: i64 = 1024;
+
+/// The largest checkpoint of the log named `origin` in the last window of the topic that holds
+/// any (records that are not signed checkpoints are skipped: `verify --anchor-topic` reports
+/// them). Creates the topic (one partition, unlimited retention) if it does not exist.
+async fn read_latest_of(
+    connector: &Connector,
+    topic: &str,
+    origin: &str,
+    timeout: Duration,
+) -> Result<Option<SignedCheckpoint>, UpstreamError> {
     let mut client = match PartitionClient::leader(connector, topic, timeout).await {
-        Err(UpstreamError::Protocol(m)) if create && m.starts_with(NO_SUCH_TOPIC) => {
+        Err(UpstreamError::Protocol(m)) if m.starts_with(NO_SUCH_TOPIC) => {
             create_topic(connector, topic, timeout).await?;
             PartitionClient::leader(connector, topic, timeout).await?
         }
         other => other?,
     };
     let start = client.list_offset(topic, -2).await?;
-    let end = client.list_offset(topic, -1).await?;
-    let mut notes = Vec::new();
-    let mut offset = start;
-    while offset < end {
-        let batch = client.fetch(topic, offset).await?;
-        let Some(last) = batch.last() else {
-            return Err(UpstreamError::Protocol(format!(
-                "{topic}: no records at offset {offset} below the high watermark {end}"
-            )));
-        };
-        offset = last.offset + 1;
-        notes.extend(batch);
+    let mut to = client.list_offset(topic, -1).await?;
+    while to > start {
+        let from = (to - TAIL_WINDOW).max(start);
+        let latest = client
+            .read_range(topic, from, to)
+            .await?
+            .iter()
+            .filter_map(|n| SignedCheckpoint::parse(&n.note).ok())
+            .filter(|c| c.checkpoint.origin == origin)
+            .max_by_key(|c| c.checkpoint.size);
+        if latest.is_some() {
+            return Ok(latest);
+        }
+        to = from;
     }
-    Ok(notes)
+    Ok(None)
 }
 
 /// How [`PartitionClient::leader`] reports a topic the cluster does not have.
@@ -345,6 +364,28 @@ impl PartitionClient {
             client,
             timeout,
         })
+    }
+
+    /// The records at offsets `from..to`, oldest first.
+    async fn read_range(
+        &mut self,
+        topic: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<AnchoredNote>, UpstreamError> {
+        let mut notes = Vec::new();
+        let mut offset = from;
+        while offset < to {
+            let batch = self.fetch(topic, offset).await?;
+            let Some(last) = batch.last() else {
+                return Err(UpstreamError::Protocol(format!(
+                    "{topic}: no records at offset {offset} below offset {to}"
+                )));
+            };
+            offset = last.offset + 1;
+            notes.extend(batch.into_iter().filter(|n| n.offset < to));
+        }
+        Ok(notes)
     }
 
     /// Produces one record (acks=all) and checks the partition's answer.

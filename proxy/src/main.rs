@@ -270,7 +270,7 @@ fn read_anchor_topic(
         .build()?;
     let notes = runtime
         .block_on(portcullis::kafka_anchor::read_topic(
-            &connector, topic, false, timeout,
+            &connector, topic, timeout,
         ))
         .map_err(|e| anyhow::anyhow!("anchor topic {topic}: {e}"))?;
     *shared_anchor = Some(portcullis_audit::anchor::SharedAnchor {

@@ -38,8 +38,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let connector = Arc::new(Connector::new(&config.upstream)?);
     let kafka_anchor = match &config.audit.log.anchor_topic {
         Some(topic) => Some(
-            KafkaAnchor::start(connector.clone(), topic.clone(), ANCHOR_START_TIMEOUT)
-                .await
+            KafkaAnchor::start(
+                connector.clone(),
+                topic.clone(),
+                config
+                    .audit
+                    .log
+                    .origin
+                    .as_deref()
+                    .context("audit.log.origin must be set when anchor_topic is")?,
+                ANCHOR_START_TIMEOUT,
+            )
+            .await
                 .context("audit.log.anchor_topic: cannot read the anchored checkpoints; refusing to start (fail closed)")?,
         ),
         None => None,

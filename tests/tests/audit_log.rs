@@ -345,7 +345,7 @@ async fn tampering_with_a_log_written_by_the_proxy_is_detected_and_named() {
     let mut proxy = AuditProxy::new(
         &broker,
         &format!(
-            "checkpoint_interval_ms = 100\nanchor_file = {}",
+            "origin = \"portcullis.test/tamper\"\ncheckpoint_interval_ms = 100\nanchor_file = {}",
             serde_json::to_string(&anchor.to_string_lossy()).unwrap()
         ),
     );
@@ -491,7 +491,9 @@ async fn a_rollback_is_caught_by_the_kafka_anchor_topic() {
     let scratch = tempfile::tempdir().unwrap();
     let mut proxy = AuditProxy::new(
         &broker,
-        &format!("checkpoint_interval_ms = 100\nanchor_topic = \"{TOPIC}\""),
+        &format!(
+            "origin = \"portcullis.test/anchored\"\ncheckpoint_interval_ms = 100\nanchor_topic = \"{TOPIC}\""
+        ),
     );
     let token_file = proxy.with_admin_token();
     let data = proxy.data_dir().to_string_lossy().into_owned();
@@ -551,6 +553,16 @@ async fn a_rollback_is_caught_by_the_kafka_anchor_topic() {
     let refused = proxy
         .try_start()
         .expect_err("proxy started on a rolled-back log");
+    assert!(
+        refused.contains(&format!("anchor topic {TOPIC}")),
+        "{refused}"
+    );
+    // Nor can the whole data directory be deleted to start over: the origin is fixed by the
+    // configuration, and the topic holds a larger checkpoint of it.
+    std::fs::remove_dir_all(proxy.data_dir()).unwrap();
+    let refused = proxy
+        .try_start()
+        .expect_err("proxy started over on a deleted log");
     assert!(
         refused.contains(&format!("anchor topic {TOPIC}")),
         "{refused}"
