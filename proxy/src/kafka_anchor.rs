@@ -543,7 +543,11 @@ fn encode_record(key: &str, note: &str) -> Result<Bytes, UpstreamError> {
 
 /// Decodes the complete record batches in a Fetch answer (a partial batch at the end is
 /// left for the next Fetch); records before `from` are skipped.
-fn decode_notes(mut records: Bytes, from: i64) -> Result<Vec<AnchoredNote>, UpstreamError> {
+///
+/// # Errors
+///
+/// [`UpstreamError::Protocol`] for a batch that does not decode.
+pub fn decode_notes(mut records: Bytes, from: i64) -> Result<Vec<AnchoredNote>, UpstreamError> {
     /// Offset (8) + length (4) in front of every batch.
     const BATCH_HEADER: usize = 12;
     let mut notes = Vec::new();
@@ -636,6 +640,28 @@ mod tests {
         assert_eq!(notes.len(), 1, "the cut batch must wait for the next fetch");
         assert_eq!(notes[0].key.as_deref(), Some("origin/a"));
         assert_eq!(notes[0].note, "note one\n");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_fetched_bytes_decode_or_fail_without_panicking(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            from in -2i64..4,
+        ) {
+            let _ = decode_notes(Bytes::from(bytes), from);
+        }
+
+        #[test]
+        fn a_valid_batch_with_garbage_after_it_keeps_the_batch(
+            note in "[ -~]{0,200}",
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..11),
+        ) {
+            let mut bytes = BytesMut::from(&encode_record("o", &note).unwrap()[..]);
+            bytes.extend_from_slice(&tail);
+            let notes = decode_notes(bytes.freeze(), 0).unwrap();
+            proptest::prop_assert_eq!(notes.len(), 1);
+            proptest::prop_assert_eq!(&notes[0].note, &note);
+        }
     }
 
     #[test]
