@@ -547,8 +547,7 @@ enum Head {
     Bad(String),
 }
 
-/// The leaf hash and head of one entry. Hashing goes first: it streams the bytes in order,
-/// so the scan that follows finds them in cache.
+/// The leaf hash and head of one entry.
 fn check_entry(bytes: &[u8]) -> (Hash, Head) {
     let leaf = leaf_hash(bytes);
     let head = match crate::entry_head::parse_head(bytes) {
