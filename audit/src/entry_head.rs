@@ -39,6 +39,46 @@ pub(crate) fn parse_head(bytes: &[u8]) -> Result<(Option<u64>, Category), String
 /// Deepest nesting the scanner follows (serde_json's limit is 128).
 const MAX_DEPTH: usize = 64;
 
+/// Whether `c` ends or interrupts a run of plain ASCII string content: a quote, a backslash, a
+/// control character, or a byte that is not ASCII (checked as UTF-8 separately).
+fn is_string_special(c: u8) -> bool {
+    matches!(c, b'"' | b'\\' | 0x00..=0x1f | 0x80..=0xff)
+}
+
+/// How many bytes at the start of `s` are ordinary string content (none of
+/// [`is_string_special`]), tested a word at a time.
+///
+/// For each of the three tests the classic "has a zero byte" trick flags the lowest matching
+/// byte of a word exactly (flags above it may be spurious, from the borrow), so the lowest flag
+/// over all three (and the bytes with the high bit set, flagged exactly) is the first special
+/// byte.
+fn plain_prefix_len(s: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut words = s.chunks_exact(8);
+    let mut done = 0usize;
+    for word in words.by_ref() {
+        let Ok(bytes) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        let v = u64::from_le_bytes(bytes);
+        let quote = zero_byte(v ^ (ONES * u64::from(b'"')));
+        let backslash = zero_byte(v ^ (ONES * u64::from(b'\\')));
+        let control = v.wrapping_sub(ONES * 0x20) & !v & HIGH;
+        let flags = quote | backslash | control | (v & HIGH);
+        if flags != 0 {
+            return done + (flags.trailing_zeros() / 8) as usize;
+        }
+        done += 8;
+    }
+    done + words
+        .remainder()
+        .iter()
+        .position(|&c| is_string_special(c))
+        .unwrap_or(words.remainder().len())
+}
+
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
@@ -55,32 +95,49 @@ impl<'a> Scanner<'a> {
         self.b.get(self.i).copied()
     }
 
+    /// Moves to the next byte that ends or interrupts plain string content (see
+    /// [`is_string_special`]), skipping the plain bytes before it eight at a time.
+    fn skip_plain(&mut self) {
+        let rest = self.b.get(self.i..).unwrap_or_default();
+        self.i += plain_prefix_len(rest);
+    }
+
     /// A string without any backslash (after the opening quote was consumed): its content.
     fn plain_string(&mut self) -> Option<&'a [u8]> {
-        let start = self.i;
-        loop {
-            match self.next()? {
-                b'"' => return self.b.get(start..self.i - 1),
-                b'\\' => return None,
-                c if c < 0x20 => return None,
-                _ => {}
-            }
-        }
+        self.string_body(false)
     }
 
     /// A string value (after the opening quote): simple escapes allowed, `\u` is not.
     fn string(&mut self) -> Option<()> {
+        self.string_body(true).map(|_| ())
+    }
+
+    /// The raw content of a string whose opening quote was consumed, escapes allowed when
+    /// `escapes` (simple ones only, not `\u`).
+    ///
+    /// Strings are the only place the scanner accepts bytes that are not ASCII, so checking
+    /// that each string's content is UTF-8 checks the whole entry; ASCII-only content (the
+    /// common case) needs no check.
+    fn string_body(&mut self, escapes: bool) -> Option<&'a [u8]> {
+        let start = self.i;
+        let mut ascii = true;
         loop {
+            self.skip_plain();
             match self.next()? {
-                b'"' => return Some(()),
-                b'\\' => match self.next()? {
+                b'"' => break,
+                b'\\' if escapes => match self.next()? {
                     b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
                     _ => return None,
                 },
-                c if c < 0x20 => return None,
-                _ => {}
+                c if c >= 0x80 => ascii = false,
+                _ => return None,
             }
         }
+        let body = self.b.get(start..self.i - 1)?;
+        if !ascii {
+            std::str::from_utf8(body).ok()?;
+        }
+        Some(body)
     }
 
     /// An integer (first byte already consumed): `-?(0|[1-9][0-9]*)`, nothing after it that
@@ -190,8 +247,10 @@ fn category(name: &[u8]) -> Option<Category> {
 }
 
 /// The canonical-form scanner: `Some` only for entries serde_json accepts with this result.
+///
+/// The entry must be UTF-8 for serde_json; the scanner checks that string by string (see
+/// [`Scanner::string_body`]).
 fn canonical(b: &[u8]) -> Option<(Option<u64>, Category)> {
-    std::str::from_utf8(b).ok()?;
     let mut s = Scanner { b, i: 0 };
     if s.next()? != b'{' {
         return None;
@@ -322,6 +381,37 @@ mod tests {
             accepted > 1000,
             "the fast path accepted only {accepted} mutations"
         );
+    }
+
+    #[test]
+    fn plain_prefix_len_matches_the_bytewise_definition() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let alphabet = [
+            b'a', b'"', b'\\', 0x00, 0x1f, 0x20, 0x21, 0x7f, 0x80, 0xff, b'Z',
+        ];
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let s: Vec<u8> = (0..len)
+                .map(|_| {
+                    if next() % 4 == 0 {
+                        alphabet[(next() as usize) % alphabet.len()]
+                    } else {
+                        (next() % 256) as u8
+                    }
+                })
+                .collect();
+            let want = s
+                .iter()
+                .position(|&c| is_string_special(c))
+                .unwrap_or(s.len());
+            assert_eq!(plain_prefix_len(&s), want, "{s:?}");
+        }
     }
 
     #[test]

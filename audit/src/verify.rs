@@ -19,6 +19,7 @@
 //! Input is hostile (an attacker may have written any bytes); nothing here panics on it.
 
 use std::collections::BTreeMap;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use crate::checkpoint::SignedCheckpoint;
 use crate::event::{Category, Event};
@@ -370,39 +371,16 @@ fn verify_inner<S: LogStore + ?Sized>(
     let workers = std::thread::available_parallelism()
         .map_or(2, std::num::NonZeroUsize::get)
         .clamp(1, MAX_WORKERS);
-    // One thread reads entries from the store in chunks; each chunk's leaf hashes and entry
-    // heads are computed on all cores; this thread then walks the chunk in order.
+    // One thread reads entries from the store in batches and deals them round-robin to
+    // persistent hashing threads (leaf hashes and entry heads); this thread takes the results
+    // back in the same round-robin order, so batches arrive in sequence order, and walks them.
+    // Every channel is bounded, so at most a few batches are in memory.
     std::thread::scope(|scope| -> Result<(), StoreError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<EntryChunk>, StoreError>>(2);
-        scope.spawn(move || {
-            let mut batch = Vec::new();
-            let mut n = 0usize;
-            for item in store.entry_chunks(start, size) {
-                match item {
-                    Ok(c) => {
-                        n += c.records.len();
-                        batch.push(c);
-                        if n >= CHUNK {
-                            n = 0;
-                            if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                let _ = tx.send(Ok(batch));
-            }
-        });
-        'chunks: for batch in rx {
-            let batch = batch?;
+        let results = spawn_pipeline(scope, store, start, size, workers);
+        'chunks: for checked in OrderedResults::new(&results) {
+            let (batch, checked) = checked?;
             let chunk: Vec<(u64, &[u8])> = batch.iter().flat_map(EntryChunk::iter).collect();
-            let checked = check_entries(&chunk, workers);
+            let checked = checked.unwrap_or_else(|| check_all(&chunk));
             for ((seq, bytes), (leaf, head)) in chunk.iter().zip(checked) {
                 let seq = *seq;
                 if seq < expected {
@@ -550,6 +528,9 @@ fn verify_inner<S: LogStore + ?Sized>(
 /// Entries per chunk handed from the reader thread to the hashing threads.
 const CHUNK: usize = 2048;
 
+/// Batches queued per hashing thread, on each side of it.
+const PIPELINE_DEPTH: usize = 2;
+
 /// Most threads hashing entries.
 const MAX_WORKERS: usize = 8;
 
@@ -566,7 +547,9 @@ enum Head {
     Bad(String),
 }
 
+/// The leaf hash and head of one entry.
 fn check_entry(bytes: &[u8]) -> (Hash, Head) {
+    let leaf = leaf_hash(bytes);
     let head = match crate::entry_head::parse_head(bytes) {
         Ok((seq_field, category)) => Head::Ok {
             seq_field,
@@ -574,36 +557,131 @@ fn check_entry(bytes: &[u8]) -> (Hash, Head) {
         },
         Err(e) => Head::Bad(e),
     };
-    (leaf_hash(bytes), head)
+    (leaf, head)
 }
 
-/// Leaf hashes and heads of `chunk`, in order, computed on up to `workers` threads.
-fn check_entries(chunk: &[(u64, &[u8])], workers: usize) -> Vec<(Hash, Head)> {
-    let per = chunk.len().div_ceil(workers.max(1)).max(1);
-    if workers <= 1 || chunk.len() < 2 * per.min(512) {
-        return chunk.iter().map(|(_, b)| check_entry(b)).collect();
+/// A batch of store pages read in one go (about [`CHUNK`] entries).
+type Pages = Vec<EntryChunk>;
+
+/// What a hashing thread hands back for one batch: the pages and the leaf hash and head of
+/// every entry in them, in order (`None` if hashing failed unexpectedly; the walk then redoes
+/// it, so no entry goes unchecked), or the read error met instead of the batch.
+type Checked = Result<(Pages, Option<Vec<(Hash, Head)>>), StoreError>;
+
+/// Leaf hashes and heads of `chunk`, in order.
+fn check_all(chunk: &[(u64, &[u8])]) -> Vec<(Hash, Head)> {
+    chunk.iter().map(|(_, b)| check_entry(b)).collect()
+}
+
+/// Leaf hashes and heads of every entry of `pages`, in order; `None` if that panicked.
+fn check_pages(pages: &Pages) -> Option<Vec<(Hash, Head)>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pages
+            .iter()
+            .flat_map(EntryChunk::iter)
+            .map(|(_, b)| check_entry(b))
+            .collect()
+    }))
+    .ok()
+}
+
+/// Starts the reader thread and `workers` hashing threads on `from..to` and returns one
+/// result channel per hashing thread. Batch `i` goes to hashing thread `i % workers`, so
+/// reading the channels round-robin ([`OrderedResults`]) yields the batches in order.
+///
+/// Dropping the receivers stops the threads (their next send fails).
+fn spawn_pipeline<'scope, 'env, S: LogStore + ?Sized>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    store: &'env S,
+    from: u64,
+    to: u64,
+    workers: usize,
+) -> Vec<Receiver<Checked>> {
+    let mut jobs = Vec::with_capacity(workers);
+    let mut results = Vec::with_capacity(workers);
+    for _ in 0..workers.max(1) {
+        let (job_tx, job_rx) = sync_channel::<Result<Pages, StoreError>>(PIPELINE_DEPTH);
+        let (done_tx, done_rx) = sync_channel::<Checked>(PIPELINE_DEPTH);
+        scope.spawn(move || hash_batches(&job_rx, &done_tx));
+        jobs.push(job_tx);
+        results.push(done_rx);
     }
-    std::thread::scope(|scope| {
-        let mut parts = chunk.chunks(per);
-        let first = parts.next().unwrap_or_default();
-        let handles: Vec<_> = parts
-            .map(|part| {
-                let handle = scope
-                    .spawn(move || part.iter().map(|(_, b)| check_entry(b)).collect::<Vec<_>>());
-                (part, handle)
-            })
-            .collect();
-        let mut out: Vec<(Hash, Head)> = first.iter().map(|(_, b)| check_entry(b)).collect();
-        for (part, handle) in handles {
-            match handle.join() {
-                Ok(done) => out.extend(done),
-                // Hashing cannot panic on any input; should a thread die anyway, its part is
-                // redone here so no entry goes unchecked.
-                Err(_) => out.extend(part.iter().map(|(_, b)| check_entry(b))),
+    scope.spawn(move || read_batches(store, from, to, &jobs));
+    results
+}
+
+/// The reader thread: reads `from..to` in batches of about [`CHUNK`] entries and deals them
+/// round-robin to `jobs`. A read error is passed on in place of the next batch and ends it.
+fn read_batches<S: LogStore + ?Sized>(
+    store: &S,
+    from: u64,
+    to: u64,
+    jobs: &[SyncSender<Result<Pages, StoreError>>],
+) {
+    let mut next = jobs.iter().cycle();
+    let mut send = |batch: Result<Pages, StoreError>| -> bool {
+        next.next().is_some_and(|tx| tx.send(batch).is_ok())
+    };
+    let mut batch = Vec::new();
+    let mut n = 0usize;
+    for item in store.entry_chunks(from, to) {
+        match item {
+            Ok(c) => {
+                n += c.records.len();
+                batch.push(c);
+                if n >= CHUNK {
+                    n = 0;
+                    if !send(Ok(std::mem::take(&mut batch))) {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                send(Err(e));
+                return;
             }
         }
-        out
-    })
+    }
+    if !batch.is_empty() {
+        send(Ok(batch));
+    }
+}
+
+/// A hashing thread: checks every batch it is given and sends it back, until either side
+/// hangs up.
+fn hash_batches(jobs: &Receiver<Result<Pages, StoreError>>, done: &SyncSender<Checked>) {
+    for job in jobs {
+        let checked = job.map(|pages| {
+            let checked = check_pages(&pages);
+            (pages, checked)
+        });
+        if done.send(checked).is_err() {
+            return;
+        }
+    }
+}
+
+/// The hashing threads' results in batch order: round-robin over their channels, ending at the
+/// first channel that is closed and empty (the reader stopped before that batch).
+struct OrderedResults<'a> {
+    channels: &'a [Receiver<Checked>],
+    next: usize,
+}
+
+impl<'a> OrderedResults<'a> {
+    fn new(channels: &'a [Receiver<Checked>]) -> Self {
+        OrderedResults { channels, next: 0 }
+    }
+}
+
+impl Iterator for OrderedResults<'_> {
+    type Item = Checked;
+
+    fn next(&mut self) -> Option<Checked> {
+        let rx = self.channels.get(self.next % self.channels.len().max(1))?;
+        self.next += 1;
+        rx.recv().ok()
+    }
 }
 
 fn next_stored<I>(iter: &mut std::iter::Peekable<I>, seq: u64) -> Result<Option<Hash>, StoreError>
