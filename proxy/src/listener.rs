@@ -13,12 +13,18 @@ use std::time::{Duration, Instant};
 use portcullis_audit::{AuditSink, Category, Event, Outcome};
 use portcullis_auth::mtls::TlsIdentity;
 use portcullis_auth::{AuthFailure, FailureKind};
+use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::authn::ClientInfo;
 use crate::connection::{serve, ConnectionEnd, ConnectionStats, Shared, Target};
 use crate::tls::ServerTls;
+
+/// Size of the read buffer between a client's TLS socket and rustls. rustls asks for at
+/// most 4 KiB per read, so without it a 1 MiB produce request costs some 256 `read`
+/// system calls; through it, one per 64 KiB (the extra copy is far cheaper).
+const TLS_SOCKET_READ_BUFFER: usize = 64 * 1024;
 
 /// Everything an accept loop needs.
 #[derive(Clone)]
@@ -106,7 +112,8 @@ async fn handle_connection(
         Some(tls) => {
             let handshake = tokio::time::timeout(
                 ctx.shared.limits.handshake_timeout(),
-                tls.acceptor().accept(tcp),
+                tls.acceptor()
+                    .accept(BufReader::with_capacity(TLS_SOCKET_READ_BUFFER, tcp)),
             )
             .await;
             match handshake {

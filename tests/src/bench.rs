@@ -1,6 +1,11 @@
 //! Shared parts of the benchmark binaries (`bench`, `authz_bench`): argument parsing,
-//! produce/consume throughput, produce latency and the proxy's CPU cost, measured with
-//! librdkafka against any endpoint.
+//! produce/consume throughput, produce latency and CPU costs, measured with librdkafka
+//! against any endpoint.
+//!
+//! CPU is read from /proc for three parties, each a separate process: the middlebox (proxy
+//! or bare TLS terminator), the broker, and the bench process itself, in which librdkafka
+//! (the client, including its own TLS encryption) runs. Each is reported in CPU seconds per
+//! gigabyte of record payload moved.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -56,7 +61,61 @@ pub struct PathResult {
     pub consume_mb_s: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Middlebox (proxy, terminator) CPU over produce + consume, per GB moved.
     pub cpu_s_per_gb: Option<f64>,
+    /// Middlebox CPU over the produce phase alone, per GB produced.
+    pub produce_cpu_s_per_gb: Option<f64>,
+    /// The bench process's own CPU (the librdkafka client) over produce + consume, per GB.
+    pub client_cpu_s_per_gb: f64,
+    /// The broker's CPU over produce + consume, per GB moved.
+    pub broker_cpu_s_per_gb: Option<f64>,
+}
+
+/// The separate processes whose CPU a path run measures (the client is always measured:
+/// it is the bench process itself).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Watched {
+    /// The proxy or terminator between client and broker; `None` on the direct path.
+    pub middlebox: Option<u32>,
+    /// The broker the path ends at.
+    pub broker: Option<u32>,
+}
+
+/// CPU seconds of the watched processes at one moment.
+#[derive(Debug, Clone, Copy)]
+struct CpuSnapshot {
+    client: f64,
+    middlebox: Option<f64>,
+    broker: Option<f64>,
+}
+
+impl CpuSnapshot {
+    fn take(watched: Watched) -> Self {
+        Self {
+            client: cpu_seconds(std::process::id()),
+            middlebox: watched.middlebox.map(cpu_seconds),
+            broker: watched.broker.map(cpu_seconds),
+        }
+    }
+}
+
+/// CPU seconds per GB of each party between two snapshots.
+#[derive(Debug, Clone, Copy)]
+struct CpuPerGb {
+    client: f64,
+    middlebox: Option<f64>,
+    broker: Option<f64>,
+}
+
+impl CpuPerGb {
+    fn between(before: &CpuSnapshot, after: &CpuSnapshot, gb: f64) -> Self {
+        let per_gb = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (b - a) / gb);
+        Self {
+            client: (after.client - before.client) / gb,
+            middlebox: per_gb(before.middlebox, after.middlebox),
+            broker: per_gb(before.broker, after.broker),
+        }
+    }
 }
 
 impl PathResult {
@@ -76,12 +135,32 @@ impl PathResult {
             consume_mb_s: med(|r| r.consume_mb_s),
             p50_ms: med(|r| r.p50_ms),
             p99_ms: med(|r| r.p99_ms),
-            cpu_s_per_gb: runs
-                .iter()
-                .all(|r| r.cpu_s_per_gb.is_some())
-                .then(|| med(|r| r.cpu_s_per_gb.unwrap_or(0.0))),
+            cpu_s_per_gb: median_of_some(runs, |r| r.cpu_s_per_gb),
+            produce_cpu_s_per_gb: median_of_some(runs, |r| r.produce_cpu_s_per_gb),
+            client_cpu_s_per_gb: med(|r| r.client_cpu_s_per_gb),
+            broker_cpu_s_per_gb: median_of_some(runs, |r| r.broker_cpu_s_per_gb),
         }
     }
+}
+
+/// The median of an optional figure, `None` unless every run has it.
+fn median_of_some(runs: &[PathResult], f: fn(&PathResult) -> Option<f64>) -> Option<f64> {
+    let mut v: Vec<f64> = runs.iter().map(f).collect::<Option<_>>()?;
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Formats an optional CPU figure for the tables.
+pub fn cpu_cell(value: Option<f64>) -> String {
+    value.map_or("-".into(), |c| format!("{c:.2}"))
 }
 
 /// User + system CPU seconds of `pid` from /proc.
@@ -224,16 +303,34 @@ pub async fn produce_latency(ep: &Endpoint, topic: &str, args: &Args) -> (f64, f
     (pct(0.50), pct(0.99))
 }
 
+/// Runs the produce, consume and latency phases on `ep`, measuring the middlebox's CPU
+/// (when `proxy_pid` is given) and the client's.
 pub async fn run_path(
     name: &str,
     ep: &Endpoint,
     proxy_pid: Option<u32>,
     args: &Args,
 ) -> PathResult {
+    let watched = Watched {
+        middlebox: proxy_pid,
+        broker: None,
+    };
+    run_path_watched(name, ep, watched, args).await
+}
+
+/// Like [`run_path`], measuring the CPU of every process in `watched`.
+pub async fn run_path_watched(
+    name: &str,
+    ep: &Endpoint,
+    watched: Watched,
+    args: &Args,
+) -> PathResult {
     let topic = format!("bench-{name}-{}", std::process::id());
     create_topic(ep, &topic, 1).await;
-    let cpu_before = proxy_pid.map(cpu_seconds);
+    let payload_gb = (args.records * args.record_bytes) as f64 / 1e9;
+    let cpu_start = CpuSnapshot::take(watched);
     let produce_mb_s = produce_throughput(ep, &topic, args).await;
+    let cpu_produced = CpuSnapshot::take(watched);
     eprintln!("{name}: produce {produce_mb_s:.1} MB/s");
     let consume_ep = ep.clone();
     let consume_topic = topic.clone();
@@ -243,11 +340,11 @@ pub async fn run_path(
     })
     .await
     .expect("consume task");
+    let cpu_end = CpuSnapshot::take(watched);
     eprintln!("{name}: consume {consume_mb_s:.1} MB/s");
-    let cpu_s_per_gb = proxy_pid.zip(cpu_before).map(|(pid, before)| {
-        let moved_gb = 2.0 * (args.records * args.record_bytes) as f64 / 1e9;
-        (cpu_seconds(pid) - before) / moved_gb
-    });
+    let produce_cpu = CpuPerGb::between(&cpu_start, &cpu_produced, payload_gb);
+    let total_cpu = CpuPerGb::between(&cpu_start, &cpu_end, 2.0 * payload_gb);
+    eprintln!("{name}: CPU s/GB produce {produce_cpu:?}, produce+consume {total_cpu:?}");
     let latency_topic = format!("{topic}-latency");
     create_topic(ep, &latency_topic, 1).await;
     let (p50_ms, p99_ms) = produce_latency(ep, &latency_topic, args).await;
@@ -271,7 +368,10 @@ pub async fn run_path(
         consume_mb_s,
         p50_ms,
         p99_ms,
-        cpu_s_per_gb,
+        cpu_s_per_gb: total_cpu.middlebox,
+        produce_cpu_s_per_gb: produce_cpu.middlebox,
+        client_cpu_s_per_gb: total_cpu.client,
+        broker_cpu_s_per_gb: total_cpu.broker,
     }
 }
 

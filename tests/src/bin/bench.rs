@@ -4,25 +4,158 @@
 //! Run it through `scripts/bench.sh` (which builds the release proxy). Paths run in
 //! `--rounds` rounds (default 4) of alternating order, to cancel the broker's drift, and
 //! figures are medians. Phases, for each path
-//! (direct to the broker, through a plaintext proxy, through a TLS proxy):
+//! (direct to the broker, through a plaintext proxy, through a TLS proxy, and through a
+//! bare TLS terminator — see below):
 //! - produce throughput: `--records` records of `--record-bytes` bytes, acks=all;
 //! - consume throughput: the same records read back from the beginning;
 //! - produce latency: `--latency-samples` sequential single-record produces (acks=all);
-//! - proxy CPU: user+system CPU seconds of the proxy process over the throughput phases,
-//!   divided by the gigabytes it moved (produce + consume).
+//! - CPU: user+system CPU seconds over the throughput phases, divided by the gigabytes
+//!   moved (produce + consume), for the middlebox (proxy or terminator; also over the
+//!   produce phase alone), the broker, and the client: librdkafka runs inside this process,
+//!   so its own CPU (TLS encryption included) is this process's. Client, broker and
+//!   middlebox share the machine's cores, so a path's throughput follows their sum.
+//!
+//! The bare TLS terminator (`tls_terminator`, built beside this binary) is the reference
+//! for the TLS path: a TLS -> TCP byte forwarder with the proxy's TLS stack and no Kafka
+//! awareness, the floor any TLS-terminating proxy can reach here. Since it does not
+//! rewrite Metadata, it fronts a second broker started with the terminator's address as
+//! its advertised listener (the first broker must advertise itself for the direct path and
+//! the proxies); the bench checks that the terminator really carried the produced bytes.
 //!
 //! Then an optional soak (`--soak-secs`, 0 to skip) keeps producing through the plaintext
 //! proxy at a steady pace and samples its RSS every 10 seconds.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use portcullis_tests::bench::{parse_args, producer, ratio, rss_mib, run_path, Args, PathResult};
-use portcullis_tests::broker::Broker;
+use portcullis_tests::bench::{
+    cpu_cell, parse_args, producer, ratio, rss_mib, run_path_watched, Args, PathResult, Watched,
+};
+use portcullis_tests::broker::{tansu_binary, Broker};
 use portcullis_tests::endpoint::Endpoint;
 use portcullis_tests::kafka::create_topic;
+use portcullis_tests::process::ManagedChild;
 use portcullis_tests::proxy::{Proxy, ProxyOptions};
+use portcullis_tests::{ports, wire};
 use rdkafka::producer::FutureRecord;
+
+/// How long the second broker and the terminator may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The bare-TLS reference path: a broker that advertises the terminator's address, and the
+/// terminator in front of it. Both are killed when dropped.
+struct BareTls {
+    // Field order matters: the children are killed before their directory is removed.
+    terminator: ManagedChild,
+    broker: ManagedChild,
+    address: String,
+    ca: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl BareTls {
+    /// Starts the broker and the terminator, serving the TLS proxy's certificate (so the
+    /// same CA bundle is trusted on both TLS paths).
+    fn start(tls_proxy: &Proxy) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("portcullis-bare-tls-")
+            .tempdir()
+            .expect("temp dir");
+        let (broker_port, listen_port) = (ports::free_port(), ports::free_port());
+        let broker_addr = format!("127.0.0.1:{broker_port}");
+        let address = format!("127.0.0.1:{listen_port}");
+        let mut cmd = Command::new(tansu_binary());
+        cmd.current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .args(["broker", "--listener-url"])
+            .arg(format!("tcp://{broker_addr}"))
+            .arg("--advertised-listener-url")
+            .arg(format!("tcp://{address}"))
+            .args(["--storage-engine", "memory://tansu/"]);
+        let broker = ManagedChild::spawn("tansu", &mut cmd, &dir.path().join("tansu.log"));
+        wire::wait_until_answers(&broker_addr, Instant::now() + START_TIMEOUT, || {})
+            .unwrap_or_else(|e| panic!("second broker: {e}"));
+        let certs = tls_proxy.dir().join("certs");
+        let mut cmd = Command::new(terminator_binary());
+        cmd.args(["--listen", &address, "--upstream", &broker_addr, "--cert"])
+            .arg(certs.join("server.pem"))
+            .arg("--key")
+            .arg(certs.join("server.key"))
+            .arg("--stats")
+            .arg(dir.path().join("terminator.stats"));
+        let terminator = ManagedChild::spawn(
+            "tls_terminator",
+            &mut cmd,
+            &dir.path().join("terminator.log"),
+        );
+        wait_for_listener(&address);
+        Self {
+            terminator,
+            broker,
+            address,
+            ca: tls_proxy.ca_path().expect("TLS proxy CA").to_path_buf(),
+            dir,
+        }
+    }
+
+    /// Plaintext bytes the terminator has forwarded (to the broker, from the broker), as it
+    /// last published them (every 100 ms).
+    fn forwarded(&self) -> (u64, u64) {
+        let stats =
+            std::fs::read_to_string(self.dir.path().join("terminator.stats")).unwrap_or_default();
+        let mut numbers = stats.split_whitespace().map(|n| n.parse().unwrap_or(0));
+        (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+    }
+
+    /// Runs one path through the terminator, and checks that it carried at least the
+    /// produced and the consumed payload (the client did not go around it).
+    async fn run(&self, label: &str, watched: Watched, args: &Args) -> PathResult {
+        let (sent, received) = self.forwarded();
+        let result = run_path_watched(label, &self.endpoint(), watched, args).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (sent_after, received_after) = self.forwarded();
+        let (sent, received) = (sent_after - sent, received_after - received);
+        eprintln!(
+            "{label}: the terminator forwarded {sent} bytes to the broker, {received} from it"
+        );
+        let payload = (args.records * args.record_bytes) as u64;
+        assert!(
+            sent >= payload && received >= payload,
+            "{label}: the terminator carried less than the payload: the client went around it"
+        );
+        result
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            ca: Some(self.ca.clone()),
+            ..Endpoint::plaintext(self.address.clone())
+        }
+    }
+}
+
+/// `tls_terminator` beside this binary (`scripts/bench.sh` builds both).
+fn terminator_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let path = exe.with_file_name("tls_terminator");
+    assert!(
+        path.is_file(),
+        "{} not found: build it with `cargo build --release -p portcullis-tests --bins`",
+        path.display()
+    );
+    path
+}
+
+/// Waits until something accepts TCP connections on `address`.
+fn wait_for_listener(address: &str) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while std::net::TcpStream::connect(address).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {address}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 async fn soak(ep: &Endpoint, pid: u32, secs: u64, args: &Args) -> Vec<(u64, f64)> {
     let topic = format!("bench-soak-{}", std::process::id());
@@ -81,37 +214,61 @@ async fn main() {
         args.record_bytes,
         portcullis_tests::proxy::proxy_binary().display()
     );
+    let bare = BareTls::start(&tls);
     // The in-memory broker's speed drifts as it holds more data, so the paths run in
     // `--rounds` rounds of alternating order, and each figure is the median of its runs.
+    let watched = |middlebox: Option<u32>, broker: u32| Watched {
+        middlebox,
+        broker: Some(broker),
+    };
     let paths = [
-        ("direct", broker.endpoint(), None),
-        ("plaintext", plain.endpoint(), Some(plain.pid())),
-        ("tls", tls.endpoint(), Some(tls.pid())),
+        ("direct", broker.endpoint(), watched(None, broker.pid())),
+        (
+            "plaintext",
+            plain.endpoint(),
+            watched(Some(plain.pid()), broker.pid()),
+        ),
+        (
+            "tls",
+            tls.endpoint(),
+            watched(Some(tls.pid()), broker.pid()),
+        ),
+        (
+            "bare-tls",
+            bare.endpoint(),
+            watched(Some(bare.terminator.pid()), bare.broker.pid()),
+        ),
     ];
     let mut results: Vec<Vec<PathResult>> = vec![Vec::new(); paths.len()];
     for round in 0..args.rounds {
-        let order: Vec<usize> = if round % 2 == 0 {
-            vec![0, 1, 2]
-        } else {
-            vec![2, 1, 0]
-        };
+        let mut order: Vec<usize> = (0..paths.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
         for i in order {
-            let (name, ep, pid) = &paths[i];
+            let (name, ep, watched) = &paths[i];
             let label = format!("{name}-r{round}");
-            results[i].push(run_path(&label, ep, *pid, &args).await);
+            let result = if *name == "bare-tls" {
+                bare.run(&label, *watched, &args).await
+            } else {
+                run_path_watched(&label, ep, *watched, &args).await
+            };
+            results[i].push(result);
         }
     }
-    let [direct, proxied, proxied_tls] = [0, 1, 2].map(|i| PathResult::median(&results[i]));
+    let [direct, proxied, proxied_tls, bare_tls] =
+        [0, 1, 2, 3].map(|i| PathResult::median(&results[i]));
 
-    println!("| path | produce MB/s | ratio | consume MB/s | ratio | produce p50 ms | added | produce p99 ms | added | proxy CPU s/GB |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| path | produce MB/s | ratio | consume MB/s | ratio | produce p50 ms | added | produce p99 ms | added | middlebox CPU s/GB | middlebox CPU s/GB, produce only | client CPU s/GB | broker CPU s/GB |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (name, r) in [
         ("direct", &direct),
         ("proxy plaintext", &proxied),
         ("proxy TLS", &proxied_tls),
+        ("bare TLS terminator", &bare_tls),
     ] {
         println!(
-            "| {name} | {:.1} | {} | {:.1} | {} | {:.3} | {:+.3} | {:.3} | {:+.3} | {} |",
+            "| {name} | {:.1} | {} | {:.1} | {} | {:.3} | {:+.3} | {:.3} | {:+.3} | {} | {} | {:.2} | {} |",
             r.produce_mb_s,
             ratio(r.produce_mb_s, direct.produce_mb_s),
             r.consume_mb_s,
@@ -120,9 +277,18 @@ async fn main() {
             r.p50_ms - direct.p50_ms,
             r.p99_ms,
             r.p99_ms - direct.p99_ms,
-            r.cpu_s_per_gb.map_or("-".into(), |c| format!("{c:.2}")),
+            cpu_cell(r.cpu_s_per_gb),
+            cpu_cell(r.produce_cpu_s_per_gb),
+            r.client_cpu_s_per_gb,
+            cpu_cell(r.broker_cpu_s_per_gb),
         );
     }
+    println!();
+    println!(
+        "proxy TLS relative to the bare TLS terminator: produce {}, consume {}",
+        ratio(proxied_tls.produce_mb_s, bare_tls.produce_mb_s),
+        ratio(proxied_tls.consume_mb_s, bare_tls.consume_mb_s),
+    );
 
     if args.soak_secs > 0 {
         eprintln!("soak: {} s through the plaintext proxy", args.soak_secs);
