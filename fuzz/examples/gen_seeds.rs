@@ -18,9 +18,9 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use portcullis::api_table::{handling, proxy_versions, Handling};
-use portcullis::frame::build_frame;
-use portcullis::upstream::encode_request;
+use portcullis::pipeline::api_table::{handling, proxy_versions, Handling};
+use portcullis::codec::frame::build_frame;
+use portcullis::net::upstream::encode_request;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 

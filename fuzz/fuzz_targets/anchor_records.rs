@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use portcullis::kafka_anchor::decode_notes;
+use portcullis::audit::kafka_anchor::decode_notes;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&from, records)) = data.split_first() else {

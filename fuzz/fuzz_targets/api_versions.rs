@@ -13,8 +13,8 @@ use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use kafka_protocol::protocol::Decodable;
 use libfuzzer_sys::fuzz_target;
-use portcullis::api_table::proxy_versions;
-use portcullis::api_versions::{api_versions_response_frame, Negotiated};
+use portcullis::pipeline::api_table::proxy_versions;
+use portcullis::cluster::api_versions::{api_versions_response_frame, Negotiated};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&version_byte, body)) = data.split_first() else {

@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::frame::{FrameReader, LENGTH_PREFIX};
+use portcullis::codec::frame::{FrameReader, LENGTH_PREFIX};
 use tokio::io::{AsyncRead, ReadBuf};
 
 const MAX_FRAME: usize = 4096;

@@ -17,9 +17,9 @@ use std::sync::LazyLock;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 use libfuzzer_sys::fuzz_target;
-use portcullis::api_table::{handling, proxy_versions, Handling};
-use portcullis::header::{peek_request_header, produce_acks, RequestHeader};
-use portcullis::request_check::{check_record_batches, check_request};
+use portcullis::pipeline::api_table::{handling, proxy_versions, Handling};
+use portcullis::codec::header::{peek_request_header, produce_acks, RequestHeader};
+use portcullis::pipeline::validation::{check_record_batches, check_request};
 
 const MAX_RECORDS_PER_BATCH: usize = 1_000_000;
 

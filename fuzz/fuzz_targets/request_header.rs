@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::header::{peek_request_header, peek_response_header, produce_acks};
+use portcullis::codec::header::{peek_request_header, peek_response_header, produce_acks};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(header) = peek_request_header(data) {

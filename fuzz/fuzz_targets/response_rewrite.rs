@@ -25,9 +25,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::Decodable;
 use libfuzzer_sys::fuzz_target;
-use portcullis::address_rewrite::{rewrite_response, AddressMapper};
-use portcullis::api_table::proxy_versions;
-use portcullis::broker_map::BrokerMapError;
+use portcullis::pipeline::address_rewrite::{rewrite_response, AddressMapper};
+use portcullis::pipeline::api_table::proxy_versions;
+use portcullis::cluster::broker_map::BrokerMapError;
 
 const APIS: [ApiKey; 5] = [
     ApiKey::Metadata,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use portcullis::certs::{init_dev_certs, DevCertsRequest};
+use portcullis::cli::certs::{init_dev_certs, DevCertsRequest};
 use portcullis::config::{Config, LogFormat};
 use portcullis_auth::users::UsersCommand;
 
@@ -262,14 +262,14 @@ fn read_anchor_topic(
         anyhow::anyhow!("--anchor-topic needs --config FILE (the proxy's upstream settings)")
     })?;
     let config = Config::load_unvalidated(config)?;
-    portcullis::tls::install_crypto_provider();
-    let connector = portcullis::upstream::Connector::new(&config.upstream)?;
+    portcullis::net::tls::install_crypto_provider();
+    let connector = portcullis::net::upstream::Connector::new(&config.upstream)?;
     let timeout = Duration::from_secs(30);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let notes = runtime
-        .block_on(portcullis::kafka_anchor::read_topic(
+        .block_on(portcullis::audit::kafka_anchor::read_topic(
             &connector, topic, timeout,
         ))
         .map_err(|e| anyhow::anyhow!("anchor topic {topic}: {e}"))?;
@@ -358,23 +358,23 @@ fn check(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    portcullis::tls::install_crypto_provider();
+    portcullis::net::tls::install_crypto_provider();
     let mut problems = Vec::new();
     if let Some(tls) = &config.listener.tls {
         let client_certs = portcullis::server::client_cert_policy(&config.listener.auth);
         if let Err(e) =
-            portcullis::tls::ServerTls::load_with_client_certs(tls, client_certs.as_ref())
+            portcullis::net::tls::ServerTls::load_with_client_certs(tls, client_certs.as_ref())
         {
             problems.push(format!("listener.tls: {e}"));
         }
     }
     if let Some(sasl) = &config.upstream.sasl {
-        if let Err(e) = portcullis::upstream_sasl::UpstreamCredentials::from_config(sasl) {
+        if let Err(e) = portcullis::net::upstream_sasl::UpstreamCredentials::from_config(sasl) {
             problems.push(format!("{e:#}"));
         }
     }
     if let Some(tls) = &config.upstream.tls {
-        if let Err(e) = portcullis::tls::upstream_connector(tls) {
+        if let Err(e) = portcullis::net::tls::upstream_connector(tls) {
             problems.push(format!("upstream.tls: {e}"));
         }
     }

@@ -15,19 +15,19 @@ use portcullis_audit::{AuditLog, AuditSink, Category, Event, Outcome};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::admin_http::{self, AdminState};
-use crate::admin_token::AdminToken;
-use crate::auth_config::{ClientAuth, ListenerAuthConfig};
+use crate::admin::http::{self as admin_http, AdminState};
+use crate::admin::token::AdminToken;
+use crate::audit::kafka_anchor::KafkaAnchor;
 use crate::authn::AuthService;
-use crate::authz::AuthzService;
-use crate::broker_map::BrokerMap;
+use crate::cluster::broker_map::BrokerMap;
 use crate::cluster::{run_discovery, ClusterView};
+use crate::config::auth::{ClientAuth, ListenerAuthConfig};
 use crate::config::Config;
 use crate::connection::{Shared, Target};
-use crate::kafka_anchor::KafkaAnchor;
-use crate::listener::{accept_loop, ListenerContext};
-use crate::tls::{install_crypto_provider, ClientCertPolicy, ServerTls};
-use crate::upstream::Connector;
+use crate::net::listener::{accept_loop, ListenerContext};
+use crate::net::tls::{install_crypto_provider, ClientCertPolicy, ServerTls};
+use crate::net::upstream::Connector;
+use crate::pipeline::authz::AuthzService;
 
 /// Runs the proxy until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {

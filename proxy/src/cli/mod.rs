@@ -1,0 +1,3 @@
+//! Subcommands of the `portcullis` binary that are more than a call into a crate.
+
+pub mod certs;

@@ -1,0 +1,8 @@
+//! What the proxy knows about the upstream cluster: its brokers (and the proxy port each
+//! is given), the api versions every broker supports, and their discovery.
+
+pub mod api_versions;
+pub mod broker_map;
+mod discovery;
+
+pub use discovery::{run_discovery, ClusterView};

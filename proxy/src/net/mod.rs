@@ -1,0 +1,7 @@
+//! Sockets: client listeners, TLS on both sides, and upstream connections to brokers
+//! (with the proxy's own SASL credentials).
+
+pub mod listener;
+pub mod tls;
+pub mod upstream;
+pub mod upstream_sasl;
