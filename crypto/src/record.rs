@@ -10,8 +10,11 @@
 //!
 //! Each encrypted header value uses the same layout as a value (own nonce, same DEK), with
 //! associated data that also binds the header key and its occurrence number among headers
-//! with that key, so header values cannot be swapped between keys or reordered within a key,
-//! while a tool that adds or removes other headers does not break decryption.
+//! with that key, so header values cannot be swapped between keys or reordered within a key.
+//! Under `1h`, the encrypted header values are exactly the non-null ones *before* the marker:
+//! a tool that appends headers after the proxy wrote the record (the usual `Headers.add`)
+//! does not break decryption, and those appended headers are passed through in clear; a
+//! header inserted before the marker fails authentication (fail closed).
 
 use std::collections::HashMap;
 
@@ -137,8 +140,12 @@ impl Keyring {
         topic: &str,
         record: &mut RecordPayload,
     ) -> Result<(), CryptoError> {
-        let mut markers = record.headers.iter().filter(|h| h.key == MARKER_HEADER);
-        let marker = markers.next().ok_or(CryptoError::NotEncrypted)?;
+        let mut markers = record
+            .headers
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.key == MARKER_HEADER);
+        let (position, marker) = markers.next().ok_or(CryptoError::NotEncrypted)?;
         if markers.next().is_some() {
             return Err(FormatError::DuplicateMarker.into());
         }
@@ -154,14 +161,11 @@ impl Keyring {
             Some(v) => Some(self.open(topic, Part::Value, v)?),
             None => None,
         };
-        let others: Vec<Header> = record
-            .headers
-            .iter()
-            .filter(|h| h.key != MARKER_HEADER)
-            .cloned()
-            .collect();
-        let mut headers = Vec::with_capacity(others.len());
-        for (h, occurrence) in occurrences(&others) {
+        // Headers before the marker are the ones the proxy saw (encrypted under "1h");
+        // headers after it were appended later by other tools and are in clear.
+        let (sealed, appended) = record.headers.split_at(position);
+        let mut headers = Vec::with_capacity(record.headers.len() - 1);
+        for (h, occurrence) in occurrences(sealed) {
             let value = match (&h.value, with_headers) {
                 (Some(v), true) => Some(self.open(
                     topic,
@@ -178,6 +182,7 @@ impl Keyring {
                 value,
             });
         }
+        headers.extend(appended.iter().skip(1).cloned());
         record.value = value;
         record.headers = headers;
         Ok(())
