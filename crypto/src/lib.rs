@@ -4,7 +4,7 @@
 //! Produce and decrypts them on Fetch, so brokers and their disks only ever hold ciphertext.
 //! This crate owns everything about that except moving bytes: the cipher ([`aead`]), the key
 //! hierarchy (root key -> per-topic KEK versions -> DEKs, in [`keyring`]), the registry of
-//! wrapped keys ([`registry`]), and the record format ([`format`], [`record`]). It opens no
+//! wrapped keys ([`registry`]), and the record format ([`format`](mod@format), [`record`]). It opens no
 //! sockets and runs no async runtime; the only files it touches are the local root-key file
 //! ([`local_key_file`]) and the embedded registry ([`registry::SledStore`]).
 //!

@@ -337,3 +337,17 @@ fn concurrent_encryption_shares_one_dek_within_limits() {
     assert!(per_dek.values().all(|&n| n <= 100), "{per_dek:?}");
     assert_eq!(per_dek.len(), 4);
 }
+
+#[test]
+fn backends_are_interchangeable_for_stored_data() {
+    use portcullis_crypto::AeadBackend;
+    let store = Arc::new(MemoryStore::new());
+    let aws = Keyring::new(provider(7), store.clone(), DekLimits::default())
+        .with_backend(AeadBackend::AwsLc);
+    let sealed = aws.encrypt_value("t", b"same bytes").unwrap();
+    let rust = Keyring::new(provider(7), store, DekLimits::default())
+        .with_backend(AeadBackend::RustCrypto);
+    assert_eq!(rust.decrypt_value("t", &sealed).unwrap(), b"same bytes");
+    let back = rust.encrypt_value("t", b"back").unwrap();
+    assert_eq!(aws.decrypt_value("t", &back).unwrap(), b"back");
+}
