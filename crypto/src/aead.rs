@@ -163,20 +163,31 @@ impl AeadKey {
         match &self.prepared {
             Prepared::AwsLc(key) => {
                 let mut buf = sealed.to_vec();
-                let len = key
+                let opened = key
                     .open_in_place(
                         aws_lc_rs::aead::Nonce::assume_unique_for_key(*nonce),
                         aws_lc_rs::aead::Aad::from(aad),
                         &mut buf,
                     )
-                    .map_err(|_| AeadError::Authentication)?
-                    .len();
-                buf.truncate(len);
-                Ok(buf)
+                    .map(|plain| plain.len());
+                match opened {
+                    Ok(len) => {
+                        buf.truncate(len);
+                        Ok(buf)
+                    }
+                    Err(_) => {
+                        // AES-GCM may have decrypted in place before the tag check failed
+                        // (for a wrapped key with the wrong associated data, that is the
+                        // key): wipe it.
+                        zeroize::Zeroize::zeroize(&mut buf);
+                        Err(AeadError::Authentication)
+                    }
+                }
             }
             Prepared::RustCrypto(key) => {
                 let (ct, tag) = sealed.split_at(ct_len);
                 let mut buf = ct.to_vec();
+                // aes-gcm checks the tag before decrypting, so a failure leaves ciphertext.
                 key.decrypt_in_place_detached(nonce.into(), aad, &mut buf, tag.into())
                     .map_err(|_| AeadError::Authentication)?;
                 Ok(buf)

@@ -708,6 +708,29 @@ impl Keyring {
         Ok((deks, keks))
     }
 
+    /// Drops everything this keyring cached for `topic` and re-reads its state: call it
+    /// when another process changed the topic's keys (an admin command, a replicated
+    /// registry update). Afterwards a shredded topic is refused at once, and encryption
+    /// starts a new DEK (so a DEK retired elsewhere stops being used here).
+    ///
+    /// # Errors
+    ///
+    /// [`CryptoError::InvalidTopic`], or a registry failure (the caches are dropped anyway).
+    pub fn refresh_topic(&self, topic: &str) -> Result<(), CryptoError> {
+        topic_name::check(topic)?;
+        {
+            let mut caches = lock(&self.caches);
+            caches.forget_topic(topic);
+            caches.shredded.remove(topic);
+        }
+        if let Some(t) = self.registry.topic(topic)? {
+            if t.state == TopicState::Shredded {
+                let _shredded = self.note_shredded(topic);
+            }
+        }
+        Ok(())
+    }
+
     /// The id of the DEK this process currently encrypts `topic` with, if any.
     #[must_use]
     pub fn active_dek_id(&self, topic: &str) -> Option<DekId> {

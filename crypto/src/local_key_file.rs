@@ -14,7 +14,7 @@
 //! `SHA-256("portcullis root key id v1" || key)`, in hex: enough to tell root keys apart,
 //! useless for recovering one.
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use zeroize::{Zeroize as _, Zeroizing};
@@ -167,7 +167,10 @@ impl LocalKeyFile {
             path: path.to_owned(),
             source,
         };
-        let meta = std::fs::metadata(path).map_err(io)?;
+        // Check the permissions of the file actually opened, not of whatever the path
+        // names a moment earlier.
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
         if !meta.is_file() {
             return Err(KeyFileError::NotAFile {
                 path: path.to_owned(),
@@ -191,7 +194,8 @@ impl LocalKeyFile {
                 what: "file is far larger than a root key file",
             });
         }
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
+        let mut text = Zeroizing::new(String::with_capacity(128));
+        file.read_to_string(&mut text).map_err(io)?;
         let mut lines = text.lines();
         if lines.next() != Some(FILE_HEADER) {
             return Err(KeyFileError::BadHeader {

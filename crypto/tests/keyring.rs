@@ -351,3 +351,27 @@ fn backends_are_interchangeable_for_stored_data() {
     let back = rust.encrypt_value("t", b"back").unwrap();
     assert_eq!(aws.decrypt_value("t", &back).unwrap(), b"back");
 }
+
+#[test]
+fn refresh_picks_up_changes_made_by_another_process() {
+    let (serving, store) = memory_keyring();
+    let a = serving.encrypt_value("t", b"a").unwrap();
+    let active = serving.active_dek_id("t").unwrap();
+    // An admin process retires the serving process's DEK, then shreds another topic.
+    let admin = keyring(store);
+    admin.retire_dek("t", active).unwrap();
+    serving.refresh_topic("t").unwrap();
+    let b = serving.encrypt_value("t", b"b").unwrap();
+    assert_ne!(a[2..18], b[2..18]);
+    serving.encrypt_value("u", b"u").unwrap();
+    let u = serving.encrypt_value("u", b"u").unwrap();
+    admin.shred_topic("u").unwrap();
+    // Before the refresh the serving process still has the DEK cached; after, it refuses.
+    assert_eq!(serving.decrypt_value("u", &u).unwrap(), b"u");
+    serving.refresh_topic("u").unwrap();
+    assert!(matches!(
+        serving.decrypt_value("u", &u),
+        Err(CryptoError::Shredded { .. })
+    ));
+    assert_eq!(serving.decrypt_value("t", &a).unwrap(), b"a");
+}
