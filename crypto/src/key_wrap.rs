@@ -21,23 +21,42 @@ pub(crate) enum OpenError {
     Authentication,
 }
 
+/// Why a key could not be wrapped.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SealError {
+    /// No nonce: the OS generator failed.
+    Random(crate::RandomError),
+    /// The cipher refused (it does not for 32 bytes).
+    Cipher(crate::AeadError),
+}
+
+impl From<SealError> for crate::CryptoError {
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::Random(e) => Self::Random(e),
+            SealError::Cipher(e) => Self::Cipher(e),
+        }
+    }
+}
+
+impl From<SealError> for crate::ProviderError {
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::Random(e) => Self::Random(e),
+            SealError::Cipher(e) => Self::Backend(e.to_string()),
+        }
+    }
+}
+
 /// Wraps `key` under `wrapping` with a fresh random nonce.
-pub(crate) fn seal(
-    wrapping: &AeadKey,
-    aad: &[u8],
-    key: &SecretKey,
-) -> Result<Vec<u8>, crate::RandomError> {
-    let nonce: [u8; NONCE_LEN] = crate::random::array()?;
+pub(crate) fn seal(wrapping: &AeadKey, aad: &[u8], key: &SecretKey) -> Result<Vec<u8>, SealError> {
+    let nonce: [u8; NONCE_LEN] = crate::random::array().map_err(SealError::Random)?;
     let mut blob = Vec::with_capacity(BLOB_LEN);
     blob.push(BLOB_V1);
     blob.extend_from_slice(&nonce);
-    // Sealing 32 bytes cannot exceed GCM's size limit, so the backend never refuses.
-    if wrapping
+    wrapping
         .seal_append(&nonce, aad, key.expose(), &mut blob)
-        .is_err()
-    {
-        blob.clear();
-    }
+        .map_err(SealError::Cipher)?;
     Ok(blob)
 }
 

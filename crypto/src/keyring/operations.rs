@@ -121,11 +121,7 @@ impl Keyring {
         self.destroy_kek_locked(&record, version)
     }
 
-    fn destroy_kek_locked(
-        &self,
-        record: &TopicRecord,
-        version: u32,
-    ) -> Result<(), CryptoError> {
+    fn destroy_kek_locked(&self, record: &TopicRecord, version: u32) -> Result<(), CryptoError> {
         let topic = record.topic.as_str();
         if version == record.current_kek_version {
             return Err(CryptoError::KekIsCurrent {
