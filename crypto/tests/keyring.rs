@@ -375,3 +375,80 @@ fn refresh_picks_up_changes_made_by_another_process() {
     ));
     assert_eq!(serving.decrypt_value("t", &a).unwrap(), b"a");
 }
+
+#[test]
+fn ensure_topic_and_version_exhaustion() {
+    use portcullis_crypto::registry::{KeyRecord, TopicRecord};
+    let (ring, store) = memory_keyring();
+    assert_eq!(ring.ensure_topic("t").unwrap(), 1);
+    assert_eq!(ring.rotate_kek("t").unwrap(), 2);
+    assert_eq!(ring.ensure_topic("t").unwrap(), 2);
+    ring.registry()
+        .put(&KeyRecord::Topic(TopicRecord {
+            topic: "t".to_owned(),
+            current_kek_version: u32::MAX,
+            state: TopicState::Active,
+            updated_at: 0,
+        }))
+        .unwrap();
+    assert!(matches!(
+        ring.rotate_kek("t"),
+        Err(CryptoError::KekVersionsExhausted { .. })
+    ));
+    ring.shred_topic("t").unwrap();
+    assert!(matches!(
+        keyring(store).ensure_topic("t"),
+        Err(CryptoError::Shredded { .. })
+    ));
+}
+
+#[test]
+fn missing_kek_is_reported() {
+    use portcullis_crypto::registry::RecordKey;
+    let (ring, store) = memory_keyring();
+    let a = ring.encrypt_value("t", b"a").unwrap();
+    ring.registry()
+        .delete(&RecordKey::Kek {
+            topic: "t".to_owned(),
+            version: 1,
+        })
+        .unwrap();
+    assert!(matches!(
+        keyring(store).decrypt_value("t", &a),
+        Err(CryptoError::KekMissing { version: 1, .. })
+    ));
+}
+
+#[test]
+fn a_record_needing_more_nonces_than_a_dek_allows_is_refused() {
+    use portcullis_crypto::{Header, RecordOptions, RecordPayload};
+    let ring = Keyring::new(
+        provider(7),
+        Arc::new(MemoryStore::new()),
+        DekLimits::new(1, 3600).unwrap(),
+    );
+    let mut record = RecordPayload {
+        value: Some(b"v".to_vec()),
+        headers: vec![Header {
+            key: "h".to_owned(),
+            value: Some(b"x".to_vec()),
+        }],
+    };
+    let before = record.clone();
+    assert!(matches!(
+        ring.encrypt_record(
+            "t",
+            &mut record,
+            RecordOptions {
+                encrypt_headers: true
+            }
+        ),
+        Err(CryptoError::TooManyParts { parts: 2, limit: 1 })
+    ));
+    assert_eq!(record, before);
+    assert!(ring.registry().deks("t").unwrap().is_empty(), "no DEK made for it");
+    // One part per record still works, a new DEK each time.
+    let a = ring.encrypt_value("t", b"a").unwrap();
+    let b = ring.encrypt_value("t", b"b").unwrap();
+    assert_ne!(a[2..18], b[2..18]);
+}

@@ -234,6 +234,12 @@ impl Keyring {
     /// none or the current one reached a limit.
     pub(crate) fn reserve(&self, topic: &str, uses: u64) -> Result<Arc<ActiveDek>, CryptoError> {
         topic_name::check(topic)?;
+        if uses > self.limits.max_records() {
+            return Err(CryptoError::TooManyParts {
+                parts: uses,
+                limit: self.limits.max_records(),
+            });
+        }
         let now = (self.clock)();
         if let Some(dek) = self.try_active(topic, uses, now)? {
             return Ok(dek);
@@ -245,12 +251,8 @@ impl Keyring {
         }
         let retired = lock(&self.caches).active.remove(topic);
         let dek = Arc::new(self.create_dek(topic, now)?);
-        if !dek.try_reserve(uses, &self.limits, now) {
-            return Err(CryptoError::TooManyParts {
-                parts: uses,
-                limit: self.limits.max_records(),
-            });
-        }
+        // A fresh DEK has room for `uses` (checked above) and age 0.
+        let _reserved = dek.try_reserve(uses, &self.limits, now);
         lock(&self.caches)
             .active
             .insert(topic.to_owned(), Arc::clone(&dek));
