@@ -446,7 +446,10 @@ fn a_record_needing_more_nonces_than_a_dek_allows_is_refused() {
         Err(CryptoError::TooManyParts { parts: 2, limit: 1 })
     ));
     assert_eq!(record, before);
-    assert!(ring.registry().deks("t").unwrap().is_empty(), "no DEK made for it");
+    assert!(
+        ring.registry().deks("t").unwrap().is_empty(),
+        "no DEK made for it"
+    );
     // One part per record still works, a new DEK each time.
     let a = ring.encrypt_value("t", b"a").unwrap();
     let b = ring.encrypt_value("t", b"b").unwrap();
