@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use portcullis_crypto::{AeadBackend, AeadKey, SecretKey};
 
-const ROUNDS: usize = 7;
-const ROUND_TIME: Duration = Duration::from_millis(300);
+const ROUNDS: usize = 15;
+const ROUND_TIME: Duration = Duration::from_millis(200);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = SecretKey::random()?;
