@@ -177,7 +177,7 @@ impl Authorizer {
             .authorize(principal, roles, resource, name, op)
     }
 
-    /// Decides a request without the cache (for benchmarks and tests).
+    /// Decides a request without the cache (for benchmarks and tests): the rule index.
     pub fn authorize_uncached(
         &self,
         principal: &str,
@@ -202,8 +202,20 @@ impl Authorizer {
         op: Operation,
     ) -> Explanation {
         let policy = self.shared.current.load();
+        let decision = policy.decide(principal, roles, resource, name, op);
+        // casbin is the specification: say so loudly if the index ever disagrees with it.
+        if !policy.is_super_user(principal) {
+            match policy.casbin_allows(principal, roles, resource, name, op) {
+                Some(Ok(allowed)) if allowed != decision.allowed => tracing::error!(
+                    principal, %resource, name, %op, index = decision.allowed, casbin = allowed,
+                    "the rule index and casbin disagree; please report this"
+                ),
+                Some(Err(e)) => tracing::warn!(error = %e, "casbin could not check the decision"),
+                _ => {}
+            }
+        }
         Explanation {
-            decision: policy.decide(principal, roles, resource, name, op),
+            decision,
             matching: policy.matching(principal, roles, resource, name, op),
             request: format!("{principal} {op} {resource}:{name}"),
             subjects: policy.subjects(principal, roles),

@@ -90,7 +90,7 @@ pub fn check_dir(dir: &Path) -> Result<PolicySummary, Vec<PolicyError>> {
         rules: compiled.rules.len(),
         allow,
         deny: compiled.rules.len() - allow,
-        assignments: compiled.assignments.len(),
+        assignments: compiled.assignments.all().len(),
     })
 }
 
