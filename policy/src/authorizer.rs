@@ -246,7 +246,8 @@ impl Authorizer {
     /// Re-reads the directory. If it is valid the new policy replaces the old one
     /// atomically (with a fresh cache); otherwise the last good policy stays in force and
     /// the rejection is logged at warn with file and line. Blocking (it reads files and
-    /// compiles the policy: about 60 ms at 10,000 lines); from async code call it through
+    /// compiles the policy: about 60 ms at 10,000 lines, 0.5 to 0.9 s at 100,000, most of it
+    /// building the casbin enforcer); from async code call it through
     /// `tokio::task::spawn_blocking`.
     pub fn reload(&self) -> ReloadEvent {
         let mut last_seen = match self.shared.reload_lock.lock() {
