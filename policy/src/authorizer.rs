@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::compiled::{CompiledPolicy, Decision, DirSnapshot};
+use crate::compiled::{CompiledPolicy, Decision};
+use crate::dir_snapshot::DirSnapshot;
 use crate::error::PolicyError;
 use crate::resource::{Operation, ResourceType};
 

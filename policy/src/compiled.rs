@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use casbin::Enforcer;
 
 use crate::casbin_spec::{build_enforcer, casbin_allows};
-pub(crate) use crate::dir_snapshot::DirSnapshot;
+use crate::dir_snapshot::DirSnapshot;
 use crate::error::PolicyError;
 use crate::resource::{Operation, ResourceType};
 use crate::role_assignments::RoleAssignments;

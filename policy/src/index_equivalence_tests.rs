@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 
-use crate::compiled::{CompiledPolicy, DirSnapshot};
+use crate::compiled::CompiledPolicy;
+use crate::dir_snapshot::DirSnapshot;
 use crate::resource::{Operation, ResourceType};
 use crate::rules::{self, Effect, Pattern};
 
