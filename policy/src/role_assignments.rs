@@ -73,3 +73,53 @@ impl RoleAssignments {
         subjects
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The subjects as computed before `g` lines were indexed: a scan in file order.
+    fn scan(assignments: &[Assignment], principal: &str, roles: &[String]) -> Vec<String> {
+        let mut subjects = Vec::new();
+        if principal.starts_with("User:") && principal != "User:*" {
+            subjects.push(principal.to_string());
+        }
+        subjects.push("User:*".to_string());
+        for r in roles {
+            let s = format!("Role:{r}");
+            if !subjects.contains(&s) {
+                subjects.push(s);
+            }
+        }
+        for a in assignments {
+            if (a.principal == principal || a.principal == "User:*") && !subjects.contains(&a.role)
+            {
+                subjects.push(a.role.clone());
+            }
+        }
+        subjects
+    }
+
+    proptest! {
+        #[test]
+        fn same_subjects_in_the_same_order_as_a_scan(
+            lines in prop::collection::vec(("User:[ab*]", "Role:[xyz]"), 0..12),
+            principal in "User:[abc*]|Role:x",
+            roles in prop::collection::vec("[xyz]", 0..3),
+        ) {
+            let assignments: Vec<Assignment> = lines
+                .into_iter()
+                .map(|(principal, role)| Assignment { principal, role, origin: Arc::from("t") })
+                .collect();
+            let index = RoleAssignments::new(assignments.clone());
+            prop_assert_eq!(
+                index.subjects(&principal, &roles),
+                scan(&assignments, &principal, &roles)
+            );
+        }
+    }
+}
