@@ -6,7 +6,7 @@
 #   scripts/bench.sh                      # defaults: 200000 records/path, 4 rounds, 300 s soak
 #   scripts/bench.sh --records 50000 --soak-secs 0
 #   scripts/bench.sh --auth [--connections N]   # connection set-up cost per mechanism
-#   scripts/bench.sh --authz [--records N ...]  # authorization on vs off (10/1,000/10,000
+#   scripts/bench.sh --authz [--records N ...]  # authorization on vs off (10/1,000/10,000/100,000
 #                                               # policy lines), then the decision cost
 #
 # The default run also measures a bare TLS terminator (tls_terminator) as the reference for

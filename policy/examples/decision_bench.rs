@@ -1,5 +1,6 @@
-//! Decision cost at 10, 1,000 and 10,000 policy lines, uncached (casbin's linear scan plus
-//! the rule index) and cached. Run with
+//! Decision cost at 10, 1,000, 10,000 and 100,000 policy lines, uncached (the rule index)
+//! and cached, with the time to load and reload each policy (which includes building the
+//! casbin enforcer that specifies the index). Run with
 //! `cargo run --release -p portcullis-policy --example decision_bench`.
 
 use std::path::Path;
@@ -29,12 +30,19 @@ const OPS: [Operation; 4] = [
     Operation::DescribeConfigs,
 ];
 
+/// Teams in a policy of `lines` lines: 50 up to 10,000 lines, then one per 200 lines, so a
+/// large estate has more teams rather than more lines per team.
+fn teams(lines: usize) -> u64 {
+    (lines as u64 / 200).max(50)
+}
+
 /// A realistic-looking estate: per-team topic prefixes and groups, per-service literal
 /// topics, some denies.
 fn policy(lines: usize, rng: &mut Rng) -> String {
     let mut out = String::new();
+    let teams = teams(lines);
     for i in 0..lines {
-        let team = rng.below(50);
+        let team = rng.below(teams);
         let line = match i % 10 {
             0..=3 => format!(
                 "p, Role:team{team}, topic, team{team}.t{}, Write, allow",
@@ -44,12 +52,12 @@ fn policy(lines: usize, rng: &mut Rng) -> String {
             6 => format!("p, Role:team{team}, group, team{team}-*, Read, allow"),
             7 => format!(
                 "p, User:svc{}, topic, team{team}.t{}, Read, allow",
-                rng.below(500),
+                rng.below(teams * 10),
                 rng.below(100)
             ),
             8 => format!(
                 "p, User:svc{}, transactional_id, tx{}, Write, allow",
-                rng.below(500),
+                rng.below(teams * 10),
                 rng.below(100)
             ),
             _ => format!(
@@ -87,8 +95,8 @@ struct Request {
     op: Operation,
 }
 
-fn request(rng: &mut Rng) -> Request {
-    let team = rng.below(50);
+fn request(rng: &mut Rng, teams: u64) -> Request {
+    let team = rng.below(teams);
     let (resource, name) = match rng.below(10) {
         0 => (ResourceType::Group, format!("team{team}-consumer")),
         1 => (
@@ -101,8 +109,8 @@ fn request(rng: &mut Rng) -> Request {
         ),
     };
     Request {
-        principal: format!("User:svc{}", rng.below(500)),
-        roles: vec![format!("team{team}"), format!("team{}", rng.below(50))],
+        principal: format!("User:svc{}", rng.below(teams * 10)),
+        roles: vec![format!("team{team}"), format!("team{}", rng.below(teams))],
         resource,
         name,
         op: OPS[rng.below(OPS.len() as u64) as usize],
@@ -134,7 +142,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{:>7} | {:>8} | {:>10} {:>10} | {:>10} {:>10} | {:>7} | {:>9} {:>9}",
         "", "", "p50", "p99", "p50", "p99", "", "", ""
     );
-    for (lines, samples) in [(10usize, 20_000usize), (1_000, 3_000), (10_000, 400)] {
+    for (lines, samples) in [
+        (10usize, 20_000usize),
+        (1_000, 20_000),
+        (10_000, 20_000),
+        (100_000, 20_000),
+    ] {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ lines as u64);
         let dir =
             std::env::temp_dir().join(format!("portcullis-bench-{}-{lines}", std::process::id()));
@@ -148,7 +161,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let reloaded = auth.reload();
         let reload = t.elapsed();
         assert!(reloaded.accepted);
-        let requests: Vec<Request> = (0..samples).map(|_| request(&mut rng)).collect();
+        let requests: Vec<Request> = (0..samples)
+            .map(|_| request(&mut rng, teams(lines)))
+            .collect();
 
         let (uncached, allowed) = measure(samples, |i| {
             let r = &requests[i];

@@ -5,7 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::authorizer::{Authorizer, PolicyConfig};
-use crate::compiled::{CompiledPolicy, DirSnapshot};
+use crate::compiled::CompiledPolicy;
+use crate::dir_snapshot::DirSnapshot;
 use crate::error::PolicyError;
 use crate::resource::{Operation, ResourceType, CLUSTER_NAME};
 use crate::rules::Effect;
@@ -90,7 +91,7 @@ pub fn check_dir(dir: &Path) -> Result<PolicySummary, Vec<PolicyError>> {
         rules: compiled.rules.len(),
         allow,
         deny: compiled.rules.len() - allow,
-        assignments: compiled.assignments.len(),
+        assignments: compiled.assignments.all().len(),
     })
 }
 

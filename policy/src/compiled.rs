@@ -1,17 +1,22 @@
-//! One immutable, fully loaded policy generation: the casbin enforcer, Portcullis's own
-//! index of the same rules (with file:line), role assignments, and the decision cache.
+//! One immutable, fully loaded policy generation: the rules with file:line, the rule index
+//! that decides, the casbin enforcer that specifies (and cross-checks `explain`), the role
+//! assignments, and the decision cache.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
+use casbin::Enforcer;
 
+use crate::casbin_spec::{build_enforcer, casbin_allows};
+use crate::dir_snapshot::DirSnapshot;
 use crate::error::PolicyError;
 use crate::resource::{Operation, ResourceType};
-use crate::rules::{self, Assignment, Effect, ParsedFile, Rule};
+use crate::role_assignments::RoleAssignments;
+use crate::rule_index::{AllowScope, RuleIndex, Verdict};
+use crate::rules::{self, Effect, Rule};
 
 /// Decisions kept per generation before the cache is cleared.
 pub const CACHE_CAPACITY: usize = 100_000;
@@ -24,107 +29,6 @@ pub struct Decision {
     /// What decided: the rule with file:line, `super-user User:admin`,
     /// `default deny: no rule matched`, or why the name was refused.
     pub rule: Arc<str>,
-}
-
-/// The contents of a policy directory as read from disk, with a fingerprint of its bytes.
-pub(crate) struct DirSnapshot {
-    pub model_path: PathBuf,
-    pub model: Result<Vec<u8>, PolicyError>,
-    pub files: Vec<(PathBuf, Result<Vec<u8>, PolicyError>)>,
-}
-
-impl DirSnapshot {
-    /// Reads the model and every `*.csv` file.
-    pub fn read(dir: &Path) -> Result<DirSnapshot, PolicyError> {
-        let (model_path, paths) = rules::policy_files(dir)?;
-        let read = |p: &Path| {
-            std::fs::read(p).map_err(|e| PolicyError::Io {
-                path: p.to_path_buf(),
-                message: e.to_string(),
-            })
-        };
-        let model = read(&model_path);
-        let files = paths
-            .into_iter()
-            .map(|p| {
-                let bytes = read(&p);
-                (p, bytes)
-            })
-            .collect();
-        Ok(DirSnapshot {
-            model_path,
-            model,
-            files,
-        })
-    }
-
-    /// A hash over every file name and content: any edit, addition, removal or
-    /// replacement changes it.
-    pub fn fingerprint(&self) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.model_path.hash(&mut h);
-        format!("{:?}", self.model.as_ref().map(|b| b.len())).hash(&mut h);
-        if let Ok(b) = &self.model {
-            b.hash(&mut h);
-        }
-        for (p, bytes) in &self.files {
-            p.hash(&mut h);
-            match bytes {
-                Ok(b) => {
-                    0u8.hash(&mut h);
-                    b.hash(&mut h);
-                }
-                Err(e) => {
-                    1u8.hash(&mut h);
-                    e.to_string().hash(&mut h);
-                }
-            }
-        }
-        h.finish()
-    }
-
-    /// Parses everything, collecting every error.
-    pub fn parse(&self, dir: &Path) -> Result<(String, Vec<ParsedFile>), Vec<PolicyError>> {
-        let mut errors = Vec::new();
-        let model = match &self.model {
-            Ok(bytes) => match String::from_utf8(bytes.clone()) {
-                Ok(s) => Some(s),
-                Err(_) => {
-                    errors.push(PolicyError::Model {
-                        file: self.model_path.clone(),
-                        message: "not valid UTF-8".to_string(),
-                    });
-                    None
-                }
-            },
-            Err(e) => {
-                errors.push(PolicyError::Model {
-                    file: self.model_path.clone(),
-                    message: format!("cannot read the casbin model: {e}"),
-                });
-                None
-            }
-        };
-        if self.files.is_empty() {
-            errors.push(PolicyError::NoPolicies {
-                dir: dir.to_path_buf(),
-            });
-        }
-        let mut parsed = Vec::new();
-        for (path, bytes) in &self.files {
-            match bytes {
-                Ok(b) => match rules::parse_file(path, b) {
-                    Ok(p) => parsed.push(p),
-                    Err(e) => errors.extend(e),
-                },
-                Err(e) => errors.push(e.clone()),
-            }
-        }
-        match model {
-            Some(m) if errors.is_empty() => Ok((m, parsed)),
-            _ => Err(errors),
-        }
-    }
 }
 
 type CacheKey = (Box<str>, Box<[String]>, ResourceType, Box<str>, Operation);
@@ -147,77 +51,14 @@ pub(crate) struct CompiledPolicy {
     pub files: Vec<PathBuf>,
     pub fingerprint: u64,
     pub rules: Vec<Rule>,
-    pub assignments: Vec<Assignment>,
+    pub assignments: RoleAssignments,
+    index: RuleIndex,
     enforcer: Enforcer,
     super_user_reasons: HashMap<String, Arc<str>>,
     default_deny: Arc<str>,
     cache: RwLock<Cache>,
     cache_len: std::sync::atomic::AtomicUsize,
     hasher: RandomState,
-}
-
-/// The casbin request for one check: subjects, resource type, name, and the operations
-/// whose allow (resp. deny) rules apply.
-type CasbinRequest = (
-    Vec<String>,
-    &'static str,
-    String,
-    Vec<&'static str>,
-    Vec<&'static str>,
-);
-
-/// Builds a casbin enforcer from the model text and rules. casbin's constructors are async
-/// but do no I/O with a model string and a string adapter; they run on a private
-/// current-thread runtime on a scoped thread, so this works inside and outside tokio.
-fn build_enforcer(model_path: &Path, model: &str, rules: &[Rule]) -> Result<Enforcer, PolicyError> {
-    let model_err = |message: String| PolicyError::Model {
-        file: model_path.to_path_buf(),
-        message,
-    };
-    let mut seen = HashSet::new();
-    let mut text = String::new();
-    for r in rules {
-        let line = r.casbin_fields().join(", ");
-        if seen.insert(line.clone()) {
-            text.push_str("p, ");
-            text.push_str(&line);
-            text.push('\n');
-        }
-    }
-    let model = model.to_string();
-    let built = std::thread::scope(|s| {
-        s.spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .map_err(|e| format!("cannot start a runtime to build the enforcer: {e}"))?;
-            rt.block_on(async move {
-                let m = DefaultModel::from_str(&model)
-                    .await
-                    .map_err(|e| format!("invalid casbin model: {e}"))?;
-                Enforcer::new(m, StringAdapter::new(text))
-                    .await
-                    .map_err(|e| format!("casbin rejected the model or policy: {e}"))
-            })
-        })
-        .join()
-        .unwrap_or_else(|_| Err("casbin panicked while loading".to_string()))
-    });
-    let enforcer = built.map_err(model_err)?;
-    // The model must fit Portcullis's request shape; a probe enforce finds out now rather
-    // than on the first request.
-    let probe: CasbinRequest = (
-        vec!["User:probe".to_string()],
-        "topic",
-        "probe".to_string(),
-        vec!["Read"],
-        vec!["Read"],
-    );
-    enforcer.enforce(probe).map_err(|e| {
-        model_err(format!(
-            "the model does not fit `r = subs, rtype, obj, allow_ops, deny_ops` / `p = sub, rtype, obj, act, eft`: {e}"
-        ))
-    })?;
-    Ok(enforcer)
 }
 
 impl CompiledPolicy {
@@ -235,13 +76,22 @@ impl CompiledPolicy {
             rules.extend(p.rules);
             assignments.extend(p.assignments);
         }
+        if rules.len() > RuleIndex::MAX_RULES {
+            return Err(vec![PolicyError::Usage(format!(
+                "{} rules: at most {} are supported",
+                rules.len(),
+                RuleIndex::MAX_RULES
+            ))]);
+        }
         let enforcer = build_enforcer(&snapshot.model_path, &model, &rules).map_err(|e| vec![e])?;
+        let index = RuleIndex::build(&rules);
         Ok(CompiledPolicy {
             generation,
             files: snapshot.files.iter().map(|(p, _)| p.clone()).collect(),
             fingerprint: snapshot.fingerprint(),
             rules,
-            assignments,
+            assignments: RoleAssignments::new(assignments),
+            index,
             enforcer,
             super_user_reasons: super_users
                 .iter()
@@ -257,26 +107,7 @@ impl CompiledPolicy {
     /// The subjects a request speaks for: the principal, `User:*`, `Role:<r>` for every
     /// given role, and roles assigned by `g` lines to the principal or to `User:*`.
     pub fn subjects(&self, principal: &str, roles: &[String]) -> Vec<String> {
-        // A principal is always `User:...`; anything else (say a principal that reads
-        // `Role:admin`) must not pick up a role's rules, so it only counts as `User:*`.
-        let mut subjects = Vec::with_capacity(2 + roles.len());
-        if principal.starts_with("User:") && principal != "User:*" {
-            subjects.push(principal.to_string());
-        }
-        subjects.push("User:*".to_string());
-        for r in roles {
-            let s = format!("Role:{r}");
-            if !subjects.contains(&s) {
-                subjects.push(s);
-            }
-        }
-        for a in &self.assignments {
-            if (a.principal == principal || a.principal == "User:*") && !subjects.contains(&a.role)
-            {
-                subjects.push(a.role.clone());
-            }
-        }
-        subjects
+        self.assignments.subjects(principal, roles)
     }
 
     fn cache_hash(
@@ -351,8 +182,9 @@ impl CompiledPolicy {
         decision
     }
 
-    /// The uncached decision: super-users, then name validation, then casbin, with the
-    /// deciding rule looked up in the rule index.
+    /// The uncached decision: super-users, then the rule index. Deny rules apply to every
+    /// name; for names casbin could not match (see [`rules::valid_resource_name`]) only `*`
+    /// allow rules apply.
     pub fn decide(
         &self,
         principal: &str,
@@ -368,92 +200,72 @@ impl CompiledPolicy {
             };
         }
         let subjects = self.subjects(principal, roles);
-        if !rules::valid_resource_name(resource, name) {
-            return self.decide_invalid_name(&subjects, resource, name, op);
-        }
-        let request: CasbinRequest = (
-            subjects.clone(),
-            resource.as_str(),
-            name.to_string(),
-            op.allowed_by().iter().map(|o| o.as_str()).collect(),
-            op.denied_by().iter().map(|o| o.as_str()).collect(),
-        );
-        let allowed = match self.enforcer.enforce(request) {
-            Ok(allowed) => allowed,
-            Err(e) => {
-                tracing::error!(error = %e, principal, %resource, name, %op, "casbin enforce failed; denying");
-                return Decision {
-                    allowed: false,
-                    rule: Arc::from(format!("deny: policy engine error: {e}")),
-                };
-            }
+        let valid = rules::valid_resource_name(resource, name);
+        let scope = if valid {
+            AllowScope::Every
+        } else {
+            AllowScope::WildcardOnly
         };
-        let wanted = if allowed { Effect::Allow } else { Effect::Deny };
-        let deciding = self
-            .rules
-            .iter()
-            .find(|r| r.effect == wanted && r.matches(&subjects, resource, name, op));
-        match deciding {
-            Some(r) => Decision {
-                allowed,
-                rule: r.origin.clone(),
+        let verdict = self
+            .index
+            .decide(&subjects, resource, name.as_bytes(), op, scope);
+        let origin = |position: usize| match self.rules.get(position) {
+            Some(r) => r.origin.clone(),
+            None => Arc::from("rule index out of step with the rules"),
+        };
+        match verdict {
+            Verdict::Denied(p) => Decision {
+                allowed: false,
+                rule: origin(p),
             },
-            None if allowed => {
-                tracing::warn!(principal, %resource, name, %op, "casbin allowed but no indexed rule matches; check model.conf's matcher");
-                Decision {
-                    allowed,
-                    rule: Arc::from("allowed by the casbin matcher (no rule in the index matches)"),
-                }
-            }
-            None => Decision {
-                allowed,
+            Verdict::Allowed(p) if valid => Decision {
+                allowed: true,
+                rule: origin(p),
+            },
+            Verdict::Allowed(p) => Decision {
+                allowed: true,
+                rule: Arc::from(format!(
+                    "{} ({}: only `*` allow rules apply)",
+                    origin(p),
+                    invalid_name_kind(resource)
+                )),
+            },
+            Verdict::NoMatch if valid => Decision {
+                allowed: false,
                 rule: self.default_deny.clone(),
+            },
+            Verdict::NoMatch => Decision {
+                allowed: false,
+                rule: Arc::from(format!(
+                    "{}: only `*` allow rules apply and none matched",
+                    invalid_name_kind(resource)
+                )),
             },
         }
     }
 
-    /// Names casbin must not see (non-ASCII, control characters, bad topic names) are
-    /// matched only against `*` rules, in Portcullis's own code.
-    fn decide_invalid_name(
+    /// Whether `principal` is a configured super-user.
+    pub fn is_super_user(&self, principal: &str) -> bool {
+        self.super_user_reasons.contains_key(principal)
+    }
+
+    /// casbin's verdict on the request (subjects worked out as for [`Self::decide`]), or
+    /// `None` for a name casbin must not see. Super-users are not casbin's business.
+    pub fn casbin_allows(
         &self,
-        subjects: &[String],
+        principal: &str,
+        roles: &[String],
         resource: ResourceType,
         name: &str,
         op: Operation,
-    ) -> Decision {
-        let what = match resource {
-            ResourceType::Topic => "invalid topic name",
-            ResourceType::Group => "invalid group id",
-            ResourceType::TransactionalId => "invalid transactional id",
-            ResourceType::Cluster => "invalid cluster name",
-        };
-        let wildcard = |effect: Effect| {
-            self.rules.iter().find(|r| {
-                r.effect == effect
-                    && r.pattern == rules::Pattern::Any
-                    && r.matches(subjects, resource, name, op)
-            })
-        };
-        if let Some(r) = wildcard(Effect::Deny) {
-            return Decision {
-                allowed: false,
-                rule: r.origin.clone(),
-            };
-        }
-        if let Some(r) = wildcard(Effect::Allow) {
-            return Decision {
-                allowed: true,
-                rule: Arc::from(format!("{} ({what}: only `*` rules apply)", r.origin)),
-            };
-        }
-        Decision {
-            allowed: false,
-            rule: Arc::from(format!("{what}: only `*` rules apply and none matched")),
-        }
+    ) -> Option<Result<bool, String>> {
+        let subjects = self.subjects(principal, roles);
+        casbin_allows(&self.enforcer, &subjects, resource, name, op)
     }
 
     /// Every rule that matches the request (allow rules through Kafka's implications,
-    /// deny rules through `denied_by`), in file order.
+    /// deny rules through `denied_by`), in file order. A linear scan: for `explain`, not
+    /// for the request path.
     pub fn matching(
         &self,
         principal: &str,
@@ -467,7 +279,7 @@ impl CompiledPolicy {
         self.rules
             .iter()
             .filter(|r| {
-                (valid || r.pattern == rules::Pattern::Any)
+                (valid || r.effect == Effect::Deny || r.pattern == rules::Pattern::Any)
                     && r.matches(&subjects, resource, name, op)
             })
             .map(|r| r.origin.to_string())
@@ -477,5 +289,15 @@ impl CompiledPolicy {
     /// Decisions currently cached.
     pub fn cached(&self) -> usize {
         self.cache_len.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// How a name casbin could not match is described in a decision's reason.
+fn invalid_name_kind(resource: ResourceType) -> &'static str {
+    match resource {
+        ResourceType::Topic => "invalid topic name",
+        ResourceType::Group => "invalid group id",
+        ResourceType::TransactionalId => "invalid transactional id",
+        ResourceType::Cluster => "invalid cluster name",
     }
 }

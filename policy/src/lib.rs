@@ -3,15 +3,21 @@
 //!
 //! The policy engine loads a casbin model and CSV policy files from a directory
 //! (see `docs/authorization.md`), decides requests with deny-wins and Kafka's
-//! implications, caches decisions per policy generation, and swaps the whole compiled
-//! policy atomically on reload.
+//! implications through an index of the rules (casbin, loaded alongside, is the
+//! specification the index is property-tested against), caches decisions per policy
+//! generation, and swaps the whole compiled policy atomically on reload.
 
 pub mod api_acl;
 mod authorizer;
+mod casbin_spec;
 mod cli;
 mod compiled;
+mod dir_snapshot;
 mod error;
+mod prefix_set;
 pub mod resource;
+mod role_assignments;
+mod rule_index;
 pub mod rules;
 
 pub use authorizer::{Authorizer, Explanation, PolicyConfig, ReloadEvent};
@@ -20,5 +26,7 @@ pub use compiled::{Decision, CACHE_CAPACITY};
 pub use error::PolicyError;
 pub use resource::{Operation, ResourceType};
 
+#[cfg(test)]
+mod index_equivalence_tests;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
-//! Policy lines: parsing and validation with file:line, and the matching Portcullis applies
-//! itself (to name the deciding rule, to explain, and for names casbin must never see).
+//! Policy lines: parsing and validation with file:line, the rule-by-rule matching `explain`
+//! and the tests use, and which names casbin may be shown.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,8 @@ use crate::resource::{Operation, ResourceType, CLUSTER_NAME};
 
 /// Longest topic name Kafka accepts.
 pub const MAX_TOPIC_LEN: usize = 249;
-/// Longest group or transactional id handed to casbin; longer ids are only matched by `*`.
+/// Longest group or transactional id handed to casbin; longer ids are matched by every deny
+/// rule but only by `*` allow rules.
 pub const MAX_ID_LEN: usize = 1024;
 
 /// Allow or deny.
@@ -143,7 +144,8 @@ pub fn valid_topic_name(name: &str) -> bool {
 }
 
 /// Whether a resource name may be handed to casbin: topics as [`valid_topic_name`], other
-/// names printable ASCII (space included), 1 to [`MAX_ID_LEN`] bytes.
+/// names printable ASCII (space included), 1 to [`MAX_ID_LEN`] bytes. Other names are
+/// decided by the rule index alone: every deny rule applies to them, only `*` allows do.
 pub fn valid_resource_name(resource: ResourceType, name: &str) -> bool {
     match resource {
         ResourceType::Topic => valid_topic_name(name),

@@ -709,3 +709,61 @@ fn authorizer_is_send_sync_and_clone() {
     check::<ReloadEvent>();
     check::<PolicyError>();
 }
+
+/// Finding: group and transactional ids that are not printable ASCII, or longer than 1,024
+/// bytes, used to be matched only against `*` rules, so a prefix or literal deny was skipped
+/// and a `*` allow won. Deny rules now apply to every name; allows other than `*` still do
+/// not apply to names casbin could not match (fail closed).
+#[test]
+fn deny_rules_apply_to_names_casbin_cannot_match() {
+    let (_d, a) = setup(
+        "p, User:*, group, *, All, allow\n\
+         p, User:*, group, secret*, Read, deny\n\
+         p, User:*, group, exact, All, deny\n\
+         p, User:*, transactional_id, *, Write, allow\n\
+         p, User:*, transactional_id, pay*, All, deny\n\
+         p, Role:admin, topic, *, All, allow\n\
+         p, User:*, topic, __portcullis*, All, deny\n",
+        &[],
+    );
+    let long = format!("secret-{}", "x".repeat(2_000));
+    for name in [
+        "secret-é",
+        "secret\n",
+        "secret\u{0}",
+        "secret日本",
+        long.as_str(),
+    ] {
+        let d = a.authorize("User:x", &[], Group, name, Read);
+        assert!(!d.allowed, "{name:?}: {}", d.rule);
+        assert!(d.rule.contains("policy.csv:2:"), "{}", d.rule);
+        assert!(!allowed(&a, "User:x", &[], Group, name, Read), "{name:?}");
+        // The deny is of Read only; Describe stays allowed by `*`.
+        assert!(
+            allowed(&a, "User:x", &[], Group, name, Describe),
+            "{name:?}"
+        );
+    }
+    assert!(!allowed(&a, "User:x", &[], Group, "exact", Read));
+    let long_tx = format!("pay{}", "\u{7f}".repeat(1_100));
+    for name in ["payé", "pay\t1", long_tx.as_str()] {
+        let d = a.authorize("User:x", &[], TransactionalId, name, Write);
+        assert!(!d.allowed, "{name:?}: {}", d.rule);
+        assert!(d.rule.contains("policy.csv:5:"), "{}", d.rule);
+    }
+    assert!(allowed(&a, "User:x", &[], TransactionalId, "tx-é", Write));
+    for name in ["__portcullisé", "__portcullis anchor"] {
+        assert!(
+            !allowed(&a, "User:x", &["admin"], Topic, name, Read),
+            "{name:?}"
+        );
+    }
+    assert!(allowed(&a, "User:x", &["admin"], Topic, "ordérs", Read));
+    let e = a.explain("User:x", &[], Group, "secret-é", Read);
+    assert!(!e.decision.allowed);
+    assert!(
+        e.matching.iter().any(|m| m.contains("policy.csv:2:")),
+        "{:?}",
+        e.matching
+    );
+}

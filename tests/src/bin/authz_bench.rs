@@ -1,8 +1,8 @@
 //! `authz_bench`: what authorization costs on the data path.
 //!
 //! One broker, SCRAM-authenticated proxies in front of it: one without `[authorization]`
-//! and one each with a policy of 10, 1,000 and 10,000 lines (the bench principal's grants
-//! come last, after rules for other teams). Each path produces and consumes `--records`
+//! and one each with a policy of 10, 1,000, 10,000 and 100,000 lines (the bench
+//! principal's grants come last, after rules for other teams). Each path produces and consumes `--records`
 //! records of `--record-bytes` bytes and measures produce latency, in `--rounds` rounds of
 //! alternating order; figures are medians and ratios are against the proxy without
 //! authorization measured in the same run. Run it through `scripts/bench.sh --authz`.
@@ -67,7 +67,7 @@ async fn main() {
         )
     };
     let mut proxies = vec![("authorization off".to_string(), start(String::new()))];
-    for lines in [10, 1_000, 10_000] {
+    for lines in [10, 1_000, 10_000, 100_000] {
         let dir = policy_dir(scratch.path(), lines);
         let authz = format!(
             "\n[authorization]\npolicy_dir = {}\n",
