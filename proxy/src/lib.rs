@@ -20,6 +20,7 @@ pub mod authz_response;
 pub mod broker_map;
 pub mod certs;
 pub mod cluster;
+pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod frame;
