@@ -168,7 +168,7 @@ fn note_response(api: ApiKey, version: i16, body: &mut Bytes, recorder: &Mutex<R
                 }
             }
         }
-        ApiKey::Fetch => match FetchResponse::decode(body, version) {
+        ApiKey::Fetch => match decode_fetch(body, version) {
             Ok(f) => {
                 let mut rec = recorder.lock().unwrap();
                 for t in &f.responses {
@@ -184,6 +184,27 @@ fn note_response(api: ApiKey, version: i16, body: &mut Bytes, recorder: &Mutex<R
         },
         _ => {}
     }
+}
+
+/// Decodes a Fetch response body. tansu 0.6.0 writes the top-level tagged field 0
+/// (NodeEndpoints, defined from v16 on) in older versions too, which kafka-protocol refuses;
+/// then the body is decoded again with the shortest tail replaced by an empty tagged-field
+/// section that makes it decode (the records fields come before that tail).
+fn decode_fetch(body: &mut Bytes, version: i16) -> anyhow::Result<FetchResponse> {
+    let original = body.clone();
+    let first = match FetchResponse::decode(body, version) {
+        Ok(f) => return Ok(f),
+        Err(e) => e,
+    };
+    for cut in 1..original.len().min(64 * 1024) {
+        let mut trimmed = original[..original.len() - cut].to_vec();
+        trimmed.push(0);
+        if let Ok(f) = FetchResponse::decode(&mut Bytes::from(trimmed), version) {
+            eprintln!("fetch v{version}: dropped {cut} bytes of top-level tagged fields");
+            return Ok(f);
+        }
+    }
+    Err(first)
 }
 
 #[tokio::main]

@@ -10,10 +10,14 @@ responses' `records` fields to files named after the topic. One run = one scenar
 
 It creates the topic, produces two rounds of awkward records (null and empty keys and
 values, duplicate header keys in order, binary bytes) with a flush between rounds so the
-log holds several adjacent batches with equal properties; a transactional run commits the
-first round and aborts an extra one, so the log also holds COMMIT and ABORT control
-batches. Then it reads the topic from the beginning (the Fetch responses are what the
-relay records) and prints one JSON line with the client and library versions.
+log holds several adjacent batches with equal properties. A transactional run produces
+both rounds in one transaction and commits it, then aborts an extra one, so that a broker with
+EndTxn support writes COMMIT and ABORT control batches. tansu 0.6.0 has no EndTxn: there
+the commit fails, the records stay in the open transaction, and the run carries on
+(the transactional Produce batches are still captured; "commit": "unsupported" in the
+output says so). Then it reads the topic from the beginning, read_uncommitted (the Fetch
+responses are what the relay records), and prints one JSON line with the client and library
+versions.
 
 kafka-python needs python-snappy, lz4 and zstandard for its codecs; the capture script
 installs them in its own virtualenv.
@@ -61,25 +65,30 @@ def run_confluent(args):
     else:
         conf["transactional.id"] = f"tx-{args.topic}"
     p = Producer(conf)
+    commit = None
     if args.mode == "transactional":
         p.init_transactions(30)
+        p.begin_transaction()
     for r in range(ROUNDS):
-        if args.mode == "transactional":
-            p.begin_transaction()
         for key, value, headers in records(r):
             p.produce(args.topic, key=key, value=value, headers=headers, partition=0)
-        if args.mode == "transactional":
-            p.commit_transaction(30)
-        else:
-            assert p.flush(30) == 0
+        assert p.flush(30) == 0
     if args.mode == "transactional":
+        try:
+            p.commit_transaction(30)
+        except confluent_kafka.KafkaException as e:
+            if e.args[0].code() != confluent_kafka.KafkaError._UNSUPPORTED_FEATURE:
+                raise
+            commit = "unsupported"
+    if args.mode == "transactional" and commit is None:
         p.begin_transaction()
         p.produce(args.topic, key=b"aborted", value=b"never visible", partition=0)
         p.flush(30)
         p.abort_transaction(30)
+        commit = "committed"
     expected = ROUNDS * PER_ROUND
     c = Consumer(dict(base, **{"group.id": f"g-{args.topic}", "auto.offset.reset": "earliest",
-                               "enable.auto.commit": False, "isolation.level": "read_committed"}))
+                               "enable.auto.commit": False, "isolation.level": "read_uncommitted"}))
     c.subscribe([args.topic])
     got, deadline = 0, time.time() + 30
     while got < expected and time.time() < deadline:
@@ -89,12 +98,13 @@ def run_confluent(args):
     c.close()
     if got < expected:
         sys.exit(f"read {got} of {expected} records")
-    return {"client": "confluent-kafka", "version": confluent_kafka.version()[0],
-            "librdkafka": confluent_kafka.libversion()[0]}
+    return {"client": "confluent-kafka", "version": confluent_kafka.__version__,
+            "librdkafka": confluent_kafka.libversion()[0], "commit": commit}
 
 
 def run_kafka_python(args):
     import kafka
+    import kafka.errors
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -111,29 +121,32 @@ def run_kafka_python(args):
     else:
         conf.update(transactional_id=f"tx-{args.topic}", enable_idempotence=True, acks="all")
     p = KafkaProducer(**conf)
+    commit = None
     if args.mode == "transactional":
         p.init_transactions()
+        p.begin_transaction()
     for r in range(ROUNDS):
-        if args.mode == "transactional":
-            p.begin_transaction()
         futures = [p.send(args.topic, key=k, value=v, headers=h, partition=0)
                    for k, v, h in records(r)]
-        if args.mode == "transactional":
-            p.commit_transaction()
-        else:
-            p.flush(30)
+        p.flush(30)
         for f in futures:
             f.get(30)
     if args.mode == "transactional":
+        try:
+            p.commit_transaction()
+        except kafka.errors.IncompatibleBrokerVersion:
+            commit = "unsupported"
+    if args.mode == "transactional" and commit is None:
         p.begin_transaction()
         p.send(args.topic, key=b"aborted", value=b"never visible", partition=0)
         p.flush(30)
         p.abort_transaction()
-    p.close(10)
+        commit = "committed"
+    p.close(1)
     expected = ROUNDS * PER_ROUND
     c = KafkaConsumer(args.topic, bootstrap_servers=args.bootstrap, group_id=f"g-{args.topic}",
                       auto_offset_reset="earliest", enable_auto_commit=False,
-                      isolation_level="read_committed", consumer_timeout_ms=30000)
+                      isolation_level="read_uncommitted", consumer_timeout_ms=30000)
     got = 0
     for _ in c:
         got += 1
@@ -142,7 +155,7 @@ def run_kafka_python(args):
     c.close()
     if got < expected:
         sys.exit(f"read {got} of {expected} records")
-    return {"client": "kafka-python", "version": kafka.__version__}
+    return {"client": "kafka-python", "version": kafka.__version__, "commit": commit}
 
 
 def main():

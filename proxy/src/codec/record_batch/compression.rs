@@ -14,8 +14,8 @@ use super::error::CodecError;
 use super::header::Compression;
 
 /// How a snappy payload is framed. Java clients and kafka-python write the xerial
-/// (snappy-java) block framing; librdkafka writes it too when producing, and every
-/// Kafka reader accepts a bare snappy block as well.
+/// (snappy-java) block framing; librdkafka (2.16) writes one bare snappy block. Kafka
+/// readers accept both, and a re-encoded batch keeps the framing it came with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum SnappyFraming {
     /// snappy-java's `SnappyOutputStream` format: a 16-byte header, then blocks of at most
