@@ -34,7 +34,7 @@ CODECS="${CODECS:-none gzip snappy lz4 zstd}"
 if [[ ! -x "$CAPTURE_VENV/bin/python" ]]; then
     python3 -m venv "$CAPTURE_VENV"
     "$CAPTURE_VENV/bin/pip" install -q kafka-python==3.0.12 confluent-kafka==2.16.1 \
-        python-snappy lz4 zstandard
+        python-snappy==0.7.3 lz4==4.4.5 zstandard==0.25.0
 fi
 PY="$CAPTURE_VENV/bin/python"
 
@@ -95,7 +95,7 @@ done
 rm -f "$OUT"/*.bin
 cp "$WORK"/captured/*.bin "$OUT"/
 {
-    echo "captured $(date -u +%Y-%m-%dT%H:%MZ) with tansu $("$TANSU" --version 2>/dev/null || echo 0.6.0)"
+    echo "captured $(date -u +%Y-%m-%dT%H:%MZ) with $("$TANSU" --version 2>/dev/null || echo tansu 0.6.0)"
     "$PY" -c 'import sys, json; seen = {}
 for line in sys.stdin:
     d = json.loads(line); d.pop("topic"); d.pop("mode"); d.pop("codec")
