@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::codec::record_batch::{
     encode_records, rewrite_batches, split_batches, BatchEdit, BatchHeader, BatchPiece, CodecError,
-    Compression,
+    Compression, DecodedBatch,
 };
 
 const CAP: usize = 64 << 20;
@@ -70,6 +70,7 @@ fn golden_batches_round_trip() {
             if codec == Compression::Snappy {
                 seen.insert(format!("snappy {:?}", decoded.snappy_framing));
             }
+            agrees_with_kafka_protocol(name, raw.bytes(), &decoded);
             let reencoded = decoded.to_bytes().unwrap();
             if codec == Compression::None {
                 assert_eq!(&reencoded, raw.bytes(), "{name}: {kind} batch re-encoded");
@@ -134,5 +135,47 @@ fn golden_batches_round_trip() {
             seen.contains(wanted),
             "no golden batch shows {wanted}: {seen:?}"
         );
+    }
+}
+
+/// kafka-protocol's decoder, a second implementation, reads the same records (it collapses
+/// duplicate header keys, so headers are compared by their last value per key).
+fn agrees_with_kafka_protocol(name: &str, batch: &Bytes, ours: &DecodedBatch) {
+    let theirs = kafka_protocol::records::RecordBatchDecoder::decode(&mut batch.clone())
+        .unwrap_or_else(|e| panic!("{name}: kafka-protocol: {e}"));
+    assert_eq!(theirs.records.len(), ours.records.len(), "{name}");
+    for (t, o) in theirs.records.iter().zip(&ours.records) {
+        assert_eq!(
+            t.offset,
+            ours.header.record_offset(o.offset_delta),
+            "{name}"
+        );
+        assert_eq!(
+            t.timestamp,
+            ours.header.record_timestamp(o.timestamp_delta),
+            "{name}"
+        );
+        assert_eq!((&t.key, &t.value), (&o.key, &o.value), "{name}");
+        assert_eq!(t.producer_id, ours.header.producer_id, "{name}");
+        assert_eq!(
+            t.transactional,
+            ours.header.attributes.is_transactional(),
+            "{name}"
+        );
+        for h in &o.headers {
+            let last = o
+                .headers
+                .iter()
+                .rev()
+                .find(|x| x.key == h.key)
+                .map(|x| &x.value);
+            let key = std::str::from_utf8(&h.key).unwrap();
+            let theirs = t
+                .headers
+                .iter()
+                .find(|(k, _)| k.as_str() == key)
+                .map(|(_, v)| v);
+            assert_eq!(theirs, last, "{name}: header {key}");
+        }
     }
 }
