@@ -213,14 +213,14 @@ impl Stage for AddressRewrite {
 mod tests {
     use super::*;
     use kafka_protocol::messages::find_coordinator_response::Coordinator;
+    use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+    use kafka_protocol::messages::produce_response::NodeEndpoint;
+    use kafka_protocol::messages::BrokerId;
     use kafka_protocol::messages::{
         DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
         ProduceResponse,
     };
     use kafka_protocol::protocol::{Decodable, Encodable};
-    use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
-    use kafka_protocol::messages::produce_response::NodeEndpoint;
-    use kafka_protocol::messages::BrokerId;
     use std::cell::RefCell;
 
     /// Maps node N to proxy:1000+N and remembers what it saw.
