@@ -197,6 +197,36 @@ pub fn apply_fix(
 
 /// Applies `fix` to a decoded response. A fix for another api changes nothing.
 pub fn fix_response(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut dyn Permissions) {
+    match fix {
+        ResponseFix::Produce(_)
+        | ResponseFix::Fetch(_)
+        | ResponseFix::ListOffsets(_)
+        | ResponseFix::OffsetForLeaderEpoch(_)
+        | ResponseFix::DeleteRecords(_) => fix_partition_data(fix, response),
+        ResponseFix::Metadata { .. } | ResponseFix::DescribeCluster => {
+            fix_cluster_view(fix, response, perms)
+        }
+        ResponseFix::OffsetCommit(_)
+        | ResponseFix::OffsetFetch(_)
+        | ResponseFix::OffsetFetchAll
+        | ResponseFix::FindCoordinator { .. }
+        | ResponseFix::DescribeGroups { .. }
+        | ResponseFix::ListGroups
+        | ResponseFix::TxnOffsetCommit(_)
+        | ResponseFix::OffsetDelete(_)
+        | ResponseFix::DeleteGroups(_) => fix_group_response(fix, response, perms),
+        ResponseFix::CreateTopics(_)
+        | ResponseFix::DeleteTopics(_)
+        | ResponseFix::CreatePartitions(_)
+        | ResponseFix::DescribeConfigs(_)
+        | ResponseFix::AlterConfigs(_)
+        | ResponseFix::IncrementalAlterConfigs(_) => fix_admin_response(fix, response),
+    }
+}
+
+/// Produce, Fetch, ListOffsets, OffsetForLeaderEpoch and DeleteRecords: denied partitions
+/// come back with their error.
+fn fix_partition_data(fix: &ResponseFix, response: &mut ResponseKind) {
     match (fix, response) {
         (ResponseFix::Produce(denied), ResponseKind::Produce(r)) => {
             r.responses.extend(produce_topics(
@@ -207,6 +237,25 @@ pub fn fix_response(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut 
         (ResponseFix::Fetch(denied), ResponseKind::Fetch(r)) => {
             r.responses.extend(fetch_topics(denied));
         }
+        (ResponseFix::ListOffsets(denied), ResponseKind::ListOffsets(r)) => {
+            r.topics.extend(list_offsets_topics(denied));
+        }
+        (ResponseFix::OffsetForLeaderEpoch(denied), ResponseKind::OffsetForLeaderEpoch(r)) => {
+            r.topics.extend(epoch_topics(
+                denied,
+                ResponseError::TopicAuthorizationFailed.code(),
+            ));
+        }
+        (ResponseFix::DeleteRecords(denied), ResponseKind::DeleteRecords(r)) => {
+            r.topics.extend(delete_records_topics(denied));
+        }
+        _ => {}
+    }
+}
+
+/// Metadata and DescribeCluster: hide what may not be seen, fill in `authorized_operations`.
+fn fix_cluster_view(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut dyn Permissions) {
+    match (fix, response) {
         (
             ResponseFix::Metadata {
                 hide_unauthorized,
@@ -242,9 +291,18 @@ pub fn fix_response(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut 
                     authorized_operations(perms, ResourceType::Cluster, CLUSTER_NAME, CLUSTER_OPS);
             }
         }
-        (ResponseFix::ListOffsets(denied), ResponseKind::ListOffsets(r)) => {
-            r.topics.extend(list_offsets_topics(denied));
+        (ResponseFix::DescribeCluster, ResponseKind::DescribeCluster(r)) => {
+            r.cluster_authorized_operations =
+                authorized_operations(perms, ResourceType::Cluster, CLUSTER_NAME, CLUSTER_OPS);
         }
+        _ => {}
+    }
+}
+
+/// Group and offset apis: denied groups and partitions come back with their error, listings
+/// keep what may be described.
+fn fix_group_response(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut dyn Permissions) {
+    match (fix, response) {
         (ResponseFix::OffsetCommit(denied), ResponseKind::OffsetCommit(r)) => {
             r.topics.extend(offset_commit_topics(
                 denied,
@@ -280,25 +338,6 @@ pub fn fix_response(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut 
             r.groups
                 .retain(|g| perms.allows(ResourceType::Group, &g.group_id, Operation::Describe));
         }
-        (ResponseFix::CreateTopics(denied), ResponseKind::CreateTopics(r)) => {
-            r.topics.extend(created_topics(denied));
-        }
-        (ResponseFix::DeleteTopics(denied), ResponseKind::DeleteTopics(r)) => {
-            r.responses.extend(deleted_topics(denied));
-        }
-        (ResponseFix::DescribeCluster, ResponseKind::DescribeCluster(r)) => {
-            r.cluster_authorized_operations =
-                authorized_operations(perms, ResourceType::Cluster, CLUSTER_NAME, CLUSTER_OPS);
-        }
-        (ResponseFix::OffsetForLeaderEpoch(denied), ResponseKind::OffsetForLeaderEpoch(r)) => {
-            r.topics.extend(epoch_topics(
-                denied,
-                ResponseError::TopicAuthorizationFailed.code(),
-            ));
-        }
-        (ResponseFix::DeleteRecords(denied), ResponseKind::DeleteRecords(r)) => {
-            r.topics.extend(delete_records_topics(denied));
-        }
         (ResponseFix::TxnOffsetCommit(denied), ResponseKind::TxnOffsetCommit(r)) => {
             r.topics.extend(txn_offset_commit_topics(
                 denied,
@@ -310,6 +349,19 @@ pub fn fix_response(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut 
         }
         (ResponseFix::DeleteGroups(denied), ResponseKind::DeleteGroups(r)) => {
             r.results.extend(deleted_groups(denied));
+        }
+        _ => {}
+    }
+}
+
+/// Topic and config administration: denied topics and resources come back with their error.
+fn fix_admin_response(fix: &ResponseFix, response: &mut ResponseKind) {
+    match (fix, response) {
+        (ResponseFix::CreateTopics(denied), ResponseKind::CreateTopics(r)) => {
+            r.topics.extend(created_topics(denied));
+        }
+        (ResponseFix::DeleteTopics(denied), ResponseKind::DeleteTopics(r)) => {
+            r.responses.extend(deleted_topics(denied));
         }
         (ResponseFix::CreatePartitions(denied), ResponseKind::CreatePartitions(r)) => {
             r.results.extend(created_partitions(denied));
@@ -326,6 +378,7 @@ pub fn fix_response(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut 
         ) => {
             r.responses.extend(incrementally_altered_configs(denied));
         }
+
         _ => {}
     }
 }
