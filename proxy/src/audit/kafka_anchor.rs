@@ -33,6 +33,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use kafka_protocol::ResponseError;
 use portcullis_audit::anchor::{Anchor, AnchorError};
 use portcullis_audit::checkpoint::SignedCheckpoint;
 use tokio::sync::{mpsc, watch};
@@ -47,10 +48,6 @@ const FETCH_BYTES: i32 = 4 * 1024 * 1024;
 const QUEUE: usize = 1024;
 /// Longest pause between attempts to produce a checkpoint the cluster refused.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Kafka error code for an unknown topic.
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-/// Kafka error code for a topic that already exists (a concurrent create).
-const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// The partition every checkpoint goes to.
 const PARTITION: i32 = 0;
 
@@ -302,7 +299,8 @@ async fn create_topic(
     let response: CreateTopicsResponse =
         client.call(ApiKey::CreateTopics, version, &request).await?;
     for t in &response.topics {
-        if t.error_code != 0 && t.error_code != TOPIC_ALREADY_EXISTS {
+        // TopicAlreadyExists: a concurrent create won, which is as good.
+        if t.error_code != 0 && t.error_code != ResponseError::TopicAlreadyExists.code() {
             return Err(UpstreamError::Protocol(format!(
                 "cannot create {topic}: error code {}{}",
                 t.error_code,
@@ -494,7 +492,7 @@ fn leader_of(metadata: &MetadataResponse, topic: &str) -> Result<BrokerId, Upstr
         .iter()
         .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
         .ok_or_else(|| UpstreamError::Protocol(format!("{NO_SUCH_TOPIC} {topic}")))?;
-    if t.error_code == UNKNOWN_TOPIC_OR_PARTITION {
+    if t.error_code == ResponseError::UnknownTopicOrPartition.code() {
         return Err(UpstreamError::Protocol(format!("{NO_SUCH_TOPIC} {topic}")));
     }
     if t.error_code != 0 {
