@@ -119,7 +119,9 @@ impl Chain {
         let served = match &self.served {
             Some((from, served)) if Arc::ptr_eq(from, &negotiated) => served.clone(),
             _ => {
-                let served = Arc::new(negotiated.narrowed(|api, range| {
+                // SASL is offered by the proxy itself; the session stage withdraws it on
+                // listeners without SASL.
+                let served = Arc::new(negotiated.with_sasl().narrowed(|api, range| {
                     self.stages
                         .iter()
                         .try_fold(range, |range, stage| stage.versions(api, range))
