@@ -19,6 +19,9 @@ use crate::pipeline::session::SessionStage;
 use crate::pipeline::validation::{decode_request, Validation};
 use crate::pipeline::{Answer, ConnectionState, Flow, Note, Request, Response, Stage, Step};
 
+#[cfg(test)]
+mod tests;
+
 /// The stages of one connection, in request order.
 pub struct Chain {
     stages: Vec<Box<dyn Stage>>,
