@@ -15,7 +15,7 @@ use kafka_protocol::ResponseError;
 
 use crate::cluster::broker_map::{BrokerMap, BrokerMapError};
 use crate::connection::ConnectionEnd;
-use crate::pipeline::api_table::response_needs_rewrite;
+use crate::pipeline::api_table::{handling, Handling};
 use crate::pipeline::{ConnectionState, Flow, Note, Request, Response, Stage, Step};
 
 /// Maps a broker's upstream address to the address clients must use.
@@ -79,14 +79,17 @@ pub fn rewrite_response(
 
 /// Whether responses of `api` name brokers.
 fn carries_addresses(api: ApiKey) -> bool {
-    matches!(
-        api,
-        ApiKey::Metadata
-            | ApiKey::FindCoordinator
-            | ApiKey::DescribeCluster
-            | ApiKey::Produce
-            | ApiKey::Fetch
-    )
+    handling(api) == Handling::RewriteResponse
+}
+
+/// Whether the response to `key` at `version` must be decoded to rewrite addresses.
+/// Produce and Fetch carry KIP-951 leader endpoints only from v10 and v16 on.
+pub fn response_needs_rewrite(key: ApiKey, version: i16) -> bool {
+    match key {
+        ApiKey::Produce => version >= 10,
+        ApiKey::Fetch => version >= 16,
+        _ => handling(key) == Handling::RewriteResponse,
+    }
 }
 
 /// Rewrites the broker addresses in a decoded response; returns whether anything changed.
@@ -210,6 +213,19 @@ impl Stage for AddressRewrite {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn address_bearing_responses_are_rewritten() {
+        assert!(response_needs_rewrite(ApiKey::Metadata, 0));
+        assert!(response_needs_rewrite(ApiKey::FindCoordinator, 4));
+        assert!(response_needs_rewrite(ApiKey::DescribeCluster, 0));
+        assert!(response_needs_rewrite(ApiKey::Produce, 10));
+        assert!(!response_needs_rewrite(ApiKey::Produce, 9));
+        assert!(response_needs_rewrite(ApiKey::Fetch, 16));
+        assert!(!response_needs_rewrite(ApiKey::Fetch, 15));
+        assert!(!response_needs_rewrite(ApiKey::ListOffsets, 5));
+    }
+
     use kafka_protocol::messages::find_coordinator_response::Coordinator;
     use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
     use kafka_protocol::messages::produce_response::NodeEndpoint;

@@ -146,16 +146,6 @@ pub fn proxy_versions(key: ApiKey) -> Option<VersionRange> {
     }
 }
 
-/// Whether the response to `key` at `version` must be decoded to rewrite addresses.
-/// Produce and Fetch carry KIP-951 leader endpoints only from v10 and v16 on.
-pub fn response_needs_rewrite(key: ApiKey, version: i16) -> bool {
-    match key {
-        ApiKey::Produce => version >= 10,
-        ApiKey::Fetch => version >= 16,
-        _ => handling(key) == Handling::RewriteResponse,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,18 +158,6 @@ mod tests {
                 _ => assert!(proxy_versions(key).is_some(), "{key:?}"),
             }
         }
-    }
-
-    #[test]
-    fn address_bearing_responses_are_rewritten() {
-        assert!(response_needs_rewrite(ApiKey::Metadata, 0));
-        assert!(response_needs_rewrite(ApiKey::FindCoordinator, 4));
-        assert!(response_needs_rewrite(ApiKey::DescribeCluster, 0));
-        assert!(response_needs_rewrite(ApiKey::Produce, 10));
-        assert!(!response_needs_rewrite(ApiKey::Produce, 9));
-        assert!(response_needs_rewrite(ApiKey::Fetch, 16));
-        assert!(!response_needs_rewrite(ApiKey::Fetch, 15));
-        assert!(!response_needs_rewrite(ApiKey::ListOffsets, 5));
     }
 
     #[test]

@@ -384,29 +384,23 @@ fn fix_admin_response(fix: &ResponseFix, response: &mut ResponseKind) {
 }
 
 fn produce_topics(denied: &DeniedPartitions, code: i16) -> Vec<TopicProduceResponse> {
-    denied
-        .iter()
-        .map(|(topic, partitions)| {
+    per_partition(
+        denied,
+        |t, p| {
             TopicProduceResponse::default()
-                .with_name(topic.clone())
-                .with_partition_responses(
-                    partitions
-                        .iter()
-                        .map(|p| {
-                            PartitionProduceResponse::default()
-                                .with_index(*p)
-                                .with_error_code(code)
-                                .with_base_offset(-1)
-                                .with_log_append_time_ms(-1)
-                                .with_log_start_offset(-1)
-                                .with_error_message(Some(StrBytes::from_static_str(
-                                    AUTHORIZATION_FAILED,
-                                )))
-                        })
-                        .collect(),
-                )
-        })
-        .collect()
+                .with_name(t)
+                .with_partition_responses(p)
+        },
+        |p| {
+            PartitionProduceResponse::default()
+                .with_index(p)
+                .with_error_code(code)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1)
+                .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)))
+        },
+    )
 }
 
 /// Every partition of a Produce the principal may not write, answered with `code`.
@@ -417,28 +411,24 @@ pub fn produce_denied(denied: &DeniedPartitions, code: i16) -> ResponseKind {
 }
 
 fn fetch_topics(denied: &DeniedPartitions) -> Vec<FetchableTopicResponse> {
-    denied
-        .iter()
-        .map(|(topic, partitions)| {
+    per_partition(
+        denied,
+        |t, p| {
             FetchableTopicResponse::default()
-                .with_topic(topic.clone())
-                .with_partitions(
-                    partitions
-                        .iter()
-                        .map(|p| {
-                            PartitionData::default()
-                                .with_partition_index(*p)
-                                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
-                                .with_high_watermark(-1)
-                                .with_last_stable_offset(-1)
-                                .with_log_start_offset(-1)
-                                .with_preferred_read_replica(BrokerId(-1))
-                                .with_records(Some(Bytes::new()))
-                        })
-                        .collect(),
-                )
-        })
-        .collect()
+                .with_topic(t)
+                .with_partitions(p)
+        },
+        |p| {
+            PartitionData::default()
+                .with_partition_index(p)
+                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(BrokerId(-1))
+                .with_records(Some(Bytes::new()))
+        },
+    )
 }
 
 /// A Fetch whose every partition is denied.
@@ -478,26 +468,22 @@ pub fn metadata_denied(denied: &[DeniedTopic]) -> ResponseKind {
 }
 
 fn list_offsets_topics(denied: &DeniedPartitions) -> Vec<ListOffsetsTopicResponse> {
-    denied
-        .iter()
-        .map(|(topic, partitions)| {
+    per_partition(
+        denied,
+        |t, p| {
             ListOffsetsTopicResponse::default()
-                .with_name(topic.clone())
-                .with_partitions(
-                    partitions
-                        .iter()
-                        .map(|p| {
-                            ListOffsetsPartitionResponse::default()
-                                .with_partition_index(*p)
-                                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
-                                .with_timestamp(-1)
-                                .with_offset(-1)
-                                .with_leader_epoch(-1)
-                        })
-                        .collect(),
-                )
-        })
-        .collect()
+                .with_name(t)
+                .with_partitions(p)
+        },
+        |p| {
+            ListOffsetsPartitionResponse::default()
+                .with_partition_index(p)
+                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                .with_timestamp(-1)
+                .with_offset(-1)
+                .with_leader_epoch(-1)
+        },
+    )
 }
 
 /// A ListOffsets whose every partition is denied.
@@ -522,23 +508,19 @@ pub fn group_denied(api: ApiKey) -> ResponseKind {
 }
 
 fn offset_commit_topics(denied: &DeniedPartitions, code: i16) -> Vec<OffsetCommitResponseTopic> {
-    denied
-        .iter()
-        .map(|(topic, partitions)| {
+    per_partition(
+        denied,
+        |t, p| {
             OffsetCommitResponseTopic::default()
-                .with_name(topic.clone())
-                .with_partitions(
-                    partitions
-                        .iter()
-                        .map(|p| {
-                            OffsetCommitResponsePartition::default()
-                                .with_partition_index(*p)
-                                .with_error_code(code)
-                        })
-                        .collect(),
-                )
-        })
-        .collect()
+                .with_name(t)
+                .with_partitions(p)
+        },
+        |p| {
+            OffsetCommitResponsePartition::default()
+                .with_partition_index(p)
+                .with_error_code(code)
+        },
+    )
 }
 
 /// An OffsetCommit whose every partition is denied with `code`.
@@ -549,25 +531,21 @@ pub fn offset_commit_denied(denied: &DeniedPartitions, code: i16) -> ResponseKin
 }
 
 fn offset_fetch_topics(denied: &DeniedPartitions) -> Vec<OffsetFetchResponseTopic> {
-    denied
-        .iter()
-        .map(|(topic, partitions)| {
+    per_partition(
+        denied,
+        |t, p| {
             OffsetFetchResponseTopic::default()
-                .with_name(topic.clone())
-                .with_partitions(
-                    partitions
-                        .iter()
-                        .map(|p| {
-                            OffsetFetchResponsePartition::default()
-                                .with_partition_index(*p)
-                                .with_committed_offset(-1)
-                                .with_committed_leader_epoch(-1)
-                                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
-                        })
-                        .collect(),
-                )
-        })
-        .collect()
+                .with_name(t)
+                .with_partitions(p)
+        },
+        |p| {
+            OffsetFetchResponsePartition::default()
+                .with_partition_index(p)
+                .with_committed_offset(-1)
+                .with_committed_leader_epoch(-1)
+                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+        },
+    )
 }
 
 /// An OffsetFetch whose every named topic is denied.
