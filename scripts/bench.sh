@@ -5,6 +5,8 @@
 #
 #   scripts/bench.sh                      # defaults: 200000 records/path, 4 rounds, 300 s soak
 #   scripts/bench.sh --records 50000 --soak-secs 0
+#   scripts/bench.sh --baseline-bin OLD/portcullis  # also runs OLD as "baseline" proxies in the
+#                                                   # same rounds (before/after a change)
 #   scripts/bench.sh --auth [--connections N]   # connection set-up cost per mechanism
 #   scripts/bench.sh --authz [--records N ...]  # authorization on vs off (10/1,000/10,000/100,000
 #                                               # policy lines), then the decision cost

@@ -16,13 +16,16 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Args {
     pub records: usize,
     pub record_bytes: usize,
     pub latency_samples: usize,
     pub soak_secs: u64,
     pub rounds: usize,
+    /// Another proxy binary measured in the same run (`--baseline-bin`), e.g. the build
+    /// before a change.
+    pub baseline_bin: Option<std::path::PathBuf>,
 }
 
 pub fn parse_args() -> Args {
@@ -31,6 +34,7 @@ pub fn parse_args() -> Args {
         record_bytes: 1024,
         latency_samples: 2_000,
         soak_secs: 300,
+        baseline_bin: None,
         rounds: 4,
     };
     let mut it = std::env::args().skip(1);
@@ -40,6 +44,13 @@ pub fn parse_args() -> Args {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| panic!("{flag} needs a number"))
         };
+        if flag == "--baseline-bin" {
+            let path = it
+                .next()
+                .unwrap_or_else(|| panic!("--baseline-bin needs a path"));
+            args.baseline_bin = Some(path.into());
+            continue;
+        }
         match flag.as_str() {
             "--records" => args.records = value() as usize,
             "--record-bytes" => args.record_bytes = value() as usize,
@@ -47,7 +58,7 @@ pub fn parse_args() -> Args {
             "--soak-secs" => args.soak_secs = value(),
             "--rounds" => args.rounds = (value() as usize).max(1),
             other => panic!(
-                "unknown flag {other}; flags: --records N --record-bytes N --latency-samples N --soak-secs N --rounds N"
+                "unknown flag {other}; flags: --records N --record-bytes N --latency-samples N --soak-secs N --rounds N --baseline-bin PATH"
             ),
         }
     }
@@ -334,7 +345,7 @@ pub async fn run_path_watched(
     eprintln!("{name}: produce {produce_mb_s:.1} MB/s");
     let consume_ep = ep.clone();
     let consume_topic = topic.clone();
-    let consume_args = *args;
+    let consume_args = args.clone();
     let consume_mb_s = tokio::task::spawn_blocking(move || {
         consume_throughput(&consume_ep, &consume_topic, &consume_args)
     })

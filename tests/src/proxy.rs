@@ -64,6 +64,9 @@ pub struct ProxyOptions {
     pub metadata_refresh_ms: u64,
     /// Extra TOML appended to the configuration (whole tables, e.g. `[limits]`).
     pub extra_toml: String,
+    /// Another `portcullis` binary to run instead of [`proxy_binary`] (the bench's
+    /// baseline).
+    pub binary: Option<PathBuf>,
 }
 
 impl Default for ProxyOptions {
@@ -75,6 +78,7 @@ impl Default for ProxyOptions {
             log_level: "info".into(),
             metadata_refresh_ms: 1000,
             extra_toml: String::new(),
+            binary: None,
         }
     }
 }
@@ -135,7 +139,7 @@ impl Proxy {
         upstream_ports: &[u16],
         options: ProxyOptions,
     ) -> Self {
-        let bin = proxy_binary();
+        let bin = options.binary.clone().unwrap_or_else(proxy_binary);
         let mut last = String::new();
         for _attempt in 0..3 {
             match Self::try_start(&bin, upstream, upstream_ports, &options) {

@@ -22,6 +22,10 @@
 //! its advertised listener (the first broker must advertise itself for the direct path and
 //! the proxies); the bench checks that the terminator really carried the produced bytes.
 //!
+//! With `--baseline-bin PATH`, a second plaintext and TLS proxy run from that binary (the
+//! build before a change, say) take part in the same rounds, so before and after are
+//! measured against the same broker in one run.
+//!
 //! Then an optional soak (`--soak-secs`, 0 to skip) keeps producing through the plaintext
 //! proxy at a steady pace and samples its RSS every 10 seconds.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -221,7 +225,25 @@ async fn main() {
         middlebox,
         broker: Some(broker),
     };
-    let paths = [
+    let baseline = args.baseline_bin.as_ref().map(|bin| {
+        eprintln!("baseline proxy binary {}", bin.display());
+        let start = |tls: bool| {
+            Proxy::start_with(
+                &broker,
+                ProxyOptions {
+                    log_level: "warn".into(),
+                    binary: Some(bin.clone()),
+                    ..if tls {
+                        ProxyOptions::tls()
+                    } else {
+                        ProxyOptions::default()
+                    }
+                },
+            )
+        };
+        (start(false), start(true))
+    });
+    let mut paths = vec![
         ("direct", broker.endpoint(), watched(None, broker.pid())),
         (
             "plaintext",
@@ -239,6 +261,18 @@ async fn main() {
             watched(Some(bare.terminator.pid()), bare.broker.pid()),
         ),
     ];
+    if let Some((plain, tls)) = &baseline {
+        paths.push((
+            "baseline-plaintext",
+            plain.endpoint(),
+            watched(Some(plain.pid()), broker.pid()),
+        ));
+        paths.push((
+            "baseline-tls",
+            tls.endpoint(),
+            watched(Some(tls.pid()), broker.pid()),
+        ));
+    }
     let mut results: Vec<Vec<PathResult>> = vec![Vec::new(); paths.len()];
     for round in 0..args.rounds {
         let mut order: Vec<usize> = (0..paths.len()).collect();
@@ -256,17 +290,20 @@ async fn main() {
             results[i].push(result);
         }
     }
-    let [direct, proxied, proxied_tls, bare_tls] =
-        [0, 1, 2, 3].map(|i| PathResult::median(&results[i]));
+    let medians: Vec<PathResult> = results.iter().map(|r| PathResult::median(r)).collect();
+    let (direct, proxied_tls, bare_tls) = (&medians[0], &medians[2], &medians[3]);
 
     println!("| path | produce MB/s | ratio | consume MB/s | ratio | produce p50 ms | added | produce p99 ms | added | middlebox CPU s/GB | middlebox CPU s/GB, produce only | client CPU s/GB | broker CPU s/GB |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (name, r) in [
-        ("direct", &direct),
-        ("proxy plaintext", &proxied),
-        ("proxy TLS", &proxied_tls),
-        ("bare TLS terminator", &bare_tls),
-    ] {
+    let names = [
+        "direct",
+        "proxy plaintext",
+        "proxy TLS",
+        "bare TLS terminator",
+        "baseline proxy plaintext",
+        "baseline proxy TLS",
+    ];
+    for (name, r) in names.iter().zip(&medians) {
         println!(
             "| {name} | {:.1} | {} | {:.1} | {} | {:.3} | {:+.3} | {:.3} | {:+.3} | {} | {} | {:.2} | {} |",
             r.produce_mb_s,
