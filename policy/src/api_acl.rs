@@ -189,14 +189,46 @@ pub fn enforcement(key: ApiKey) -> Enforcement {
         | DescribeTopicPartitions => {
             Enforcement::NotEnforced("not yet enforced by the proxy's authorizer")
         }
+        // Never served at all (`never_served`), so never authorized either.
+        _ => {
+            Enforcement::NotEnforced(never_served(key).map_or("not supported", NeverServed::as_str))
+        }
+    }
+}
+
+/// Why an api key is never served by the proxy, whatever the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeverServed {
+    /// Broker-to-broker or controller traffic; never legitimately sent by a client.
+    InterBroker,
+    /// Would act on the proxy's own upstream credentials.
+    UpstreamCredentials,
+    /// Semantics the proxy cannot enforce (share groups).
+    NotSupported,
+}
+
+impl NeverServed {
+    /// Short label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NeverServed::InterBroker => "inter_broker_api",
+            NeverServed::UpstreamCredentials => "upstream_credentials_api",
+            NeverServed::NotSupported => "not_supported",
+        }
+    }
+}
+
+/// The api keys the proxy never serves (removed from ApiVersions, a request closes the
+/// connection), and why: the one list of them. `None` for every key the proxy handles.
+pub fn never_served(key: ApiKey) -> Option<NeverServed> {
+    use ApiKey::*;
+    match key {
         CreateDelegationToken
         | RenewDelegationToken
         | ExpireDelegationToken
         | DescribeDelegationToken
         | DescribeUserScramCredentials
-        | AlterUserScramCredentials => {
-            Enforcement::NotEnforced("acts on the proxy's own upstream credentials")
-        }
+        | AlterUserScramCredentials => Some(NeverServed::UpstreamCredentials),
         WriteTxnMarkers
         | Vote
         | BeginQuorumEpoch
@@ -218,14 +250,15 @@ pub fn enforcement(key: ApiKey) -> Enforcement {
         | ReadShareGroupState
         | WriteShareGroupState
         | DeleteShareGroupState
-        | ReadShareGroupStateSummary => Enforcement::NotEnforced("inter-broker api"),
+        | ReadShareGroupStateSummary => Some(NeverServed::InterBroker),
         ShareGroupHeartbeat
         | ShareGroupDescribe
         | ShareFetch
         | ShareAcknowledge
         | DescribeShareGroupOffsets
         | AlterShareGroupOffsets
-        | DeleteShareGroupOffsets => Enforcement::NotEnforced("share groups are not supported"),
+        | DeleteShareGroupOffsets => Some(NeverServed::NotSupported),
+        _ => None,
     }
 }
 

@@ -7,6 +7,7 @@
 
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::VersionRange;
+use portcullis_policy::api_acl::never_served;
 
 /// How the proxy handles one api key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,33 +25,14 @@ pub enum Handling {
     Refused(RefusalReason),
 }
 
-/// Why an api key is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusalReason {
-    /// Broker-to-broker or controller traffic; never legitimately sent by a client.
-    InterBroker,
-    /// Would act on the proxy's own upstream credentials.
-    UpstreamCredentials,
-    /// Response carries addresses the proxy cannot rewrite, or semantics it cannot enforce.
-    NotSupported,
-}
-
-impl RefusalReason {
-    /// Short label for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefusalReason::InterBroker => "inter_broker_api",
-            RefusalReason::UpstreamCredentials => "upstream_credentials_api",
-            RefusalReason::NotSupported => "not_supported",
-        }
-    }
-}
+/// Why an api key is refused: the one list of never-served keys is
+/// [`portcullis_policy::api_acl::never_served`].
+pub use portcullis_policy::api_acl::NeverServed as RefusalReason;
 
 /// The handling of `key`.
 pub fn handling(key: ApiKey) -> Handling {
     use ApiKey::*;
     use Handling::*;
-    use RefusalReason::*;
     match key {
         ApiVersions => Local,
         Metadata | FindCoordinator | DescribeCluster | Produce | Fetch => RewriteResponse,
@@ -99,41 +81,8 @@ pub fn handling(key: ApiKey) -> Handling {
         | ListConfigResources
         | DescribeTopicPartitions => Raw,
         SaslHandshake | SaslAuthenticate => Sasl,
-        CreateDelegationToken
-        | RenewDelegationToken
-        | ExpireDelegationToken
-        | DescribeDelegationToken
-        | DescribeUserScramCredentials
-        | AlterUserScramCredentials => Refused(UpstreamCredentials),
-        WriteTxnMarkers
-        | Vote
-        | BeginQuorumEpoch
-        | EndQuorumEpoch
-        | DescribeQuorum
-        | AlterPartition
-        | Envelope
-        | FetchSnapshot
-        | BrokerRegistration
-        | BrokerHeartbeat
-        | UnregisterBroker
-        | AllocateProducerIds
-        | ControllerRegistration
-        | AssignReplicasToDirs
-        | AddRaftVoter
-        | RemoveRaftVoter
-        | UpdateRaftVoter
-        | InitializeShareGroupState
-        | ReadShareGroupState
-        | WriteShareGroupState
-        | DeleteShareGroupState
-        | ReadShareGroupStateSummary => Refused(InterBroker),
-        ShareGroupHeartbeat
-        | ShareGroupDescribe
-        | ShareFetch
-        | ShareAcknowledge
-        | DescribeShareGroupOffsets
-        | AlterShareGroupOffsets
-        | DeleteShareGroupOffsets => Refused(NotSupported),
+        // Every other key, including any a newer kafka-protocol adds: refused.
+        _ => Refused(never_served(key).unwrap_or(RefusalReason::NotSupported)),
     }
 }
 
