@@ -27,6 +27,7 @@ use crate::connection::{Shared, Target};
 use crate::net::listener::{accept_loop, ListenerContext};
 use crate::net::tls::{install_crypto_provider, ClientCertPolicy, ServerTls};
 use crate::net::upstream::Connector;
+use crate::pipeline::authz::reserved::ReservedTopics;
 use crate::pipeline::authz::AuthzService;
 
 /// Runs the proxy until SIGINT or SIGTERM.
@@ -99,7 +100,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let authz = match &config.authorization {
         Some(authz_config) => {
-            let service = AuthzService::start(authz_config, audit.clone())?;
+            let reserved = ReservedTopics::of_config(&config);
+            let service = AuthzService::start_with_reserved(authz_config, audit.clone(), reserved)?;
             tracing::info!(dir = %authz_config.policy_dir.display(), "policies loaded");
             spawn_sighup_reload(service.clone())?;
             Some(service)
@@ -108,6 +110,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::warn!(
                 "authorization is OFF ([authorization] not configured): every authenticated client may do anything the proxy's upstream identity may"
             );
+            if let Some(topic) = &config.audit.log.anchor_topic {
+                tracing::warn!(%topic, "the audit anchor topic is NOT protected from clients: configure [authorization]");
+            }
             None
         }
     };

@@ -2,6 +2,7 @@
 //! view of them (a decision cache per policy generation, metrics and audit events).
 
 pub mod request;
+pub mod reserved;
 pub mod response;
 pub mod stage;
 
@@ -17,6 +18,7 @@ use portcullis_policy::{Authorizer, Decision, Operation, ReloadEvent, ResourceTy
 use crate::authn::ClientInfo;
 use crate::config::authz::{AuditAllows, AuthorizationConfig};
 use crate::pipeline::authz::request::Permissions;
+use crate::pipeline::authz::reserved::ReservedTopics;
 
 /// Metric: authorization decisions by principal, resource and outcome.
 pub const AUTHZ_DECISIONS: &str = "portcullis_authz_decisions_total";
@@ -37,6 +39,8 @@ pub struct AuthzService {
     audit: Arc<dyn AuditSink>,
     audit_allows: AuditAllows,
     allow_window: Duration,
+    /// Topics no client may change, whatever the policy says.
+    reserved: ReservedTopics,
 }
 
 impl std::fmt::Debug for AuthzService {
@@ -53,6 +57,16 @@ impl AuthzService {
     pub fn start(
         config: &AuthorizationConfig,
         audit: Arc<dyn AuditSink>,
+    ) -> anyhow::Result<Arc<AuthzService>> {
+        AuthzService::start_with_reserved(config, audit, ReservedTopics::default())
+    }
+
+    /// [`AuthzService::start`], refusing changes to the `reserved` topics before the policy
+    /// is consulted (see [`reserved`]).
+    pub fn start_with_reserved(
+        config: &AuthorizationConfig,
+        audit: Arc<dyn AuditSink>,
+        reserved: ReservedTopics,
     ) -> anyhow::Result<Arc<AuthzService>> {
         let authorizer = Authorizer::load(&config.policy_config()).map_err(|e| {
             anyhow::anyhow!(
@@ -71,6 +85,7 @@ impl AuthzService {
             audit,
             audit_allows: config.audit_allows,
             allow_window: config.audit_allows_window(),
+            reserved,
         });
         let watcher = service.clone();
         service
@@ -260,10 +275,19 @@ impl Permissions for ConnectionPermissions {
         let audit_admin = self.service.audit_allows != AuditAllows::None;
         let names = self.cache.entry((resource, op)).or_default();
         if !names.contains_key(name) {
-            let decision =
-                self.service
-                    .authorizer
-                    .authorize(&self.principal, &self.roles, resource, name, op);
+            let decision = match self.service.reserved.refusal(resource, name, op) {
+                Some(rule) => Decision {
+                    allowed: false,
+                    rule: rule.into(),
+                },
+                None => self.service.authorizer.authorize(
+                    &self.principal,
+                    &self.roles,
+                    resource,
+                    name,
+                    op,
+                ),
+            };
             let counter = metrics::counter!(
                 AUTHZ_DECISIONS,
                 "principal" => self.principal.clone(),
@@ -406,6 +430,20 @@ mod tests {
     use std::path::Path;
 
     fn service(audit_allows: AuditAllows, window_ms: u64) -> (Arc<AuthzService>, Arc<MemorySink>) {
+        service_with(
+            audit_allows,
+            window_ms,
+            Vec::new(),
+            ReservedTopics::default(),
+        )
+    }
+
+    fn service_with(
+        audit_allows: AuditAllows,
+        window_ms: u64,
+        super_users: Vec<String>,
+        reserved: ReservedTopics,
+    ) -> (Arc<AuthzService>, Arc<MemorySink>) {
         let dir = tempfile::tempdir().unwrap().keep();
         std::fs::copy(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/model.conf"),
@@ -420,12 +458,12 @@ mod tests {
         let sink = Arc::new(MemorySink::new());
         let config = AuthorizationConfig {
             policy_dir: dir,
-            super_users: Vec::new(),
+            super_users,
             reload_ms: 500,
             audit_allows,
             audit_allows_window_ms: window_ms,
         };
-        let service = AuthzService::start(&config, sink.clone()).unwrap();
+        let service = AuthzService::start_with_reserved(&config, sink.clone(), reserved).unwrap();
         sink.take();
         (service, sink)
     }
@@ -499,5 +537,61 @@ mod tests {
         produce_allows(&mut perms, 3);
         drop(perms);
         assert!(allowed_counts(&sink).is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_anchor_topic_is_read_only_for_clients_even_super_users() {
+        let mut reserved = ReservedTopics::default();
+        reserved.reserve("__anchor", reserved::ANCHOR_TOPIC_RULE);
+        let (service, sink) = service_with(
+            AuditAllows::None,
+            1_000,
+            vec![ANONYMOUS.to_string()],
+            reserved,
+        );
+        let mut perms = service.connection(None, &client(), true);
+        for op in reserved::REFUSED_OPERATIONS {
+            assert!(
+                !perms.allows(ResourceType::Topic, "__anchor", op),
+                "{op} on the anchor topic"
+            );
+        }
+        assert!(perms.allows(ResourceType::Topic, "__anchor", Operation::Read));
+        assert!(perms.allows(ResourceType::Topic, "__anchor", Operation::Describe));
+        assert!(perms.allows(ResourceType::Topic, "orders", Operation::Write));
+
+        // Through the request code: a Produce is answered TOPIC_AUTHORIZATION_FAILED.
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ProduceRequest, RequestKind, ResponseKind, TopicName};
+        let mut produce: RequestKind = ProduceRequest::default()
+            .with_acks(-1)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName("__anchor".into()))
+                .with_partition_data(vec![PartitionProduceData::default()])])
+            .into();
+        let verdict = request::authorize_request(&mut produce, 9, &mut perms);
+        let request::Action::Answer(answer) = verdict.action else {
+            panic!("forwarded: {:?}", verdict.action);
+        };
+        let ResponseKind::Produce(answer) = *answer else {
+            panic!()
+        };
+        assert_eq!(
+            answer.responses[0].partition_responses[0].error_code,
+            request::TOPIC_AUTHORIZATION_FAILED
+        );
+        drop(perms);
+        let denies: Vec<_> = sink
+            .take()
+            .into_iter()
+            .filter(|e| e.outcome == Outcome::Deny)
+            .collect();
+        assert_eq!(denies.len(), 5, "{denies:?}");
+        assert!(
+            denies
+                .iter()
+                .all(|e| e.rule.as_deref() == Some(reserved::ANCHOR_TOPIC_RULE)),
+            "{denies:?}"
+        );
     }
 }
