@@ -16,14 +16,13 @@
 //!   sled ([`sled_store`]), and signs C2SP checkpoints with an Ed25519 key ([`checkpoint`],
 //!   [`note`]). [`AuditLog::record`] is the awaitable path for `sync` categories: it returns once
 //!   the event is durable, and applies the category's `reject`/`permit` failure policy
-//!   ([`config`]). [`JsonLinesSink`] is the older plain JSON-lines sink, kept for compatibility.
+//!   ([`config`]).
 //!
 //! The read side ([`read`], [`verify`], [`export`]) works on a stopped proxy's data directory
 //! through the CLI ([`cli`]) and on a running log through the admin router ([`admin_api`]).
 //! See `docs/audit.md` for formats and the auditor's procedure.
 //!
-//! On shutdown, [`AuditLog::shutdown`] (or [`JsonLinesWriter::shutdown`]) writes and flushes
-//! everything already queued.
+//! On shutdown, [`AuditLog::shutdown`] writes and flushes everything already queued.
 //!
 //! Events must never carry secrets or record payloads; see [`Event`].
 
@@ -36,7 +35,6 @@ mod entry_head;
 mod error;
 mod event;
 pub mod export;
-mod jsonl_sink;
 pub mod key_chain;
 pub mod key_file;
 mod log;
@@ -54,7 +52,6 @@ pub mod verify;
 pub use config::{AuditLogConfig, Durability, FailurePolicy};
 pub use error::AuditError;
 pub use event::{new_event_id, ApiRef, Category, Event, Outcome, Resource, SCHEMA_VERSION};
-pub use jsonl_sink::{JsonLinesSink, JsonLinesWriter};
 pub use log::{AuditLog, AuditRejected, AuditStats, OpenError, Recorded, Seq, KEY_FILE, STORE_DIR};
 pub use sequencer::{WriteFailed, KEY_ROTATE_ACTION};
 pub use sink::{AuditSink, EmitOutcome, MemorySink, NullSink, RecordFuture};

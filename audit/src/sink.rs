@@ -3,8 +3,8 @@
 //! The proxy calls [`AuditSink::emit`] from its connection tasks, on the request path. A sink
 //! therefore never blocks and never awaits: it accepts the event into a bounded queue or drops
 //! it and counts the loss. Durable writing happens elsewhere (see
-//! [`JsonLinesSink`](crate::JsonLinesSink)), so a slow disk slows the audit writer, never the
-//! Kafka traffic.
+//! [`AuditLog`](crate::AuditLog)), so a slow disk slows the audit writer, never the Kafka
+//! traffic.
 
 use std::future::Future;
 use std::pin::Pin;

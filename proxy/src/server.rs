@@ -6,10 +6,12 @@
 //! that is not ready to serve it. Shutdown drains the audit log and signs a last checkpoint.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
 use portcullis_audit::anchor::Anchor;
 use portcullis_audit::{AuditLog, AuditSink, Category, Event, Outcome};
 use tokio::net::TcpListener;
@@ -37,32 +39,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     crate::metrics::init();
 
     let connector = Arc::new(Connector::new(&config.upstream)?);
-    let kafka_anchor = match &config.audit.log.anchor_topic {
-        Some(topic) => Some(
-            KafkaAnchor::start(
-                connector.clone(),
-                topic.clone(),
-                config
-                    .audit
-                    .log
-                    .origin
-                    .as_deref()
-                    .context("audit.log.origin must be set when anchor_topic is")?,
-                ANCHOR_START_TIMEOUT,
-            )
-            .await
-                .context("audit.log.anchor_topic: cannot read the anchored checkpoints; refusing to start (fail closed)")?,
-        ),
-        None => None,
-    };
-    let extra_anchors: Vec<Arc<dyn Anchor>> = kafka_anchor
-        .iter()
-        .map(|a| Arc::clone(a) as Arc<dyn Anchor>)
-        .collect();
-    let audit_log =
-        AuditLog::open_with_anchors(&config.audit.data_dir, &config.audit.log, extra_anchors)
-            .with_context(|| format!("audit.data_dir {}", config.audit.data_dir.display()))?;
-    tracing::info!(data_dir = %config.audit.data_dir.display(), "tamper-evident audit log open");
+    let kafka_anchor = start_kafka_anchor(&config, &connector).await?;
+    let audit_log = open_audit_log(&config, kafka_anchor.as_ref())?;
     let audit: Arc<dyn AuditSink> = Arc::new(audit_log.clone());
 
     let bind_ip: IpAddr = config
@@ -79,6 +57,87 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         range,
     ));
     let cluster = Arc::new(ClusterView::new());
+    let shared = Arc::new(Shared {
+        limits: config.limits.clone(),
+        connector: connector.clone(),
+        brokers: brokers.clone(),
+        cluster: cluster.clone(),
+        auth: start_auth(&config, &audit)?,
+        authz: start_authz(&config, &audit)?,
+    });
+    let ctx = ListenerContext {
+        shared,
+        tls: load_client_tls(&config)?,
+        connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+        audit: audit.clone(),
+    };
+    set_broker_spawner(&brokers, ctx.clone());
+
+    admin_http::spawn_upkeep(prometheus.clone());
+    if config.admin.enabled {
+        start_admin(&config, prometheus, cluster.ready_flag(), audit_log.clone()).await?;
+    }
+
+    tokio::spawn(run_discovery(
+        cluster.clone(),
+        connector,
+        brokers,
+        Duration::from_millis(config.upstream.metadata_refresh_ms),
+        config.limits.max_response_frame_bytes,
+        Duration::from_millis(config.upstream.connect_timeout_ms),
+    ));
+
+    serve_bootstrap(&config, bind_ip, &audit_log, ctx).await?;
+
+    wait_for_shutdown_signal().await;
+    tracing::info!("shutting down");
+    shut_down(&audit_log, kafka_anchor).await;
+    Ok(())
+}
+
+/// Opens the audit anchor topic, when `audit.log.anchor_topic` is set. A topic that cannot be
+/// read refuses the start (fail closed).
+async fn start_kafka_anchor(
+    config: &Config,
+    connector: &Arc<Connector>,
+) -> anyhow::Result<Option<Arc<KafkaAnchor>>> {
+    let Some(topic) = &config.audit.log.anchor_topic else {
+        return Ok(None);
+    };
+    let anchor = KafkaAnchor::start(
+        connector.clone(),
+        topic.clone(),
+        config
+            .audit
+            .log
+            .origin
+            .as_deref()
+            .context("audit.log.origin must be set when anchor_topic is")?,
+        ANCHOR_START_TIMEOUT,
+    )
+    .await
+    .context("audit.log.anchor_topic: cannot read the anchored checkpoints; refusing to start (fail closed)")?;
+    Ok(Some(anchor))
+}
+
+/// Opens the tamper-evident audit log, checked against the anchor topic when there is one.
+fn open_audit_log(
+    config: &Config,
+    kafka_anchor: Option<&Arc<KafkaAnchor>>,
+) -> anyhow::Result<AuditLog> {
+    let extra_anchors: Vec<Arc<dyn Anchor>> = kafka_anchor
+        .iter()
+        .map(|a| Arc::clone(a) as Arc<dyn Anchor>)
+        .collect();
+    let audit_log =
+        AuditLog::open_with_anchors(&config.audit.data_dir, &config.audit.log, extra_anchors)
+            .with_context(|| format!("audit.data_dir {}", config.audit.data_dir.display()))?;
+    tracing::info!(data_dir = %config.audit.data_dir.display(), "tamper-evident audit log open");
+    Ok(audit_log)
+}
+
+/// Client authentication, with the credential store watched for changes.
+fn start_auth(config: &Config, audit: &Arc<dyn AuditSink>) -> anyhow::Result<Arc<AuthService>> {
     let auth = Arc::new(AuthService::new(
         &config.listener.auth,
         &config.auth,
@@ -98,13 +157,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if !auth.required() {
         tracing::warn!("clients are NOT authenticated (listener.auth): development use only");
     }
-    let authz = match &config.authorization {
+    Ok(auth)
+}
+
+/// Authorization, when `[authorization]` is configured, reloaded on SIGHUP.
+fn start_authz(
+    config: &Config,
+    audit: &Arc<dyn AuditSink>,
+) -> anyhow::Result<Option<Arc<AuthzService>>> {
+    match &config.authorization {
         Some(authz_config) => {
-            let reserved = ReservedTopics::of_config(&config);
+            let reserved = ReservedTopics::of_config(config);
             let service = AuthzService::start_with_reserved(authz_config, audit.clone(), reserved)?;
             tracing::info!(dir = %authz_config.policy_dir.display(), "policies loaded");
             spawn_sighup_reload(service.clone())?;
-            Some(service)
+            Ok(Some(service))
         }
         None => {
             tracing::warn!(
@@ -113,90 +180,83 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             if let Some(topic) = &config.audit.log.anchor_topic {
                 tracing::warn!(%topic, "the audit anchor topic is NOT protected from clients: configure [authorization]");
             }
-            None
+            Ok(None)
         }
-    };
-    let shared = Arc::new(Shared {
-        limits: config.limits.clone(),
-        connector: connector.clone(),
-        brokers: brokers.clone(),
-        cluster: cluster.clone(),
-        auth,
-        authz,
-    });
+    }
+}
+
+/// The client-facing TLS configuration, reloaded when its files change.
+fn load_client_tls(config: &Config) -> anyhow::Result<Option<Arc<ServerTls>>> {
     let client_certs = client_cert_policy(&config.listener.auth);
-    let tls = match &config.listener.tls {
+    match &config.listener.tls {
         Some(tls_config) => {
             let tls = Arc::new(
                 ServerTls::load_with_client_certs(tls_config, client_certs.as_ref())
                     .context("listener.tls")?,
             );
             tls.spawn_reloader(Duration::from_millis(tls_config.reload_interval_ms));
-            Some(tls)
+            Ok(Some(tls))
         }
         None => {
             tracing::warn!("client-facing listeners are PLAINTEXT: development use only");
-            None
+            Ok(None)
         }
-    };
-    let ctx = ListenerContext {
-        shared,
-        tls,
-        connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
-        audit: audit.clone(),
-    };
+    }
+}
 
-    let spawn_ctx = ctx.clone();
+/// Lets cluster discovery start one accept loop per broker it finds.
+fn set_broker_spawner(brokers: &BrokerMap, ctx: ListenerContext) {
     let runtime = tokio::runtime::Handle::current();
     brokers.set_spawner(Box::new(move |node_id, std_listener| {
         let _guard = runtime.enter();
         match TcpListener::from_std(std_listener) {
             Ok(listener) => {
-                runtime.spawn(accept_loop(
-                    listener,
-                    Target::Broker(node_id),
-                    spawn_ctx.clone(),
-                ));
+                runtime.spawn(accept_loop(listener, Target::Broker(node_id), ctx.clone()));
             }
             Err(e) => tracing::error!(node_id, error = %e, "cannot start broker listener"),
         }
     }));
+}
 
-    admin_http::spawn_upkeep(prometheus.clone());
-    if config.admin.enabled {
-        let addr: SocketAddr = config.admin.bind.parse().context("admin.bind")?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("admin.bind {addr}"))?;
-        tracing::info!(%addr, "admin listener (metrics, healthz, readyz)");
-        let token = match &config.admin.token_file {
-            Some(file) => Some(Arc::new(
-                AdminToken::load(file).map_err(|e| anyhow::anyhow!("admin.token_file: {e}"))?,
-            )),
-            None => None,
-        };
-        let state = AdminState {
-            prometheus,
-            ready: cluster.ready_flag(),
-            audit: audit_log.clone(),
-            token,
-        };
-        tokio::spawn(async move {
-            if let Err(e) = admin_http::serve(listener, state, std::future::pending()).await {
-                tracing::error!(error = %e, "admin listener failed");
-            }
-        });
-    }
+/// Binds the admin listener (metrics, health, audit API) and serves it in the background.
+async fn start_admin(
+    config: &Config,
+    prometheus: PrometheusHandle,
+    ready: Arc<AtomicBool>,
+    audit: AuditLog,
+) -> anyhow::Result<()> {
+    let addr: SocketAddr = config.admin.bind.parse().context("admin.bind")?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("admin.bind {addr}"))?;
+    tracing::info!(%addr, "admin listener (metrics, healthz, readyz)");
+    let token = match &config.admin.token_file {
+        Some(file) => Some(Arc::new(
+            AdminToken::load(file).map_err(|e| anyhow::anyhow!("admin.token_file: {e}"))?,
+        )),
+        None => None,
+    };
+    let state = AdminState {
+        prometheus,
+        ready,
+        audit,
+        token,
+    };
+    tokio::spawn(async move {
+        if let Err(e) = admin_http::serve(listener, state, std::future::pending()).await {
+            tracing::error!(error = %e, "admin listener failed");
+        }
+    });
+    Ok(())
+}
 
-    tokio::spawn(run_discovery(
-        cluster.clone(),
-        connector,
-        brokers,
-        Duration::from_millis(config.upstream.metadata_refresh_ms),
-        config.limits.max_response_frame_bytes,
-        Duration::from_millis(config.upstream.connect_timeout_ms),
-    ));
-
+/// Binds the bootstrap listener, records `proxy.start` and starts accepting clients.
+async fn serve_bootstrap(
+    config: &Config,
+    bind_ip: IpAddr,
+    audit_log: &AuditLog,
+    ctx: ListenerContext,
+) -> anyhow::Result<()> {
     let bootstrap_addr = SocketAddr::new(bind_ip, config.listener.bootstrap_port);
     let bootstrap = TcpListener::bind(bootstrap_addr)
         .await
@@ -219,9 +279,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("cannot record proxy.start in the audit log; refusing to serve")?;
     tokio::spawn(accept_loop(bootstrap, Target::Bootstrap, ctx));
+    Ok(())
+}
 
-    wait_for_shutdown_signal().await;
-    tracing::info!("shutting down");
+/// Records `proxy.stop`, drains the audit log and waits (bounded) for the anchor topic.
+async fn shut_down(audit_log: &AuditLog, kafka_anchor: Option<Arc<KafkaAnchor>>) {
     if let Err(e) = audit_log
         .record(Event::new(Category::Config, "proxy.stop", Outcome::Success))
         .await
@@ -235,7 +297,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::error!(waiting, "audit checkpoints not yet on the anchor topic at shutdown (they stay in the local log)");
         }
     }
-    Ok(())
 }
 
 /// How long start-up waits for the anchor topic before refusing to start.

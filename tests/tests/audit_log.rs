@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kafka_protocol::ResponseError;
 use portcullis_audit::checkpoint::SignedCheckpoint;
 use portcullis_audit::note::Signer;
 use portcullis_audit::sled_store::SledStore;
@@ -22,8 +23,6 @@ use portcullis_tests::proxy::proxy_binary;
 use portcullis_tests::sasl_login::{login, LoginAnswer};
 use portcullis_tests::{http, scenarios, with_test_timeout, Broker, Endpoint};
 use serde_json::Value;
-
-const SASL_AUTHENTICATION_FAILED: i16 = 58;
 
 fn ok(f: &Finished, what: &str) -> String {
     assert!(
@@ -78,7 +77,7 @@ async fn real_clients_produce_the_expected_events_and_the_cli_finds_them() {
     // A refused login, seen from the client side.
     let (bob_addr, answer) = login(proxy.bootstrap(), "PLAIN", "bob", "wrong").unwrap();
     assert!(
-        matches!(answer, LoginAnswer::Failure(SASL_AUTHENTICATION_FAILED, _)),
+        matches!(answer, LoginAnswer::Failure(code, _) if code == ResponseError::SaslAuthenticationFailed.code()),
         "{answer:?}"
     );
 
@@ -619,7 +618,11 @@ async fn kill_9_under_authentication_load_loses_no_answered_sync_event() {
                         Ok((local, answer)) => {
                             let outcome = match answer {
                                 LoginAnswer::Success => "success",
-                                LoginAnswer::Failure(SASL_AUTHENTICATION_FAILED, _) => "failure",
+                                LoginAnswer::Failure(code, _)
+                                    if code == ResponseError::SaslAuthenticationFailed.code() =>
+                                {
+                                    "failure"
+                                }
                                 other => panic!("unexpected answer {other:?}"),
                             };
                             assert_eq!(outcome == "success", good);

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::ResponseError;
 use portcullis_tests::auth::{
     expired_client_cert, hs256_token, now_secs, remove_user, start, unsigned_token, Auth,
     TokenIssuer, AUDIENCE, ISSUER,
@@ -20,11 +21,6 @@ use portcullis_tests::kafka::FetchMetadata;
 use portcullis_tests::sasl_wire::{RawClient, SaslResult};
 use portcullis_tests::{http, kafka, scenarios, with_test_timeout, Proxy};
 use serde_json::{json, Value};
-
-/// Kafka error codes the proxy must answer with.
-const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
-const ILLEGAL_SASL_STATE: i16 = 34;
-const SASL_AUTHENTICATION_FAILED: i16 = 58;
 
 /// Audit events of the proxy so far, parsed.
 fn audit_events(proxy: &Proxy) -> Vec<Value> {
@@ -174,7 +170,11 @@ async fn bad_passwords_and_unknown_users_are_refused_alike() {
         let mut raw = RawClient::connect(&addr).unwrap();
         match raw.login_password(mechanism, user, password).unwrap() {
             SaslResult::Failed { code, message } => {
-                assert_eq!(code, SASL_AUTHENTICATION_FAILED, "{mechanism} {user}");
+                assert_eq!(
+                    code,
+                    ResponseError::SaslAuthenticationFailed.code(),
+                    "{mechanism} {user}"
+                );
                 messages.push(message);
             }
             other => panic!("{mechanism} {user}/{password}: {other:?}"),
@@ -226,7 +226,7 @@ async fn a_mechanism_that_is_not_enabled_is_refused_listing_the_enabled_ones() {
         .unwrap()
     {
         SaslResult::Handshake { code, mechanisms } => {
-            assert_eq!(code, UNSUPPORTED_SASL_MECHANISM);
+            assert_eq!(code, ResponseError::UnsupportedSaslMechanism.code());
             assert_eq!(mechanisms, vec!["SCRAM-SHA-512".to_string()]);
         }
         other => panic!("PLAIN on a SCRAM-only listener: {other:?}"),
@@ -282,7 +282,11 @@ async fn bad_tokens_are_refused() {
         let mut raw = RawClient::connect(&addr).unwrap();
         match raw.login_oauth(&token).unwrap() {
             SaslResult::Failed { code, .. } => {
-                assert_eq!(code, SASL_AUTHENTICATION_FAILED, "{what}")
+                assert_eq!(
+                    code,
+                    ResponseError::SaslAuthenticationFailed.code(),
+                    "{what}"
+                )
             }
             other => panic!("token {what}: {other:?}"),
         }
@@ -335,7 +339,7 @@ async fn nothing_is_forwarded_and_no_upstream_connection_is_opened_before_authen
     // SaslAuthenticate before SaslHandshake is out of order.
     let mut raw = RawClient::connect(&addr).unwrap();
     let response = raw.authenticate(b"\0alice\0alice-secret").unwrap();
-    assert_eq!(response.error_code, ILLEGAL_SASL_STATE);
+    assert_eq!(response.error_code, ResponseError::IllegalSaslState.code());
     assert!(raw.closed_within(Duration::from_secs(5)));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
@@ -457,7 +461,9 @@ async fn reauthentication_as_someone_else_is_refused() {
     ));
     raw.metadata().unwrap();
     match raw.login_password("PLAIN", "bob", "bob-secret").unwrap() {
-        SaslResult::Failed { code, .. } => assert_eq!(code, SASL_AUTHENTICATION_FAILED),
+        SaslResult::Failed { code, .. } => {
+            assert_eq!(code, ResponseError::SaslAuthenticationFailed.code())
+        }
         other => panic!("re-authentication as bob: {other:?}"),
     }
     assert!(raw.closed_within(Duration::from_secs(5)));

@@ -6,9 +6,11 @@
 
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 use portcullis_tests::auth::{add_user, start, Auth, Setup};
 use portcullis_tests::authz::PolicyDir;
 use portcullis_tests::kafka::{self, FetchMetadata, RecordingContext};
+use portcullis_tests::sasl_wire::{RawClient, SaslResult};
 use portcullis_tests::{http, with_test_timeout, with_timeout, Endpoint};
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -373,6 +375,62 @@ async fn roles_from_a_jwt_claim_grant_access() {
         assert!(format!("{e:?}").contains("Authorization"), "{e:?}");
     })
     .await;
+}
+
+/// Topic names in an all-topics Metadata answer on `raw`.
+fn all_topic_names(raw: &mut RawClient) -> Vec<String> {
+    let request = MetadataRequest::default().with_topics(None);
+    let response: MetadataResponse = raw.call(ApiKey::Metadata, 4, &request).unwrap();
+    response
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+        .collect()
+}
+
+/// KIP-368: a re-authentication that brings fewer roles must narrow what the connection is
+/// shown from then on, in responses filtered by the proxy (all-topics Metadata) as much as
+/// in requests it authorizes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reauthentication_with_fewer_roles_filters_answers_with_the_new_roles() {
+    let w = World::start();
+    with_test_timeout("topics", async {
+        w.create_topics(&["orders.reauth", "analytics.reauth"])
+            .await;
+    })
+    .await;
+    let wide = w.s.issuer.token(
+        "erin",
+        &["consumers", "analytics"],
+        Duration::from_secs(600),
+    );
+    let narrow =
+        w.s.issuer
+            .token("erin", &["consumers"], Duration::from_secs(600));
+    let mut raw = RawClient::connect(&w.s.proxy.bootstrap()).unwrap();
+    assert!(matches!(
+        raw.login_oauth(&wide).unwrap(),
+        SaslResult::Ok { .. }
+    ));
+    let before = all_topic_names(&mut raw);
+    assert!(
+        before.contains(&"analytics.reauth".to_string())
+            && before.contains(&"orders.reauth".to_string()),
+        "with both roles erin sees both topics: {before:?}"
+    );
+    assert!(matches!(
+        raw.login_oauth(&narrow).unwrap(),
+        SaslResult::Ok { .. }
+    ));
+    let after = all_topic_names(&mut raw);
+    assert!(
+        after.contains(&"orders.reauth".to_string()),
+        "consumers still see orders: {after:?}"
+    );
+    assert!(
+        !after.contains(&"analytics.reauth".to_string()),
+        "after re-authenticating without the analytics role erin still sees its topic: {after:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

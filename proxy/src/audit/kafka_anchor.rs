@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -30,13 +30,14 @@ use kafka_protocol::messages::{
     ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::ResponseError;
 use portcullis_audit::anchor::{Anchor, AnchorError};
 use portcullis_audit::checkpoint::SignedCheckpoint;
 use tokio::sync::{mpsc, watch};
 
+use crate::codec::record_batch::{
+    build_batch, split_batches, BatchPiece, CodecError, Compression, NewRecord,
+};
 use crate::net::upstream::{Connector, KafkaClient, UpstreamError};
 
 /// Largest response the anchor accepts from the cluster.
@@ -47,10 +48,6 @@ const FETCH_BYTES: i32 = 4 * 1024 * 1024;
 const QUEUE: usize = 1024;
 /// Longest pause between attempts to produce a checkpoint the cluster refused.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Kafka error code for an unknown topic.
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-/// Kafka error code for a topic that already exists (a concurrent create).
-const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// The partition every checkpoint goes to.
 const PARTITION: i32 = 0;
 
@@ -302,7 +299,8 @@ async fn create_topic(
     let response: CreateTopicsResponse =
         client.call(ApiKey::CreateTopics, version, &request).await?;
     for t in &response.topics {
-        if t.error_code != 0 && t.error_code != TOPIC_ALREADY_EXISTS {
+        // TopicAlreadyExists: a concurrent create won, which is as good.
+        if t.error_code != 0 && t.error_code != ResponseError::TopicAlreadyExists.code() {
             return Err(UpstreamError::Protocol(format!(
                 "cannot create {topic}: error code {}{}",
                 t.error_code,
@@ -494,7 +492,7 @@ fn leader_of(metadata: &MetadataResponse, topic: &str) -> Result<BrokerId, Upstr
         .iter()
         .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
         .ok_or_else(|| UpstreamError::Protocol(format!("{NO_SUCH_TOPIC} {topic}")))?;
-    if t.error_code == UNKNOWN_TOPIC_OR_PARTITION {
+    if t.error_code == ResponseError::UnknownTopicOrPartition.code() {
         return Err(UpstreamError::Protocol(format!("{NO_SUCH_TOPIC} {topic}")));
     }
     if t.error_code != 0 {
@@ -513,33 +511,18 @@ fn leader_of(metadata: &MetadataResponse, topic: &str) -> Result<BrokerId, Upstr
 
 /// One record batch holding one record: key = origin, value = the note.
 fn encode_record(key: &str, note: &str) -> Result<Bytes, UpstreamError> {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
+    let record = NewRecord {
         timestamp: now_millis(),
         key: Some(Bytes::copy_from_slice(key.as_bytes())),
         value: Some(Bytes::copy_from_slice(note.as_bytes())),
-        headers: Default::default(),
+        headers: Vec::new(),
     };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [&record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| UpstreamError::Protocol(format!("encode checkpoint record: {e}")))?;
-    Ok(buf.freeze())
+    build_batch(&[record], Compression::None)
+        .map_err(|e| UpstreamError::Protocol(format!("encode checkpoint record: {e}")))
 }
+
+/// Decompressed bytes one anchor batch may hold (checkpoint notes are a few hundred bytes).
+const MAX_ANCHOR_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
 /// Decodes the complete record batches in a Fetch answer (a partial batch at the end is
 /// left for the next Fetch); records before `from` are skipped.
@@ -547,37 +530,38 @@ fn encode_record(key: &str, note: &str) -> Result<Bytes, UpstreamError> {
 /// # Errors
 ///
 /// [`UpstreamError::Protocol`] for a batch that does not decode.
-pub fn decode_notes(mut records: Bytes, from: i64) -> Result<Vec<AnchoredNote>, UpstreamError> {
-    /// Offset (8) + length (4) in front of every batch.
-    const BATCH_HEADER: usize = 12;
+pub fn decode_notes(records: Bytes, from: i64) -> Result<Vec<AnchoredNote>, UpstreamError> {
+    let protocol = |e: CodecError| UpstreamError::Protocol(format!("anchor record batch: {e}"));
     let mut notes = Vec::new();
-    while records.len() >= BATCH_HEADER {
-        let len = i32::from_be_bytes([records[8], records[9], records[10], records[11]]);
-        let Some(total) = usize::try_from(len)
-            .ok()
-            .and_then(|l| l.checked_add(BATCH_HEADER))
-        else {
-            return Err(UpstreamError::Protocol(format!(
-                "record batch length {len}"
-            )));
+    for piece in split_batches(&records) {
+        let batch = match piece.map_err(protocol)? {
+            BatchPiece::Records(batch) => batch,
+            BatchPiece::Truncated(_) => break,
+            // Control markers and batches emptied by compaction hold no checkpoint.
+            BatchPiece::Control(_) | BatchPiece::Empty(_) => continue,
+            // The proxy never wrote a pre-v2 entry: the topic holds something else.
+            BatchPiece::Legacy { magic, .. } => {
+                return Err(UpstreamError::Protocol(format!(
+                    "anchor record batch: magic {magic} is not a checkpoint"
+                )))
+            }
         };
-        if records.len() < total {
-            break;
-        }
-        let mut batch = records.split_to(total);
-        let set = RecordBatchDecoder::decode(&mut batch)
-            .map_err(|e| UpstreamError::Protocol(format!("anchor record batch: {e}")))?;
-        for r in set
-            .records
-            .into_iter()
-            .filter(|r| r.offset >= from && !r.control)
-        {
+        let decoded = batch.decode(MAX_ANCHOR_BATCH_BYTES).map_err(protocol)?;
+        for r in &decoded.records {
+            let offset = decoded.header.record_offset(r.offset_delta);
+            if offset < from {
+                continue;
+            }
             notes.push(AnchoredNote {
-                offset: r.offset,
-                key: r.key.map(|k| String::from_utf8_lossy(&k).into_owned()),
+                offset,
+                key: r
+                    .key
+                    .as_ref()
+                    .map(|k| String::from_utf8_lossy(k).into_owned()),
                 note: r
                     .value
-                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+                    .as_ref()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
                     .unwrap_or_default(),
             });
         }
@@ -628,6 +612,7 @@ fn now_millis() -> i64 {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
 
     #[test]
     fn records_round_trip_and_partial_batches_wait() {

@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
     SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::ResponseError;
 use portcullis_auth::{
     AuthFailure, AuthSource, FailureKind, Mechanism, Principal, ServerSession, Step,
 };
@@ -24,13 +25,6 @@ use portcullis_auth::{
 use crate::authn::{AuthService, ClientInfo};
 use crate::codec::header::RequestHeader;
 use crate::codec::response_frame::{raw_frame, response_frame};
-
-/// Kafka error UNSUPPORTED_SASL_MECHANISM.
-pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
-/// Kafka error ILLEGAL_SASL_STATE.
-pub const ILLEGAL_SASL_STATE: i16 = 34;
-/// Kafka error SASL_AUTHENTICATION_FAILED.
-pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
 
 /// What to send back, and whether the connection ends after it.
 #[derive(Debug)]
@@ -218,7 +212,7 @@ impl Session {
         };
         if !matches!(self.stage, Stage::AwaitHandshake) {
             return reply(
-                ILLEGAL_SASL_STATE,
+                ResponseError::IllegalSaslState.code(),
                 Some("SaslHandshake during a SASL exchange"),
             );
         }
@@ -228,7 +222,7 @@ impl Session {
             .is_some_and(|p| !matches!(p.source, AuthSource::Sasl(_)))
         {
             return reply(
-                ILLEGAL_SASL_STATE,
+                ResponseError::IllegalSaslState.code(),
                 Some("SaslHandshake on a connection authenticated without SASL"),
             );
         }
@@ -252,12 +246,12 @@ impl Session {
                 Ok(()) => "client asked for a SASL mechanism that is not enabled",
                 Err(_) => AUDIT_UNAVAILABLE_CLOSE,
             };
-            return reply(UNSUPPORTED_SASL_MECHANISM, Some(close));
+            return reply(ResponseError::UnsupportedSaslMechanism.code(), Some(close));
         };
         if let Some(AuthSource::Sasl(first)) = self.principal.as_ref().map(|p| p.source) {
             if first != mechanism {
                 return reply(
-                    ILLEGAL_SASL_STATE,
+                    ResponseError::IllegalSaslState.code(),
                     Some("re-authentication must use the original mechanism"),
                 );
             }
@@ -284,7 +278,7 @@ impl Session {
         };
         if !matches!(self.stage, Stage::Exchange { legacy: false, .. }) {
             let response = SaslAuthenticateResponse::default()
-                .with_error_code(ILLEGAL_SASL_STATE)
+                .with_error_code(ResponseError::IllegalSaslState.code())
                 .with_error_message(Some(StrBytes::from_static_str(
                     "SaslAuthenticate without a preceding SaslHandshake v1",
                 )));
@@ -313,7 +307,7 @@ impl Session {
             ),
             Outcome::Failed { message, close } => (
                 SaslAuthenticateResponse::default()
-                    .with_error_code(SASL_AUTHENTICATION_FAILED)
+                    .with_error_code(ResponseError::SaslAuthenticationFailed.code())
                     .with_error_message(Some(StrBytes::from_static_str(message))),
                 close,
             ),
@@ -640,7 +634,10 @@ mod tests {
         let service = service(dir.path(), Arc::new(Refusing));
         let mut session = Session::new();
         let (response, close) = plain_login(&service, &mut session).await;
-        assert_eq!(response.error_code, SASL_AUTHENTICATION_FAILED);
+        assert_eq!(
+            response.error_code,
+            ResponseError::SaslAuthenticationFailed.code()
+        );
         assert_eq!(
             response.error_message.as_deref(),
             Some(AUDIT_UNAVAILABLE_MESSAGE)

@@ -9,14 +9,12 @@ use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use kafka_protocol::protocol::VersionRange;
+use kafka_protocol::ResponseError;
 
 use portcullis_policy::api_acl::{enforcement, Enforcement};
 
 use crate::codec::response_frame::response_frame;
 use crate::pipeline::api_table::{handling, proxy_versions, Handling};
-
-/// Kafka error code UNSUPPORTED_VERSION.
-pub const UNSUPPORTED_VERSION: i16 = 35;
 
 /// Highest api key number the table indexes.
 const MAX_API_KEY: usize = 127;
@@ -155,7 +153,7 @@ pub fn api_versions_response_frame(
             .collect();
         request_version
     } else {
-        response.error_code = UNSUPPORTED_VERSION;
+        response.error_code = ResponseError::UnsupportedVersion.code();
         response.api_keys = vec![ApiVersion::default()
             .with_api_key(ApiKey::ApiVersions as i16)
             .with_min_version(supported.min)
@@ -264,7 +262,7 @@ mod tests {
         let mut body = frame.slice(4..);
         assert_eq!(body.get_i32(), 7);
         let decoded = ApiVersionsResponse::decode(&mut body, 0).unwrap();
-        assert_eq!(decoded.error_code, UNSUPPORTED_VERSION);
+        assert_eq!(decoded.error_code, ResponseError::UnsupportedVersion.code());
         assert_eq!(decoded.api_keys.len(), 1);
         assert_eq!(decoded.api_keys[0].api_key, ApiKey::ApiVersions as i16);
     }

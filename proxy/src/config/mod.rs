@@ -466,6 +466,17 @@ impl Config {
                 message,
             })
         };
+        self.validate_listener(&mut bad);
+        self.validate_upstream(&mut bad);
+        self.validate_limits(&mut bad);
+        self.validate_admin(&mut bad);
+        self.validate_log_and_audit(&mut bad);
+        self.validate_auth(&mut bad);
+        problems
+    }
+
+    /// `[listener]`: addresses, ports and the client-facing TLS files.
+    fn validate_listener(&self, bad: &mut impl FnMut(&str, String)) {
         if self.listener.advertised_host.trim().is_empty() {
             bad("listener.advertised_host", "must not be empty".into());
         }
@@ -491,12 +502,16 @@ impl Config {
             Err(e) => bad("listener.broker_ports", e),
         }
         if let Some(tls) = &self.listener.tls {
-            check_readable(&mut bad, "listener.tls.cert", &tls.cert);
-            check_readable(&mut bad, "listener.tls.key", &tls.key);
+            check_readable(bad, "listener.tls.cert", &tls.cert);
+            check_readable(bad, "listener.tls.key", &tls.key);
             if tls.reload_interval_ms == 0 {
                 bad("listener.tls.reload_interval_ms", "must be above 0".into());
             }
         }
+    }
+
+    /// `[upstream]`: bootstrap servers, timeouts and the broker-facing TLS files.
+    fn validate_upstream(&self, bad: &mut impl FnMut(&str, String)) {
         if self.upstream.bootstrap_servers.is_empty() {
             bad(
                 "upstream.bootstrap_servers",
@@ -521,17 +536,21 @@ impl Config {
             );
         }
         if let Some(tls) = &self.upstream.tls {
-            check_readable(&mut bad, "upstream.tls.ca", &tls.ca);
+            check_readable(bad, "upstream.tls.ca", &tls.ca);
             match (&tls.cert, &tls.key) {
                 (Some(c), Some(k)) => {
-                    check_readable(&mut bad, "upstream.tls.cert", c);
-                    check_readable(&mut bad, "upstream.tls.key", k);
+                    check_readable(bad, "upstream.tls.cert", c);
+                    check_readable(bad, "upstream.tls.key", k);
                 }
                 (None, None) => {}
                 (Some(_), None) => bad("upstream.tls.key", "required when cert is set".into()),
                 (None, Some(_)) => bad("upstream.tls.cert", "required when key is set".into()),
             }
         }
+    }
+
+    /// `[limits]`: frame sizes within Kafka's range, every count and timeout above 0.
+    fn validate_limits(&self, bad: &mut impl FnMut(&str, String)) {
         let l = &self.limits;
         if !(1024..=i32::MAX as usize).contains(&l.max_frame_bytes) {
             bad(
@@ -567,6 +586,10 @@ impl Config {
                 bad(key, "must be above 0".into());
             }
         }
+    }
+
+    /// `[admin]`: a loopback bind, or a token file that loads.
+    fn validate_admin(&self, bad: &mut impl FnMut(&str, String)) {
         if self.admin.enabled {
             match self.admin.bind.parse::<SocketAddr>() {
                 Err(_) => bad(
@@ -585,6 +608,10 @@ impl Config {
                 }
             }
         }
+    }
+
+    /// `[log]` level and `[audit]`: the log settings and the data directory's parent.
+    fn validate_log_and_audit(&self, bad: &mut impl FnMut(&str, String)) {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bad(
                 "log.level",
@@ -602,6 +629,10 @@ impl Config {
                 );
             }
         }
+    }
+
+    /// `[listener.auth]`, `[auth]`, `[upstream.sasl]` and `[authorization]`.
+    fn validate_auth(&self, bad: &mut impl FnMut(&str, String)) {
         let auth_problems = auth::validate_listener_auth(
             &self.listener.auth,
             self.listener.tls.is_some(),
@@ -622,7 +653,6 @@ impl Config {
         for (key, message) in auth_problems.chain(authz_problems) {
             bad(&key, message);
         }
-        problems
     }
 
     /// The per-broker port range (valid after `validate`).

@@ -26,6 +26,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// Protocol versions offered on both sides.
 static PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
@@ -500,9 +501,8 @@ fn pem_error(path: &Path, error: rustls_pki_types::pem::Error) -> TlsError {
     }
 }
 
-/// Subject CN, serial and expiry of a leaf certificate, for log lines. Parsed with a few
-/// lines of DER walking because pulling in an X.509 parser for a log line is not worth it;
-/// anything unexpected just yields less detail.
+/// Subject CN, serial and expiry of a leaf certificate, for log lines. A certificate
+/// x509-parser cannot read just yields less detail.
 struct CertSummary {
     common_name: Option<String>,
     serial: Option<String>,
@@ -524,27 +524,22 @@ impl CertSummary {
         summary
     }
 
-    /// Certificate ::= SEQUENCE { tbs SEQUENCE { [0] version?, serial, sigAlg, issuer,
-    /// validity SEQUENCE { notBefore, notAfter }, subject, ... }, ... }
-    fn fill(&mut self, der: &[u8]) -> Option<()> {
-        let (_, cert, _) = der_tlv(der)?;
-        let (_, tbs, _) = der_tlv(cert)?;
-        let (mut tag, mut value, mut rest) = der_tlv(tbs)?;
-        if tag == 0xa0 {
-            (tag, value, rest) = der_tlv(rest)?;
-        }
-        if tag == 0x02 {
-            self.serial = Some(value.iter().map(|b| format!("{b:02x}")).collect());
-        }
-        let (_, _sig_alg, rest) = der_tlv(rest)?;
-        let (_, _issuer, rest) = der_tlv(rest)?;
-        let (_, validity, rest) = der_tlv(rest)?;
-        let (_, _not_before, validity_rest) = der_tlv(validity)?;
-        let (time_tag, not_after, _) = der_tlv(validity_rest)?;
-        self.not_after = der_time(time_tag, not_after);
-        let (_, subject, _) = der_tlv(rest)?;
-        self.common_name = common_name(subject);
-        Some(())
+    fn fill(&mut self, der: &[u8]) {
+        let Ok((_, cert)) = X509Certificate::from_der(der) else {
+            return;
+        };
+        self.serial = Some(
+            cert.raw_serial()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        );
+        self.not_after = Some(utc_timestamp(cert.validity().not_after.to_datetime()));
+        self.common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .map(|cn| String::from_utf8_lossy(cn.attr_value().data).into_owned());
     }
 }
 
@@ -562,65 +557,18 @@ impl std::fmt::Display for CertSummary {
     }
 }
 
-/// Splits one DER tag-length-value off `input`: (tag, value, rest).
-fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, input) = input.split_first()?;
-    let (&first, mut input) = input.split_first()?;
-    let len = if first < 0x80 {
-        usize::from(first)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 {
-            return None;
-        }
-        let (bytes, rest) = input.split_at_checked(count)?;
-        input = rest;
-        bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
-    };
-    let (value, rest) = input.split_at_checked(len)?;
-    Some((tag, value, rest))
-}
-
-/// UTCTime (0x17) or GeneralizedTime (0x18) as `YYYY-MM-DDTHH:MM:SSZ`.
-fn der_time(tag: u8, value: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(value).ok()?;
-    let (year, rest) = match tag {
-        0x17 => {
-            let yy: u32 = text.get(0..2)?.parse().ok()?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, text.get(2..)?)
-        }
-        0x18 => (text.get(0..4)?.parse().ok()?, text.get(4..)?),
-        _ => return None,
-    };
-    if rest.len() != 11 || !rest.ends_with('Z') || !rest[..10].bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(format!(
-        "{year:04}-{}-{}T{}:{}:{}Z",
-        &rest[0..2],
-        &rest[2..4],
-        &rest[4..6],
-        &rest[6..8],
-        &rest[8..10]
-    ))
-}
-
-/// The first commonName (2.5.4.3) in a Name: SEQUENCE OF SET OF SEQUENCE { oid, value }.
-fn common_name(mut name: &[u8]) -> Option<String> {
-    const CN_OID: &[u8] = &[0x55, 0x04, 0x03];
-    while !name.is_empty() {
-        let (_, set, rest) = der_tlv(name)?;
-        name = rest;
-        let (_, attribute, _) = der_tlv(set)?;
-        let (_, oid, value) = der_tlv(attribute)?;
-        if oid == CN_OID {
-            let (_, text, _) = der_tlv(value)?;
-            return Some(String::from_utf8_lossy(text).into_owned());
-        }
-    }
-    None
+/// A certificate time as `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc_timestamp(time: time::OffsetDateTime) -> String {
+    let t = time.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 #[cfg(test)]
@@ -953,8 +901,17 @@ mod tests {
                 || not_after.starts_with(&(year + 1).to_string()),
             "{not_after}"
         );
-        assert!(der_tlv(&[0x30, 0x85, 0, 0, 0, 0, 1]).is_none());
-        assert!(der_tlv(&[0x30, 0x05, 1]).is_none());
+        for garbage in [&[0x30, 0x85, 0, 0, 0, 0, 1][..], &[0x30, 0x05, 1][..]] {
+            let mut summary = CertSummary {
+                common_name: None,
+                serial: None,
+                not_after: None,
+                chain_len: 1,
+            };
+            summary.fill(garbage);
+            assert!(summary.common_name.is_none() && summary.serial.is_none());
+            assert!(summary.not_after.is_none());
+        }
     }
 
     #[test]

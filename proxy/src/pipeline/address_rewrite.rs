@@ -11,14 +11,12 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use crate::cluster::broker_map::{BrokerMap, BrokerMapError};
 use crate::connection::ConnectionEnd;
 use crate::pipeline::api_table::response_needs_rewrite;
 use crate::pipeline::{ConnectionState, Flow, Note, Request, Response, Stage, Step};
-
-/// Kafka error code UNSUPPORTED_ENDPOINT_TYPE.
-pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
 
 /// Maps a broker's upstream address to the address clients must use.
 pub trait AddressMapper {
@@ -121,7 +119,7 @@ pub fn rewrite_addresses(
             if m.endpoint_type == 2 {
                 // Controller endpoints: the proxy has no listeners for controllers.
                 m.brokers.clear();
-                m.error_code = UNSUPPORTED_ENDPOINT_TYPE;
+                m.error_code = ResponseError::UnsupportedEndpointType.code();
                 m.error_message = Some(StrBytes::from_static_str(
                     "controller endpoints are not available through the proxy",
                 ));
@@ -213,14 +211,14 @@ impl Stage for AddressRewrite {
 mod tests {
     use super::*;
     use kafka_protocol::messages::find_coordinator_response::Coordinator;
+    use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+    use kafka_protocol::messages::produce_response::NodeEndpoint;
+    use kafka_protocol::messages::BrokerId;
     use kafka_protocol::messages::{
         DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
         ProduceResponse,
     };
     use kafka_protocol::protocol::{Decodable, Encodable};
-    use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
-    use kafka_protocol::messages::produce_response::NodeEndpoint;
-    use kafka_protocol::messages::BrokerId;
     use std::cell::RefCell;
 
     /// Maps node N to proxy:1000+N and remembers what it saw.
@@ -354,7 +352,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let d = DescribeClusterResponse::decode(&mut out.clone(), 1).unwrap();
-        assert_eq!(d.error_code, UNSUPPORTED_ENDPOINT_TYPE);
+        assert_eq!(d.error_code, ResponseError::UnsupportedEndpointType.code());
 
         let m = MetadataResponse::default().with_brokers(vec![broker(666, "x", 1)]);
         assert!(rewrite_response(ApiKey::Metadata, 9, encode(&m, 9), &mapper()).is_err());

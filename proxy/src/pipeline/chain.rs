@@ -19,6 +19,9 @@ use crate::pipeline::session::SessionStage;
 use crate::pipeline::validation::{decode_request, Validation};
 use crate::pipeline::{Answer, ConnectionState, Flow, Note, Request, Response, Stage, Step};
 
+#[cfg(test)]
+mod tests;
+
 /// The stages of one connection, in request order.
 pub struct Chain {
     stages: Vec<Box<dyn Stage>>,
@@ -119,7 +122,9 @@ impl Chain {
         let served = match &self.served {
             Some((from, served)) if Arc::ptr_eq(from, &negotiated) => served.clone(),
             _ => {
-                let served = Arc::new(negotiated.narrowed(|api, range| {
+                // SASL is offered by the proxy itself; the session stage withdraws it on
+                // listeners without SASL.
+                let served = Arc::new(negotiated.with_sasl().narrowed(|api, range| {
                     self.stages
                         .iter()
                         .try_fold(range, |range, stage| stage.versions(api, range))

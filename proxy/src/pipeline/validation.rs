@@ -12,20 +12,10 @@ use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind};
 
 use crate::codec::header::{with_produce_acks, RequestHeader};
+use crate::codec::record_batch::check_batch_headers;
 use crate::connection::ConnectionEnd;
 use crate::pipeline::api_table::{handling, Handling};
 use crate::pipeline::{ConnectionState, Flow, Request, Stage, Step};
-
-/// Record batch header size after the base offset and length fields (magic v2).
-const BATCH_HEADER_AFTER_LENGTH: usize = 49;
-/// Offset of `magic` from the start of a batch.
-const MAGIC_OFFSET: usize = 16;
-/// Offset of `attributes` from the start of a batch.
-const ATTRIBUTES_OFFSET: usize = 21;
-/// Offset of `records count` from the start of a batch.
-const RECORDS_COUNT_OFFSET: usize = 57;
-/// Smallest encoding of one v2 record (seven one-byte varints and the attributes byte).
-const MIN_RECORD_BYTES: usize = 7;
 
 /// Why a request was refused before forwarding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,54 +149,10 @@ impl Validation {
     }
 }
 
-/// Walks the batch headers of a Produce `records` field.
-pub fn check_record_batches(
-    mut records: &[u8],
-    max_records_per_batch: usize,
-) -> Result<(), String> {
-    while !records.is_empty() {
-        let batch_length = read_i32(records, 8).ok_or("truncated batch header")?;
-        let batch_length = usize::try_from(batch_length)
-            .ok()
-            .filter(|len| *len >= BATCH_HEADER_AFTER_LENGTH)
-            .ok_or_else(|| format!("batch length {batch_length} is too small"))?;
-        let total = 12 + batch_length;
-        let batch = records.get(..total).ok_or_else(|| {
-            format!(
-                "batch of {total} bytes overruns the {} bytes sent",
-                records.len()
-            )
-        })?;
-        let magic = batch[MAGIC_OFFSET];
-        if magic != 2 {
-            return Err(format!(
-                "record batch magic {magic} is not supported (only v2)"
-            ));
-        }
-        let attributes = read_i16(batch, ATTRIBUTES_OFFSET).ok_or("truncated batch header")?;
-        let count = read_i32(batch, RECORDS_COUNT_OFFSET).ok_or("truncated batch header")?;
-        let count = usize::try_from(count).map_err(|_| format!("negative record count {count}"))?;
-        let compressed = attributes & 0x7 != 0;
-        let room = total - (RECORDS_COUNT_OFFSET + 4);
-        if !compressed && count.saturating_mul(MIN_RECORD_BYTES) > room {
-            return Err(format!("record count {count} cannot fit in {room} bytes"));
-        }
-        if count > max_records_per_batch {
-            return Err(format!(
-                "record count {count} exceeds limits.max_records_per_batch {max_records_per_batch}"
-            ));
-        }
-        records = &records[total..];
-    }
-    Ok(())
-}
-
-fn read_i32(bytes: &[u8], at: usize) -> Option<i32> {
-    Some(i32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn read_i16(bytes: &[u8], at: usize) -> Option<i16> {
-    Some(i16::from_be_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+/// Walks the batch headers of a Produce `records` field (see
+/// [`check_batch_headers`](crate::codec::record_batch::check_batch_headers)).
+pub fn check_record_batches(records: &[u8], max_records_per_batch: usize) -> Result<(), String> {
+    check_batch_headers(records, max_records_per_batch).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -223,6 +169,9 @@ mod tests {
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
     use proptest::prelude::*;
+
+    /// Offset of `records count` from the start of a batch.
+    const RECORDS_COUNT_OFFSET: usize = 57;
 
     fn batch(n: usize, compression: Compression) -> Bytes {
         let records: Vec<Record> = (0..n)

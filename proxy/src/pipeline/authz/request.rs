@@ -16,19 +16,11 @@ use kafka_protocol::messages::{
     ProduceRequest, RequestKind, ResponseKind, TopicName, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use portcullis_policy::resource::CLUSTER_NAME;
 use portcullis_policy::{Operation, ResourceType};
 
 use crate::pipeline::authz::response::{self as answer, ResponseFix};
-
-/// Kafka error TOPIC_AUTHORIZATION_FAILED.
-pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
-/// Kafka error GROUP_AUTHORIZATION_FAILED.
-pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
-/// Kafka error CLUSTER_AUTHORIZATION_FAILED.
-pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
-/// Kafka error TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
-pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 
 /// Answers "may this connection's principal do `op` on this resource?". Implementations
 /// record denials for the audit log.
@@ -198,7 +190,10 @@ fn produce(r: &mut ProduceRequest, perms: &mut dyn Permissions) -> Verdict {
                     .map(|t| (&t.name, t.partition_data.iter().map(|p| p.index).collect())),
             );
             return deny_all(fire_and_forget, || {
-                answer::produce_denied(&all, TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+                answer::produce_denied(
+                    &all,
+                    ResponseError::TransactionalIdAuthorizationFailed.code(),
+                )
             });
         }
     }
@@ -217,7 +212,7 @@ fn produce(r: &mut ProduceRequest, perms: &mut dyn Permissions) -> Verdict {
     }
     if r.topic_data.is_empty() {
         return deny_all(fire_and_forget, || {
-            answer::produce_denied(&denied, TOPIC_AUTHORIZATION_FAILED)
+            answer::produce_denied(&denied, ResponseError::TopicAuthorizationFailed.code())
         });
     }
     Verdict::forward_with(true, Some(ResponseFix::Produce(denied)))
@@ -386,7 +381,7 @@ fn offset_commit(r: &mut OffsetCommitRequest, perms: &mut dyn Permissions) -> Ve
     if !perms.allows(ResourceType::Group, &r.group_id, Operation::Read) {
         return Verdict::answer(answer::offset_commit_denied(
             &all,
-            GROUP_AUTHORIZATION_FAILED,
+            ResponseError::GroupAuthorizationFailed.code(),
         ));
     }
     let denied = split_denied(
@@ -403,7 +398,7 @@ fn offset_commit(r: &mut OffsetCommitRequest, perms: &mut dyn Permissions) -> Ve
         denied,
         Vec::is_empty,
         r.topics.is_empty(),
-        |d| answer::offset_commit_denied(d, TOPIC_AUTHORIZATION_FAILED),
+        |d| answer::offset_commit_denied(d, ResponseError::TopicAuthorizationFailed.code()),
         ResponseFix::OffsetCommit,
     )
 }
@@ -438,10 +433,13 @@ fn find_coordinator(
     perms: &mut dyn Permissions,
 ) -> Verdict {
     let (resource, code) = match r.key_type {
-        0 => (ResourceType::Group, GROUP_AUTHORIZATION_FAILED),
+        0 => (
+            ResourceType::Group,
+            ResponseError::GroupAuthorizationFailed.code(),
+        ),
         1 => (
             ResourceType::TransactionalId,
-            TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
         ),
         // Share-group and unknown key types: nothing the proxy can authorize.
         _ => return Verdict::answer(answer::find_coordinator_unknown_key_type(r, version)),
@@ -511,7 +509,7 @@ fn init_producer_id(r: &mut InitProducerIdRequest, perms: &mut dyn Permissions) 
     let (allowed, code) = match &r.transactional_id {
         Some(txn) => (
             perms.allows(ResourceType::TransactionalId, txn, Operation::Write),
-            TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
         ),
         None => (
             perms.allows(
@@ -519,7 +517,7 @@ fn init_producer_id(r: &mut InitProducerIdRequest, perms: &mut dyn Permissions) 
                 CLUSTER_NAME,
                 Operation::IdempotentWrite,
             ),
-            CLUSTER_AUTHORIZATION_FAILED,
+            ResponseError::ClusterAuthorizationFailed.code(),
         ),
     };
     if allowed {
@@ -585,7 +583,7 @@ fn offset_for_leader_epoch(
         );
         return Verdict::answer(answer::offset_for_leader_epoch_denied(
             &all,
-            CLUSTER_AUTHORIZATION_FAILED,
+            ResponseError::ClusterAuthorizationFailed.code(),
         ));
     }
     let denied = split_denied(
@@ -602,7 +600,12 @@ fn offset_for_leader_epoch(
         denied,
         Vec::is_empty,
         r.topics.is_empty(),
-        |d| answer::offset_for_leader_epoch_denied(d, TOPIC_AUTHORIZATION_FAILED),
+        |d| {
+            answer::offset_for_leader_epoch_denied(
+                d,
+                ResponseError::TopicAuthorizationFailed.code(),
+            )
+        },
         ResponseFix::OffsetForLeaderEpoch,
     )
 }
@@ -646,7 +649,7 @@ fn add_partitions_to_txn(
     ) {
         return Verdict::answer(answer::add_partitions_to_txn_denied(
             &all,
-            TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
         ));
     }
     let checked: Vec<(TopicName, Vec<i32>, bool)> = all
@@ -661,7 +664,7 @@ fn add_partitions_to_txn(
     } else {
         Verdict::answer(answer::add_partitions_to_txn_denied(
             &checked,
-            TOPIC_AUTHORIZATION_FAILED,
+            ResponseError::TopicAuthorizationFailed.code(),
         ))
     }
 }
@@ -674,12 +677,12 @@ fn add_offsets_to_txn(r: &AddOffsetsToTxnRequest, perms: &mut dyn Permissions) -
         Operation::Write,
     ) {
         return Verdict::answer(answer::add_offsets_to_txn_denied(
-            TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
         ));
     }
     if !perms.allows(ResourceType::Group, &r.group_id, Operation::Read) {
         return Verdict::answer(answer::add_offsets_to_txn_denied(
-            GROUP_AUTHORIZATION_FAILED,
+            ResponseError::GroupAuthorizationFailed.code(),
         ));
     }
     Verdict::forward()
@@ -702,13 +705,13 @@ fn txn_offset_commit(r: &mut TxnOffsetCommitRequest, perms: &mut dyn Permissions
     ) {
         return Verdict::answer(answer::txn_offset_commit_denied(
             &all(),
-            TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
         ));
     }
     if !perms.allows(ResourceType::Group, &r.group_id, Operation::Read) {
         return Verdict::answer(answer::txn_offset_commit_denied(
             &all(),
-            GROUP_AUTHORIZATION_FAILED,
+            ResponseError::GroupAuthorizationFailed.code(),
         ));
     }
     let denied = split_denied(
@@ -725,7 +728,7 @@ fn txn_offset_commit(r: &mut TxnOffsetCommitRequest, perms: &mut dyn Permissions
         denied,
         Vec::is_empty,
         r.topics.is_empty(),
-        |d| answer::txn_offset_commit_denied(d, TOPIC_AUTHORIZATION_FAILED),
+        |d| answer::txn_offset_commit_denied(d, ResponseError::TopicAuthorizationFailed.code()),
         ResponseFix::TxnOffsetCommit,
     )
 }
@@ -799,14 +802,22 @@ fn config_access(
     op: Operation,
 ) -> Result<(), i16> {
     let (resource, name, code) = match resource_type {
-        CONFIG_TOPIC => (ResourceType::Topic, name, TOPIC_AUTHORIZATION_FAILED),
-        CONFIG_GROUP => (ResourceType::Group, name, GROUP_AUTHORIZATION_FAILED),
+        CONFIG_TOPIC => (
+            ResourceType::Topic,
+            name,
+            ResponseError::TopicAuthorizationFailed.code(),
+        ),
+        CONFIG_GROUP => (
+            ResourceType::Group,
+            name,
+            ResponseError::GroupAuthorizationFailed.code(),
+        ),
         CONFIG_BROKER | CONFIG_BROKER_LOGGER | CONFIG_CLIENT_METRICS => (
             ResourceType::Cluster,
             CLUSTER_NAME,
-            CLUSTER_AUTHORIZATION_FAILED,
+            ResponseError::ClusterAuthorizationFailed.code(),
         ),
-        _ => return Err(answer::INVALID_REQUEST),
+        _ => return Err(ResponseError::InvalidRequest.code()),
     };
     if perms.allows(resource, name, op) {
         Ok(())

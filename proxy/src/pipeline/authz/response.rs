@@ -52,18 +52,12 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochResponse, TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use portcullis_policy::resource::CLUSTER_NAME;
 use portcullis_policy::{Operation, ResourceType};
 
-use crate::pipeline::authz::request::{
-    DeniedConfig, DeniedPartitions, Permissions, CLUSTER_AUTHORIZATION_FAILED,
-    GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-};
+use crate::pipeline::authz::request::{DeniedConfig, DeniedPartitions, Permissions};
 
-/// Kafka error INVALID_REQUEST, for requests the proxy cannot authorize at all.
-pub const INVALID_REQUEST: i16 = 42;
-/// Kafka error OPERATION_NOT_ATTEMPTED: the request failed on another item.
-const OPERATION_NOT_ATTEMPTED: i16 = 55;
 /// The value of an `authorized_operations` field the client did not ask for.
 const OPS_NOT_REQUESTED: i32 = i32::MIN;
 /// Message Kafka sends with authorization errors.
@@ -203,14 +197,65 @@ pub fn apply_fix(
 
 /// Applies `fix` to a decoded response. A fix for another api changes nothing.
 pub fn fix_response(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut dyn Permissions) {
+    match fix {
+        ResponseFix::Produce(_)
+        | ResponseFix::Fetch(_)
+        | ResponseFix::ListOffsets(_)
+        | ResponseFix::OffsetForLeaderEpoch(_)
+        | ResponseFix::DeleteRecords(_) => fix_partition_data(fix, response),
+        ResponseFix::Metadata { .. } | ResponseFix::DescribeCluster => {
+            fix_cluster_view(fix, response, perms)
+        }
+        ResponseFix::OffsetCommit(_)
+        | ResponseFix::OffsetFetch(_)
+        | ResponseFix::OffsetFetchAll
+        | ResponseFix::FindCoordinator { .. }
+        | ResponseFix::DescribeGroups { .. }
+        | ResponseFix::ListGroups
+        | ResponseFix::TxnOffsetCommit(_)
+        | ResponseFix::OffsetDelete(_)
+        | ResponseFix::DeleteGroups(_) => fix_group_response(fix, response, perms),
+        ResponseFix::CreateTopics(_)
+        | ResponseFix::DeleteTopics(_)
+        | ResponseFix::CreatePartitions(_)
+        | ResponseFix::DescribeConfigs(_)
+        | ResponseFix::AlterConfigs(_)
+        | ResponseFix::IncrementalAlterConfigs(_) => fix_admin_response(fix, response),
+    }
+}
+
+/// Produce, Fetch, ListOffsets, OffsetForLeaderEpoch and DeleteRecords: denied partitions
+/// come back with their error.
+fn fix_partition_data(fix: &ResponseFix, response: &mut ResponseKind) {
     match (fix, response) {
         (ResponseFix::Produce(denied), ResponseKind::Produce(r)) => {
-            r.responses
-                .extend(produce_topics(denied, TOPIC_AUTHORIZATION_FAILED));
+            r.responses.extend(produce_topics(
+                denied,
+                ResponseError::TopicAuthorizationFailed.code(),
+            ));
         }
         (ResponseFix::Fetch(denied), ResponseKind::Fetch(r)) => {
             r.responses.extend(fetch_topics(denied));
         }
+        (ResponseFix::ListOffsets(denied), ResponseKind::ListOffsets(r)) => {
+            r.topics.extend(list_offsets_topics(denied));
+        }
+        (ResponseFix::OffsetForLeaderEpoch(denied), ResponseKind::OffsetForLeaderEpoch(r)) => {
+            r.topics.extend(epoch_topics(
+                denied,
+                ResponseError::TopicAuthorizationFailed.code(),
+            ));
+        }
+        (ResponseFix::DeleteRecords(denied), ResponseKind::DeleteRecords(r)) => {
+            r.topics.extend(delete_records_topics(denied));
+        }
+        _ => {}
+    }
+}
+
+/// Metadata and DescribeCluster: hide what may not be seen, fill in `authorized_operations`.
+fn fix_cluster_view(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut dyn Permissions) {
+    match (fix, response) {
         (
             ResponseFix::Metadata {
                 hide_unauthorized,
@@ -246,12 +291,23 @@ pub fn fix_response(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut 
                     authorized_operations(perms, ResourceType::Cluster, CLUSTER_NAME, CLUSTER_OPS);
             }
         }
-        (ResponseFix::ListOffsets(denied), ResponseKind::ListOffsets(r)) => {
-            r.topics.extend(list_offsets_topics(denied));
+        (ResponseFix::DescribeCluster, ResponseKind::DescribeCluster(r)) => {
+            r.cluster_authorized_operations =
+                authorized_operations(perms, ResourceType::Cluster, CLUSTER_NAME, CLUSTER_OPS);
         }
+        _ => {}
+    }
+}
+
+/// Group and offset apis: denied groups and partitions come back with their error, listings
+/// keep what may be described.
+fn fix_group_response(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut dyn Permissions) {
+    match (fix, response) {
         (ResponseFix::OffsetCommit(denied), ResponseKind::OffsetCommit(r)) => {
-            r.topics
-                .extend(offset_commit_topics(denied, TOPIC_AUTHORIZATION_FAILED));
+            r.topics.extend(offset_commit_topics(
+                denied,
+                ResponseError::TopicAuthorizationFailed.code(),
+            ));
         }
         (ResponseFix::OffsetFetch(denied), ResponseKind::OffsetFetch(r)) => {
             r.topics.extend(offset_fetch_topics(denied));
@@ -282,32 +338,30 @@ pub fn fix_response(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut 
             r.groups
                 .retain(|g| perms.allows(ResourceType::Group, &g.group_id, Operation::Describe));
         }
-        (ResponseFix::CreateTopics(denied), ResponseKind::CreateTopics(r)) => {
-            r.topics.extend(created_topics(denied));
-        }
-        (ResponseFix::DeleteTopics(denied), ResponseKind::DeleteTopics(r)) => {
-            r.responses.extend(deleted_topics(denied));
-        }
-        (ResponseFix::DescribeCluster, ResponseKind::DescribeCluster(r)) => {
-            r.cluster_authorized_operations =
-                authorized_operations(perms, ResourceType::Cluster, CLUSTER_NAME, CLUSTER_OPS);
-        }
-        (ResponseFix::OffsetForLeaderEpoch(denied), ResponseKind::OffsetForLeaderEpoch(r)) => {
-            r.topics
-                .extend(epoch_topics(denied, TOPIC_AUTHORIZATION_FAILED));
-        }
-        (ResponseFix::DeleteRecords(denied), ResponseKind::DeleteRecords(r)) => {
-            r.topics.extend(delete_records_topics(denied));
-        }
         (ResponseFix::TxnOffsetCommit(denied), ResponseKind::TxnOffsetCommit(r)) => {
-            r.topics
-                .extend(txn_offset_commit_topics(denied, TOPIC_AUTHORIZATION_FAILED));
+            r.topics.extend(txn_offset_commit_topics(
+                denied,
+                ResponseError::TopicAuthorizationFailed.code(),
+            ));
         }
         (ResponseFix::OffsetDelete(denied), ResponseKind::OffsetDelete(r)) => {
             r.topics.extend(offset_delete_topics(denied));
         }
         (ResponseFix::DeleteGroups(denied), ResponseKind::DeleteGroups(r)) => {
             r.results.extend(deleted_groups(denied));
+        }
+        _ => {}
+    }
+}
+
+/// Topic and config administration: denied topics and resources come back with their error.
+fn fix_admin_response(fix: &ResponseFix, response: &mut ResponseKind) {
+    match (fix, response) {
+        (ResponseFix::CreateTopics(denied), ResponseKind::CreateTopics(r)) => {
+            r.topics.extend(created_topics(denied));
+        }
+        (ResponseFix::DeleteTopics(denied), ResponseKind::DeleteTopics(r)) => {
+            r.responses.extend(deleted_topics(denied));
         }
         (ResponseFix::CreatePartitions(denied), ResponseKind::CreatePartitions(r)) => {
             r.results.extend(created_partitions(denied));
@@ -324,6 +378,7 @@ pub fn fix_response(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut 
         ) => {
             r.responses.extend(incrementally_altered_configs(denied));
         }
+
         _ => {}
     }
 }
@@ -373,7 +428,7 @@ fn fetch_topics(denied: &DeniedPartitions) -> Vec<FetchableTopicResponse> {
                         .map(|p| {
                             PartitionData::default()
                                 .with_partition_index(*p)
-                                .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
                                 .with_high_watermark(-1)
                                 .with_last_stable_offset(-1)
                                 .with_log_start_offset(-1)
@@ -396,7 +451,7 @@ pub fn fetch_denied(denied: &DeniedPartitions) -> ResponseKind {
 /// A replica Fetch from a principal without ClusterAction.
 pub fn fetch_cluster_denied() -> ResponseKind {
     FetchResponse::default()
-        .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
+        .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
         .into()
 }
 
@@ -405,7 +460,7 @@ fn metadata_topics(denied: &[DeniedTopic], topic_ops: bool) -> Vec<MetadataRespo
         .iter()
         .map(|d| {
             let t = MetadataResponseTopic::default()
-                .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
                 .with_topic_authorized_operations(if topic_ops { 0 } else { OPS_NOT_REQUESTED });
             match d {
                 DeniedTopic::Name(name) => t.with_name(Some(name.clone())),
@@ -434,7 +489,7 @@ fn list_offsets_topics(denied: &DeniedPartitions) -> Vec<ListOffsetsTopicRespons
                         .map(|p| {
                             ListOffsetsPartitionResponse::default()
                                 .with_partition_index(*p)
-                                .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
                                 .with_timestamp(-1)
                                 .with_offset(-1)
                                 .with_leader_epoch(-1)
@@ -454,7 +509,7 @@ pub fn list_offsets_denied(denied: &DeniedPartitions) -> ResponseKind {
 
 /// A group membership request (Join/Sync/Heartbeat/Leave) without Read on the group.
 pub fn group_denied(api: ApiKey) -> ResponseKind {
-    let code = GROUP_AUTHORIZATION_FAILED;
+    let code = ResponseError::GroupAuthorizationFailed.code();
     match api {
         ApiKey::JoinGroup => JoinGroupResponse::default()
             .with_error_code(code)
@@ -507,7 +562,7 @@ fn offset_fetch_topics(denied: &DeniedPartitions) -> Vec<OffsetFetchResponseTopi
                                 .with_partition_index(*p)
                                 .with_committed_offset(-1)
                                 .with_committed_leader_epoch(-1)
-                                .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
                         })
                         .collect(),
                 )
@@ -527,7 +582,7 @@ pub fn offset_fetch_denied(denied: &DeniedPartitions) -> ResponseKind {
 pub fn offset_fetch_group_denied(request: &OffsetFetchRequest, version: i16) -> ResponseKind {
     let mut response = OffsetFetchResponse::default();
     if version >= 2 {
-        response.error_code = GROUP_AUTHORIZATION_FAILED;
+        response.error_code = ResponseError::GroupAuthorizationFailed.code();
     } else if let Some(topics) = &request.topics {
         response.topics = topics
             .iter()
@@ -541,7 +596,7 @@ pub fn offset_fetch_group_denied(request: &OffsetFetchRequest, version: i16) -> 
                                 OffsetFetchResponsePartition::default()
                                     .with_partition_index(*p)
                                     .with_committed_offset(-1)
-                                    .with_error_code(GROUP_AUTHORIZATION_FAILED)
+                                    .with_error_code(ResponseError::GroupAuthorizationFailed.code())
                             })
                             .collect(),
                     )
@@ -589,7 +644,7 @@ pub fn find_coordinator_unknown_key_type(
     } else {
         request.coordinator_keys.clone()
     };
-    find_coordinator_denied(&keys, INVALID_REQUEST, version)
+    find_coordinator_denied(&keys, ResponseError::InvalidRequest.code(), version)
 }
 
 fn described_groups(denied: &[GroupId]) -> Vec<DescribedGroup> {
@@ -598,7 +653,7 @@ fn described_groups(denied: &[GroupId]) -> Vec<DescribedGroup> {
         .map(|g| {
             DescribedGroup::default()
                 .with_group_id(g.clone())
-                .with_error_code(GROUP_AUTHORIZATION_FAILED)
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code())
                 .with_authorized_operations(OPS_NOT_REQUESTED)
         })
         .collect()
@@ -617,7 +672,7 @@ fn created_topics(denied: &[TopicName]) -> Vec<CreatableTopicResult> {
         .map(|t| {
             CreatableTopicResult::default()
                 .with_name(t.clone())
-                .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
                 .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)))
                 .with_num_partitions(-1)
                 .with_replication_factor(-1)
@@ -638,7 +693,7 @@ fn deleted_topics(denied: &[TopicName]) -> Vec<DeletableTopicResult> {
         .map(|t| {
             DeletableTopicResult::default()
                 .with_name(Some(t.clone()))
-                .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
                 .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)))
         })
         .collect()
@@ -663,7 +718,7 @@ pub fn init_producer_id_denied(code: i16) -> ResponseKind {
 /// A DescribeCluster without Describe on the cluster.
 pub fn describe_cluster_denied() -> ResponseKind {
     DescribeClusterResponse::default()
-        .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
+        .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
         .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)))
         .with_controller_id(BrokerId(-1))
         .into()
@@ -720,7 +775,7 @@ fn delete_records_topics(denied: &DeniedPartitions) -> Vec<DeleteRecordsTopicRes
             DeleteRecordsPartitionResult::default()
                 .with_partition_index(p)
                 .with_low_watermark(-1)
-                .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
         },
     )
 }
@@ -739,7 +794,7 @@ pub fn add_partitions_to_txn_denied(
     topics: &[(TopicName, Vec<i32>, bool)],
     code: i16,
 ) -> ResponseKind {
-    let txn_denied = code == TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    let txn_denied = code == ResponseError::TransactionalIdAuthorizationFailed.code();
     AddPartitionsToTxnResponse::default()
         .with_results_by_topic_v3_and_below(
             topics
@@ -748,7 +803,7 @@ pub fn add_partitions_to_txn_denied(
                     let partition_code = if txn_denied || !allowed {
                         code
                     } else {
-                        OPERATION_NOT_ATTEMPTED
+                        ResponseError::OperationNotAttempted.code()
                     };
                     AddPartitionsToTxnTopicResult::default()
                         .with_name(name.clone())
@@ -778,7 +833,7 @@ pub fn add_offsets_to_txn_denied(code: i16) -> ResponseKind {
 /// An EndTxn without Write on the transactional id.
 pub fn end_txn_denied() -> ResponseKind {
     EndTxnResponse::default()
-        .with_error_code(TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1)
         .into()
@@ -821,7 +876,7 @@ fn offset_delete_topics(denied: &DeniedPartitions) -> Vec<OffsetDeleteResponseTo
         |p| {
             OffsetDeleteResponsePartition::default()
                 .with_partition_index(p)
-                .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
         },
     )
 }
@@ -836,7 +891,7 @@ pub fn offset_delete_denied(denied: &DeniedPartitions) -> ResponseKind {
 /// An OffsetDelete without Delete on the group.
 pub fn offset_delete_group_denied() -> ResponseKind {
     OffsetDeleteResponse::default()
-        .with_error_code(GROUP_AUTHORIZATION_FAILED)
+        .with_error_code(ResponseError::GroupAuthorizationFailed.code())
         .into()
 }
 
@@ -846,7 +901,7 @@ fn deleted_groups(denied: &[GroupId]) -> Vec<DeletableGroupResult> {
         .map(|g| {
             DeletableGroupResult::default()
                 .with_group_id(g.clone())
-                .with_error_code(GROUP_AUTHORIZATION_FAILED)
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code())
         })
         .collect()
 }
@@ -864,7 +919,7 @@ fn created_partitions(denied: &[TopicName]) -> Vec<CreatePartitionsTopicResult> 
         .map(|t| {
             CreatePartitionsTopicResult::default()
                 .with_name(t.clone())
-                .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
                 .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)))
         })
         .collect()

@@ -109,7 +109,7 @@ fn produce_keeps_allowed_topics_and_answers_denied_partitions() {
         .unwrap();
     assert_eq!(
         secret.partition_responses[0].error_code,
-        TOPIC_AUTHORIZATION_FAILED
+        ResponseError::TopicAuthorizationFailed.code()
     );
 }
 
@@ -122,7 +122,7 @@ fn produce_wholly_denied_is_answered_locally_or_dropped_with_acks_0() {
     };
     assert_eq!(
         r.responses[0].partition_responses[0].error_code,
-        TOPIC_AUTHORIZATION_FAILED
+        ResponseError::TopicAuthorizationFailed.code()
     );
     let (_, verdict) = run(produce(0, &["secret"]), 9, &mut perms);
     assert!(matches!(verdict.action, Action::Drop));
@@ -142,7 +142,7 @@ fn transactional_produce_needs_write_on_the_transactional_id() {
     };
     assert_eq!(
         r.responses[0].partition_responses[0].error_code,
-        TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        ResponseError::TransactionalIdAuthorizationFailed.code()
     );
     let mut perms = perms.allow(X, "tx1", Operation::Write);
     let (_, verdict) = run(request, 9, &mut perms);
@@ -190,7 +190,7 @@ fn fetch_is_per_partition_and_sessionless() {
     assert_eq!(response.responses[0].partitions[0].partition_index, 2);
     assert_eq!(
         response.responses[0].partitions[0].error_code,
-        TOPIC_AUTHORIZATION_FAILED
+        ResponseError::TopicAuthorizationFailed.code()
     );
     let (_, verdict) = run(fetch(&["secret"]), 12, &mut perms);
     assert!(matches!(answered(verdict), ResponseKind::Fetch(_)));
@@ -207,7 +207,10 @@ fn replica_fetch_needs_cluster_action() {
     let ResponseKind::Fetch(r) = answered(verdict) else {
         panic!()
     };
-    assert_eq!(r.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    assert_eq!(
+        r.error_code,
+        ResponseError::ClusterAuthorizationFailed.code()
+    );
 }
 
 fn metadata(topics: Option<&[&str]>) -> MetadataRequest {
@@ -290,7 +293,10 @@ fn metadata_named_unauthorized_topic_never_reaches_the_broker() {
         .iter()
         .find(|t| t.name == Some(topic("secret")))
         .unwrap();
-    assert_eq!(secret.error_code, TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(
+        secret.error_code,
+        ResponseError::TopicAuthorizationFailed.code()
+    );
     assert!(secret.partitions.is_empty());
 }
 
@@ -350,7 +356,7 @@ fn list_offsets_is_per_partition() {
     };
     assert_eq!(
         r.topics[0].partitions[0].error_code,
-        TOPIC_AUTHORIZATION_FAILED
+        ResponseError::TopicAuthorizationFailed.code()
     );
     let (_, verdict) = run(request, 7, &mut Fake::default());
     assert!(matches!(answered(verdict), ResponseKind::ListOffsets(_)));
@@ -384,7 +390,7 @@ fn group_membership_needs_read_on_the_group() {
             ResponseKind::LeaveGroup(r) => r.error_code,
             other => panic!("{other:?}"),
         };
-        assert_eq!(code, GROUP_AUTHORIZATION_FAILED);
+        assert_eq!(code, ResponseError::GroupAuthorizationFailed.code());
     }
 }
 
@@ -415,7 +421,7 @@ fn offset_commit_needs_read_on_group_and_topics() {
     };
     assert_eq!(
         r.topics[0].partitions[0].error_code,
-        GROUP_AUTHORIZATION_FAILED
+        ResponseError::GroupAuthorizationFailed.code()
     );
     let mut perms =
         Fake::default()
@@ -431,7 +437,7 @@ fn offset_commit_needs_read_on_group_and_topics() {
     assert_eq!(r.topics[0].name.as_str(), "secret");
     assert_eq!(
         r.topics[0].partitions[0].error_code,
-        TOPIC_AUTHORIZATION_FAILED
+        ResponseError::TopicAuthorizationFailed.code()
     );
 }
 
@@ -451,14 +457,14 @@ fn offset_fetch_needs_describe_on_group_and_topics() {
     let ResponseKind::OffsetFetch(r) = answered(verdict) else {
         panic!()
     };
-    assert_eq!(r.error_code, GROUP_AUTHORIZATION_FAILED);
+    assert_eq!(r.error_code, ResponseError::GroupAuthorizationFailed.code());
     let (_, verdict) = run(request.clone(), 1, &mut Fake::default());
     let ResponseKind::OffsetFetch(r) = answered(verdict) else {
         panic!()
     };
     assert_eq!(
         r.topics[0].partitions[0].error_code,
-        GROUP_AUTHORIZATION_FAILED
+        ResponseError::GroupAuthorizationFailed.code()
     );
     let mut perms =
         Fake::default()
@@ -473,7 +479,7 @@ fn offset_fetch_needs_describe_on_group_and_topics() {
     };
     assert_eq!(
         r.topics[0].partitions[0].error_code,
-        TOPIC_AUTHORIZATION_FAILED
+        ResponseError::TopicAuthorizationFailed.code()
     );
     // All topics: only those with Describe come back.
     let all = OffsetFetchRequest::default()
@@ -501,7 +507,7 @@ fn find_coordinator_needs_describe_on_group_or_transactional_id() {
     let ResponseKind::FindCoordinator(r) = answered(verdict) else {
         panic!()
     };
-    assert_eq!(r.error_code, GROUP_AUTHORIZATION_FAILED);
+    assert_eq!(r.error_code, ResponseError::GroupAuthorizationFailed.code());
     let mut perms = Fake::default().allow(G, "g1", Operation::Describe);
     assert!(matches!(run(v3, 3, &mut perms).1.action, Action::Forward));
     let txn = FindCoordinatorRequest::default()
@@ -511,7 +517,10 @@ fn find_coordinator_needs_describe_on_group_or_transactional_id() {
     let ResponseKind::FindCoordinator(r) = answered(verdict) else {
         panic!()
     };
-    assert_eq!(r.error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    assert_eq!(
+        r.error_code,
+        ResponseError::TransactionalIdAuthorizationFailed.code()
+    );
     let v4 = FindCoordinatorRequest::default()
         .with_coordinator_keys(vec![key, StrBytes::from_static_str("other")]);
     let (request, verdict) = run(v4, 4, &mut perms);
@@ -525,7 +534,10 @@ fn find_coordinator_needs_describe_on_group_or_transactional_id() {
         panic!()
     };
     assert_eq!(r.coordinators[0].key.as_str(), "other");
-    assert_eq!(r.coordinators[0].error_code, GROUP_AUTHORIZATION_FAILED);
+    assert_eq!(
+        r.coordinators[0].error_code,
+        ResponseError::GroupAuthorizationFailed.code()
+    );
 }
 
 #[test]
@@ -539,7 +551,10 @@ fn describe_and_list_groups() {
         panic!()
     };
     assert_eq!(r.groups[0].group_id, group("g2"));
-    assert_eq!(r.groups[0].error_code, GROUP_AUTHORIZATION_FAILED);
+    assert_eq!(
+        r.groups[0].error_code,
+        ResponseError::GroupAuthorizationFailed.code()
+    );
 
     let (_, verdict) = run(ListGroupsRequest::default(), 4, &mut perms);
     let mut response: ResponseKind = ListGroupsResponse::default()
@@ -572,7 +587,10 @@ fn create_and_delete_topics_are_per_topic() {
         panic!()
     };
     assert_eq!(r.topics[0].name.as_str(), "new.b");
-    assert_eq!(r.topics[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(
+        r.topics[0].error_code,
+        ResponseError::TopicAuthorizationFailed.code()
+    );
     let mut cluster = Fake::default().allow(C, "kafka-cluster", Operation::Create);
     assert!(matches!(
         run(create, 5, &mut cluster).1.action,
@@ -584,7 +602,10 @@ fn create_and_delete_topics_are_per_topic() {
     let ResponseKind::DeleteTopics(r) = answered(verdict) else {
         panic!()
     };
-    assert_eq!(r.responses[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(
+        r.responses[0].error_code,
+        ResponseError::TopicAuthorizationFailed.code()
+    );
     let mut perms = Fake::default().allow(T, "old", Operation::Delete);
     assert!(matches!(
         run(delete, 4, &mut perms).1.action,
@@ -599,7 +620,10 @@ fn producer_ids_and_cluster_description() {
     let ResponseKind::InitProducerId(r) = answered(verdict) else {
         panic!()
     };
-    assert_eq!(r.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    assert_eq!(
+        r.error_code,
+        ResponseError::ClusterAuthorizationFailed.code()
+    );
     let mut perms = Fake::default().allow(C, "kafka-cluster", Operation::IdempotentWrite);
     assert!(matches!(
         run(idempotent, 4, &mut perms).1.action,
@@ -611,13 +635,19 @@ fn producer_ids_and_cluster_description() {
     let ResponseKind::InitProducerId(r) = answered(verdict) else {
         panic!()
     };
-    assert_eq!(r.error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    assert_eq!(
+        r.error_code,
+        ResponseError::TransactionalIdAuthorizationFailed.code()
+    );
 
     let (_, verdict) = run(DescribeClusterRequest::default(), 1, &mut Fake::default());
     let ResponseKind::DescribeCluster(r) = answered(verdict) else {
         panic!()
     };
-    assert_eq!(r.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    assert_eq!(
+        r.error_code,
+        ResponseError::ClusterAuthorizationFailed.code()
+    );
 }
 
 /// A default request of every api key the table says is enforced.
@@ -705,7 +735,7 @@ fn offset_for_leader_epoch_and_delete_records_are_per_partition() {
     };
     assert_eq!(
         r.topics[0].partitions[0].error_code,
-        TOPIC_AUTHORIZATION_FAILED
+        ResponseError::TopicAuthorizationFailed.code()
     );
     let mut perms = perms.allow(T, "orders", Operation::Delete);
     assert!(matches!(
@@ -736,7 +766,10 @@ fn transactions_need_write_on_the_transactional_id() {
         .iter()
         .map(|t| t.results_by_partition[0].partition_error_code)
         .collect();
-    assert_eq!(codes, vec![TRANSACTIONAL_ID_AUTHORIZATION_FAILED; 2]);
+    assert_eq!(
+        codes,
+        vec![ResponseError::TransactionalIdAuthorizationFailed.code(); 2]
+    );
     let mut perms = perms.allow(X, "tx1", Operation::Write);
     let ResponseKind::AddPartitionsToTxn(r) = answered(run(add, 3, &mut perms).1) else {
         panic!()
@@ -748,7 +781,10 @@ fn transactions_need_write_on_the_transactional_id() {
         .collect();
     assert_eq!(
         codes,
-        vec![55, TOPIC_AUTHORIZATION_FAILED],
+        vec![
+            ResponseError::OperationNotAttempted.code(),
+            ResponseError::TopicAuthorizationFailed.code()
+        ],
         "OPERATION_NOT_ATTEMPTED, 29"
     );
 
@@ -758,7 +794,7 @@ fn transactions_need_write_on_the_transactional_id() {
     let ResponseKind::AddOffsetsToTxn(r) = answered(run(offsets.clone(), 3, &mut perms).1) else {
         panic!()
     };
-    assert_eq!(r.error_code, GROUP_AUTHORIZATION_FAILED);
+    assert_eq!(r.error_code, ResponseError::GroupAuthorizationFailed.code());
     let mut perms = perms.allow(G, "g1", Operation::Read);
     assert!(matches!(
         run(offsets, 3, &mut perms).1.action,
@@ -769,7 +805,10 @@ fn transactions_need_write_on_the_transactional_id() {
     let ResponseKind::EndTxn(r) = answered(run(end, 3, &mut perms).1) else {
         panic!()
     };
-    assert_eq!(r.error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    assert_eq!(
+        r.error_code,
+        ResponseError::TransactionalIdAuthorizationFailed.code()
+    );
 
     use kafka_protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequestTopic;
     let commit = TxnOffsetCommitRequest::default()
@@ -801,7 +840,10 @@ fn group_and_partition_administration() {
         panic!()
     };
     assert_eq!(r.results[0].group_id, group("g2"));
-    assert_eq!(r.results[0].error_code, GROUP_AUTHORIZATION_FAILED);
+    assert_eq!(
+        r.results[0].error_code,
+        ResponseError::GroupAuthorizationFailed.code()
+    );
 
     use kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic;
     let offsets = OffsetDeleteRequest::default()
@@ -812,7 +854,7 @@ fn group_and_partition_administration() {
     let ResponseKind::OffsetDelete(r) = answered(run(offsets, 0, &mut perms).1) else {
         panic!()
     };
-    assert_eq!(r.error_code, GROUP_AUTHORIZATION_FAILED);
+    assert_eq!(r.error_code, ResponseError::GroupAuthorizationFailed.code());
 
     use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
     let grow = CreatePartitionsRequest::default().with_topics(vec![
@@ -821,7 +863,10 @@ fn group_and_partition_administration() {
     let ResponseKind::CreatePartitions(r) = answered(run(grow.clone(), 1, &mut perms).1) else {
         panic!()
     };
-    assert_eq!(r.results[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(
+        r.results[0].error_code,
+        ResponseError::TopicAuthorizationFailed.code()
+    );
     let mut perms = perms.allow(T, "orders", Operation::Alter);
     assert!(matches!(run(grow, 1, &mut perms).1.action, Action::Forward));
 }
@@ -852,7 +897,13 @@ fn configs_are_per_resource_with_the_resource_types_error() {
         panic!()
     };
     let codes: Vec<i16> = r.results.iter().map(|c| c.error_code).collect();
-    assert_eq!(codes, vec![CLUSTER_AUTHORIZATION_FAILED, 42]);
+    assert_eq!(
+        codes,
+        vec![
+            ResponseError::ClusterAuthorizationFailed.code(),
+            ResponseError::InvalidRequest.code()
+        ]
+    );
 
     use kafka_protocol::messages::alter_configs_request::AlterConfigsResource;
     let alter = AlterConfigsRequest::default()
@@ -862,7 +913,10 @@ fn configs_are_per_resource_with_the_resource_types_error() {
     let ResponseKind::AlterConfigs(r) = answered(run(alter, 2, &mut perms).1) else {
         panic!()
     };
-    assert_eq!(r.responses[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(
+        r.responses[0].error_code,
+        ResponseError::TopicAuthorizationFailed.code()
+    );
     use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource as Inc;
     let inc = IncrementalAlterConfigsRequest::default().with_resources(vec![Inc::default()
         .with_resource_type(2)
