@@ -75,7 +75,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     admin_http::spawn_upkeep(prometheus.clone());
     if config.admin.enabled {
-        start_admin(&config, prometheus, cluster.ready_flag(), audit_log.clone()).await?;
+        let policy = ctx.shared.authz.as_ref().map(|a| a.authorizer().clone());
+        start_admin(
+            &config,
+            prometheus,
+            cluster.ready_flag(),
+            audit_log.clone(),
+            policy,
+        )
+        .await?;
     }
 
     tokio::spawn(run_discovery(
@@ -224,6 +232,7 @@ async fn start_admin(
     prometheus: PrometheusHandle,
     ready: Arc<AtomicBool>,
     audit: AuditLog,
+    policy: Option<portcullis_policy::Authorizer>,
 ) -> anyhow::Result<()> {
     let addr: SocketAddr = config.admin.bind.parse().context("admin.bind")?;
     let listener = TcpListener::bind(addr)
@@ -241,6 +250,7 @@ async fn start_admin(
         ready,
         audit,
         token,
+        policy,
     };
     tokio::spawn(async move {
         if let Err(e) = admin_http::serve(listener, state, std::future::pending()).await {

@@ -1,7 +1,9 @@
-//! Authorization guards end to end (issue 13, item 4): through the real proxy to tansu,
+//! Authorization guards end to end (issue 13, items 4 and 8): through the real proxy to tansu,
 //! Metadata v0 with an empty topic list ("all topics" in v0) shows only topics the principal
-//! may describe, and the proxy's own audit anchor topic cannot be written or deleted by any
-//! client, whatever the policy grants.
+//! may describe; the proxy's own audit anchor topic cannot be written or deleted by any
+//! client, whatever the policy grants; and a broken policy reload under
+//! `on_reload_failure = "deny_all"` denies everything and is reported by `/readyz` and
+//! `/metrics` until a good policy is back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -11,7 +13,7 @@ use portcullis_tests::auth::{add_user, start, Auth, Setup};
 use portcullis_tests::authz::PolicyDir;
 use portcullis_tests::kafka::{self, FetchMetadata};
 use portcullis_tests::sasl_login::call_after_login;
-use portcullis_tests::{with_test_timeout, Endpoint};
+use portcullis_tests::{http, with_test_timeout, Endpoint};
 use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
 use serde_json::Value;
@@ -28,15 +30,20 @@ p, Role:admin, topic, *, All, allow
 
 struct World {
     s: Setup,
-    _policies: PolicyDir,
+    policies: PolicyDir,
 }
 
 impl World {
     fn start() -> World {
+        World::start_with("")
+    }
+
+    /// `authz_extra`: further `[authorization]` lines.
+    fn start_with(authz_extra: &str) -> World {
         let policies = PolicyDir::new(RULES);
         let extra = format!(
             "{}\n[audit.log]\norigin = \"portcullis.test/guards\"\ncheckpoint_interval_ms = 200\nanchor_topic = \"{ANCHOR}\"\n",
-            policies.proxy_toml("")
+            policies.proxy_toml(authz_extra)
         );
         let s = start(Auth {
             mechanisms: &["SCRAM-SHA-512"],
@@ -44,10 +51,7 @@ impl World {
             ..Auth::default()
         });
         add_user(&s.users, "admin", "admin-secret", &["admin"]);
-        let w = World {
-            s,
-            _policies: policies,
-        };
+        let w = World { s, policies };
         let deadline = Instant::now() + Duration::from_secs(10);
         while let Err(e) =
             kafka::producer(&w.user("admin"), &[]).metadata(None, Duration::from_secs(3))
@@ -173,4 +177,87 @@ async fn no_client_may_write_or_delete_the_anchor_topic_whatever_the_policy_gran
             "{e}"
         );
     }
+}
+
+/// Metadata v1 for `topic` as `user`: the topic's error code.
+fn metadata_error(w: &World, user: &str, topic: &str) -> i16 {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::TopicName;
+    let password = format!("{user}-secret");
+    let r: MetadataResponse = call_after_login(
+        &w.s.proxy.bootstrap(),
+        ("SCRAM-SHA-512", user, &password),
+        ApiKey::Metadata,
+        1,
+        &MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(Some(TopicName(topic.to_string().into())))])),
+    )
+    .unwrap();
+    r.topics[0].error_code
+}
+
+/// Waits until `/readyz` answers `status`; returns the body.
+fn readyz_becomes(w: &World, status: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = http::get(w.s.proxy.admin_addr(), "/readyz", Duration::from_secs(5)).unwrap();
+        if r.status == status {
+            return r.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz stays {} {}",
+            r.status,
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_reload_under_deny_all_denies_everything_and_readyz_says_why() {
+    let w = World::start_with("on_reload_failure = \"deny_all\"");
+    with_test_timeout("deny_all", async {
+        kafka::create_topic(&w.user("admin"), "orders.eu", 1).await;
+    })
+    .await;
+    let degraded_metric = || {
+        http::get(w.s.proxy.admin_addr(), "/metrics", Duration::from_secs(5))
+            .unwrap()
+            .body
+            .lines()
+            .find(|l| l.starts_with("portcullis_policy_degraded"))
+            .map(str::to_string)
+    };
+    assert_eq!(metadata_error(&w, "admin", "orders.eu"), 0);
+    assert_eq!(
+        degraded_metric().as_deref(),
+        Some("portcullis_policy_degraded 0")
+    );
+
+    w.policies.write(
+        "policy.csv",
+        &format!("{RULES}p, Role:admin, topic, x, Scribble, allow\n"),
+    );
+    let body = readyz_becomes(&w, 503);
+    assert!(body.contains("deny_all"), "{body}");
+    assert!(body.contains("policy.csv"), "{body}");
+    assert_eq!(
+        degraded_metric().as_deref(),
+        Some("portcullis_policy_degraded 1")
+    );
+    assert_eq!(
+        metadata_error(&w, "admin", "orders.eu"),
+        29,
+        "TOPIC_AUTHORIZATION_FAILED while degraded"
+    );
+
+    w.policies.write("policy.csv", RULES);
+    assert_eq!(readyz_becomes(&w, 200), "ready");
+    assert_eq!(
+        degraded_metric().as_deref(),
+        Some("portcullis_policy_degraded 0")
+    );
+    assert_eq!(metadata_error(&w, "admin", "orders.eu"), 0);
 }

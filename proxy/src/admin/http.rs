@@ -6,7 +6,10 @@
 //! - `GET /metrics`: the Prometheus text exposition of every metric the proxy records.
 //! - `GET /healthz`: liveness; 200 `ok` whenever the process can answer at all.
 //! - `GET /readyz`: readiness; 200 `ready` once the upstream cluster has answered, 503 before,
-//!   so an orchestrator does not send clients to a proxy that cannot reach its brokers.
+//!   so an orchestrator does not send clients to a proxy that cannot reach its brokers. After
+//!   a failed policy reload under `authorization.on_reload_failure = "deny_all"` it answers
+//!   503 with the reason (the proxy denies every request); under `"keep_last_good"` it stays
+//!   200 and its body says the policy is degraded.
 //!
 //! - `/audit/...`: the audit log's API (`portcullis_audit::admin_api`), behind a bearer token
 //!   when `admin.token_file` is set (required off loopback; see [`crate::admin::token`]).
@@ -56,6 +59,8 @@ pub struct AdminState {
     pub audit: portcullis_audit::AuditLog,
     /// The bearer token `/audit/...` requires (`admin.token_file`), if configured.
     pub token: Option<Arc<AdminToken>>,
+    /// The policy engine, when authorization is on: its degraded state drives `/readyz`.
+    pub policy: Option<portcullis_policy::Authorizer>,
 }
 
 /// Builds the Prometheus recorder, installs it as the process-wide `metrics` recorder, and
@@ -147,14 +152,30 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready")
-    } else {
-        (
+async fn readyz(State(state): State<AdminState>) -> (StatusCode, String) {
+    if !state.ready.load(Ordering::Acquire) {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: upstream cluster has not answered yet",
-        )
+            "not ready: upstream cluster has not answered yet".into(),
+        );
+    }
+    let degraded = state.policy.as_ref().and_then(|p| p.degraded());
+    match degraded.as_deref() {
+        None => (StatusCode::OK, "ready".into()),
+        Some(d) if d.mode == portcullis_policy::ReloadFailure::DenyAll => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: the last policy reload failed and authorization.on_reload_failure = \"deny_all\": every request is denied until a reload succeeds ({})",
+                d.reason
+            ),
+        ),
+        Some(d) => (
+            StatusCode::OK,
+            format!(
+                "ready (degraded: the last policy reload failed; the last good policy, generation {}, stays in force: {})",
+                d.generation, d.reason
+            ),
+        ),
     }
 }
 
@@ -217,6 +238,14 @@ mod tests {
     }
 
     async fn start_with_token(prometheus: PrometheusHandle, token: Option<&str>) -> Running {
+        start_with(prometheus, token, None).await
+    }
+
+    async fn start_with(
+        prometheus: PrometheusHandle,
+        token: Option<&str>,
+        policy: Option<portcullis_policy::Authorizer>,
+    ) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let ready = Arc::new(AtomicBool::new(false));
@@ -231,6 +260,7 @@ mod tests {
             ready: Arc::clone(&ready),
             audit,
             token: token.map(|t| Arc::new(AdminToken::new(t).unwrap())),
+            policy,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(serve(listener, state, async move {
@@ -374,5 +404,51 @@ mod tests {
 
         running.stop.send(()).unwrap();
         running.server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn readyz_reports_a_degraded_policy() {
+        for mode in [
+            portcullis_policy::ReloadFailure::DenyAll,
+            portcullis_policy::ReloadFailure::KeepLastGood,
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::copy(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/model.conf"),
+                dir.path().join("model.conf"),
+            )
+            .unwrap();
+            let rules = dir.path().join("rules.csv");
+            std::fs::write(&rules, "p, User:a, topic, t, Read, allow\n").unwrap();
+            let policy = portcullis_policy::Authorizer::load(&portcullis_policy::PolicyConfig {
+                on_reload_failure: mode,
+                ..portcullis_policy::PolicyConfig::new(dir.path())
+            })
+            .unwrap();
+            let running = start_with(local_recorder().handle(), None, Some(policy.clone())).await;
+            running.ready.store(true, Ordering::Release);
+
+            std::fs::write(&rules, "p, User:a, topic, t, Reed, allow\n").unwrap();
+            assert!(!policy.reload().accepted);
+            let degraded = request(running.addr, "GET", "/readyz").await;
+            match mode {
+                portcullis_policy::ReloadFailure::DenyAll => {
+                    assert_eq!(degraded.status, 503, "{}", degraded.body);
+                    assert!(degraded.body.contains("deny_all"), "{}", degraded.body);
+                }
+                portcullis_policy::ReloadFailure::KeepLastGood => {
+                    assert_eq!(degraded.status, 200, "{}", degraded.body);
+                    assert!(degraded.body.contains("degraded"), "{}", degraded.body);
+                }
+            }
+            assert!(degraded.body.contains("rules.csv"), "{}", degraded.body);
+
+            std::fs::write(&rules, "p, User:a, topic, t, Read, allow\n").unwrap();
+            assert!(policy.reload().accepted);
+            let healed = request(running.addr, "GET", "/readyz").await;
+            assert_eq!((healed.status, healed.body.as_str()), (200, "ready"));
+            running.stop.send(()).unwrap();
+            running.server.await.unwrap().unwrap();
+        }
     }
 }

@@ -16,6 +16,8 @@ use portcullis_auth::Principal;
 use portcullis_policy::{Authorizer, Decision, Operation, ReloadEvent, ResourceType};
 
 use crate::authn::ClientInfo;
+#[cfg(test)]
+use crate::config::authz::OnReloadFailure;
 use crate::config::authz::{AuditAllows, AuthorizationConfig};
 use crate::pipeline::authz::request::Permissions;
 use crate::pipeline::authz::reserved::ReservedTopics;
@@ -26,6 +28,9 @@ pub const AUTHZ_DECISIONS: &str = "portcullis_authz_decisions_total";
 pub const POLICY_RELOADS: &str = "portcullis_policy_reloads_total";
 /// Metric: the generation of the policy in force.
 pub const POLICY_GENERATION: &str = "portcullis_policy_generation";
+/// Metric: 1 while the last policy reload failed (the policy on disk is not in force: the
+/// last good one is, or under `on_reload_failure = "deny_all"` nothing is allowed), else 0.
+pub const POLICY_DEGRADED: &str = "portcullis_policy_degraded";
 
 /// The principal of connections on listeners without authentication, as in Kafka.
 pub const ANONYMOUS: &str = "User:ANONYMOUS";
@@ -80,6 +85,7 @@ impl AuthzService {
                 .detail("policy_dir", config.policy_dir.display().to_string()),
         );
         metrics::gauge!(POLICY_GENERATION).set(authorizer.generation() as f64);
+        metrics::gauge!(POLICY_DEGRADED).set(0.0);
         let service = Arc::new(AuthzService {
             authorizer,
             audit,
@@ -92,6 +98,11 @@ impl AuthzService {
             .authorizer
             .spawn_watcher(move |event| watcher.record_reload(&event, "watch"));
         Ok(service)
+    }
+
+    /// The policy engine (for its degraded state: `/readyz`).
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.authorizer
     }
 
     /// Re-reads the policies now (SIGHUP).
@@ -119,6 +130,11 @@ impl AuthzService {
         .detail("trigger", trigger)
         .detail("generation", event.generation)
         .detail("rules", event.rules as u64);
+        let degraded = self.authorizer.degraded();
+        metrics::gauge!(POLICY_DEGRADED).set(if degraded.is_some() { 1.0 } else { 0.0 });
+        if let Some(d) = &degraded {
+            audit = audit.detail("on_reload_failure", d.mode.as_str());
+        }
         match &event.error {
             None => {
                 metrics::gauge!(POLICY_GENERATION).set(event.generation as f64);
@@ -128,6 +144,10 @@ impl AuthzService {
                     trigger,
                     "policy reloaded"
                 );
+            }
+            Some(error) if self.authorizer.denies_all() => {
+                tracing::error!(%error, trigger, generation = event.generation, "policy change rejected; every request is DENIED until a reload succeeds (authorization.on_reload_failure = \"deny_all\")");
+                audit = audit.reason(error.to_string());
             }
             Some(error) => {
                 tracing::warn!(%error, trigger, generation = event.generation, "policy change rejected; the last good policy stays in force");
@@ -155,6 +175,7 @@ impl AuthzService {
             roles,
             client: client.clone(),
             generation: self.authorizer.generation(),
+            denies_all: self.authorizer.denies_all(),
             cache: HashMap::new(),
             cached: 0,
             request: None,
@@ -198,6 +219,8 @@ pub struct ConnectionPermissions {
     roles: Vec<String>,
     client: ClientInfo,
     generation: u64,
+    /// Whether the cache was filled while a failed reload denied everything.
+    denies_all: bool,
     /// Keyed by (resource type, operation), then name, so a hit needs no allocation.
     cache: HashMap<(ResourceType, Operation), HashMap<Box<str>, Cached>>,
     cached: usize,
@@ -264,11 +287,16 @@ impl ConnectionPermissions {
 impl Permissions for ConnectionPermissions {
     fn allows(&mut self, resource: ResourceType, name: &str, op: Operation) -> bool {
         let generation = self.service.authorizer.generation();
-        if generation != self.generation || self.cached >= MAX_CACHED_DECISIONS {
+        let denies_all = self.service.authorizer.denies_all();
+        if generation != self.generation
+            || denies_all != self.denies_all
+            || self.cached >= MAX_CACHED_DECISIONS
+        {
             self.flush_allow_windows();
             self.cache.clear();
             self.cached = 0;
             self.generation = generation;
+            self.denies_all = denies_all;
         }
         let admin = self.is_admin_request();
         let audit_all = self.service.audit_allows == AuditAllows::All;
@@ -462,6 +490,7 @@ mod tests {
             reload_ms: 500,
             audit_allows,
             audit_allows_window_ms: window_ms,
+            on_reload_failure: OnReloadFailure::DenyAll,
         };
         let service = AuthzService::start_with_reserved(&config, sink.clone(), reserved).unwrap();
         sink.take();
@@ -578,7 +607,7 @@ mod tests {
         };
         assert_eq!(
             answer.responses[0].partition_responses[0].error_code,
-            request::TOPIC_AUTHORIZATION_FAILED
+            kafka_protocol::ResponseError::TopicAuthorizationFailed.code()
         );
         drop(perms);
         let denies: Vec<_> = sink
@@ -593,5 +622,43 @@ mod tests {
                 .all(|e| e.rule.as_deref() == Some(reserved::ANCHOR_TOPIC_RULE)),
             "{denies:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_broken_reload_under_deny_all_denies_cached_allows_until_a_good_one() {
+        let (service, sink) = service(AuditAllows::None, 1_000);
+        let dir = service.authorizer().config().dir.clone();
+        let mut perms = service.connection(None, &client(), true);
+        assert!(perms.allows(ResourceType::Topic, "orders", Operation::Write));
+
+        std::fs::write(
+            dir.join("rules.csv"),
+            "p, User:ANONYMOUS, topic, orders, Scribble, allow\n",
+        )
+        .unwrap();
+        service.reload("test");
+        assert!(service.authorizer().degraded().is_some());
+        assert!(
+            !perms.allows(ResourceType::Topic, "orders", Operation::Write),
+            "a cached allow survived a deny_all degradation"
+        );
+        let events = sink.take();
+        let reload = events.iter().find(|e| e.action == "policy.reload").unwrap();
+        assert_eq!(reload.outcome, Outcome::Failure);
+        let deny = events.iter().find(|e| e.outcome == Outcome::Deny).unwrap();
+        assert_eq!(
+            deny.rule.as_deref(),
+            Some(portcullis_policy::DENY_ALL_RULE),
+            "{deny:?}"
+        );
+
+        std::fs::write(
+            dir.join("rules.csv"),
+            "p, User:ANONYMOUS, topic, orders, Write, allow\n",
+        )
+        .unwrap();
+        service.reload("test");
+        assert!(service.authorizer().degraded().is_none());
+        assert!(perms.allows(ResourceType::Topic, "orders", Operation::Write));
     }
 }
