@@ -17,8 +17,8 @@ use portcullis_audit::{AuditLog, AuditSink, Category, Event, Outcome};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::admin::host::AllowedHosts;
 use crate::admin::http::{self as admin_http, AdminState};
-use crate::admin::token::AdminToken;
 use crate::audit::kafka_anchor::KafkaAnchor;
 use crate::authn::AuthService;
 use crate::cluster::broker_map::BrokerMap;
@@ -239,17 +239,15 @@ async fn start_admin(
         .await
         .with_context(|| format!("admin.bind {addr}"))?;
     tracing::info!(%addr, "admin listener (metrics, healthz, readyz)");
-    let token = match &config.admin.token_file {
-        Some(file) => Some(Arc::new(
-            AdminToken::load(file).map_err(|e| anyhow::anyhow!("admin.token_file: {e}"))?,
-        )),
-        None => None,
-    };
+    let (token, reads_need_token) =
+        crate::admin::token::for_config(config).map_err(anyhow::Error::msg)?;
     let state = AdminState {
         prometheus,
         ready,
         audit,
-        token,
+        token: Some(token),
+        reads_need_token,
+        allowed_hosts: Arc::new(AllowedHosts::new(&config.admin.allowed_hosts)),
         policy,
     };
     tokio::spawn(async move {

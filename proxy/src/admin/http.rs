@@ -11,9 +11,11 @@
 //!   503 with the reason (the proxy denies every request); under `"keep_last_good"` it stays
 //!   200 and its body says the policy is degraded.
 //!
-//! - `/audit/...`: the audit log's API (`portcullis_audit::admin_api`), behind a bearer token
-//!   when `admin.token_file` is set (required off loopback; see [`crate::admin::token`]).
+//! - `/audit/...`: the audit log's API (`portcullis_audit::admin_api`), behind a bearer token:
+//!   every mutating request needs it, reads too when `admin.token_file` is set (required off
+//!   loopback; see [`crate::admin::token`]).
 //!
+//! Every route first checks the `Host` header ([`crate::admin::host`]: DNS rebinding).
 //! Everything else is 404 (405 for another method on a known path).
 
 use std::future::Future;
@@ -28,6 +30,7 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::admin::host::{check_host, AllowedHosts};
 use crate::admin::token::{require_token, AdminToken, TokenGuard};
 
 /// The histogram whose buckets [`install_metrics_recorder`] configures.
@@ -57,8 +60,13 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     /// The audit log, served under `/audit/...` (query, tail, checkpoint, pubkey, prove).
     pub audit: portcullis_audit::AuditLog,
-    /// The bearer token `/audit/...` requires (`admin.token_file`), if configured.
+    /// The bearer token of `/audit/...`: always for mutating requests, for reads too when
+    /// `reads_need_token` (see [`crate::admin::token`]). `None` only in tests.
     pub token: Option<Arc<AdminToken>>,
+    /// Whether reads of `/audit/...` need the token too (`admin.token_file` configured).
+    pub reads_need_token: bool,
+    /// The `Host` names served besides IP literals and `localhost` (`admin.allowed_hosts`).
+    pub allowed_hosts: Arc<AllowedHosts>,
     /// The policy engine, when authorization is on: its degraded state drives `/readyz`.
     pub policy: Option<portcullis_policy::Authorizer>,
 }
@@ -130,15 +138,18 @@ fn router(state: AdminState) -> Router {
         let guard = TokenGuard {
             token: token.clone(),
             audit: Arc::new(state.audit.clone()),
+            reads_need_token: state.reads_need_token,
         };
         audit = audit.layer(axum::middleware::from_fn_with_state(guard, require_token));
     }
+    let hosts = state.allowed_hosts.clone();
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
         .merge(audit)
+        .layer(axum::middleware::from_fn_with_state(hosts, check_host))
 }
 
 async fn metrics_handler(State(state): State<AdminState>) -> impl IntoResponse {
@@ -199,10 +210,13 @@ mod tests {
     }
 
     async fn request_with(addr: SocketAddr, method: &str, path: &str, headers: &str) -> Response {
+        request_raw(addr, method, path, &format!("Host: localhost\r\n{headers}")).await
+    }
+
+    /// `headers` must include `Host` when the test wants one.
+    async fn request_raw(addr: SocketAddr, method: &str, path: &str, headers: &str) -> Response {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\r\n"
-        );
+        let req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n{headers}\r\n");
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut raw = Vec::new();
         tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
@@ -246,6 +260,14 @@ mod tests {
         token: Option<&str>,
         policy: Option<portcullis_policy::Authorizer>,
     ) -> Running {
+        start_tweaked(prometheus, token, |state| state.policy = policy).await
+    }
+
+    async fn start_tweaked(
+        prometheus: PrometheusHandle,
+        token: Option<&str>,
+        tweak: impl FnOnce(&mut AdminState),
+    ) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let ready = Arc::new(AtomicBool::new(false));
@@ -255,13 +277,16 @@ mod tests {
             &portcullis_audit::AuditLogConfig::default(),
         )
         .unwrap();
-        let state = AdminState {
+        let mut state = AdminState {
             prometheus,
             ready: Arc::clone(&ready),
             audit,
             token: token.map(|t| Arc::new(AdminToken::new(t).unwrap())),
-            policy,
+            reads_need_token: true,
+            allowed_hosts: Arc::new(AllowedHosts::default()),
+            policy: None,
         };
+        tweak(&mut state);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(serve(listener, state, async move {
             let _ = stopped.await;
@@ -450,5 +475,60 @@ mod tests {
             running.stop.send(()).unwrap();
             running.server.await.unwrap().unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn the_host_header_must_name_the_listener() {
+        let running = start_tweaked(local_recorder().handle(), None, |state| {
+            state.allowed_hosts = Arc::new(AllowedHosts::new(&["proxy-1.internal".into()]));
+        })
+        .await;
+        let addr = running.addr;
+        let host = |h: &str| format!("Host: {h}\r\n");
+        for ok in [
+            host(&addr.to_string()),
+            host("localhost"),
+            host(&format!("proxy-1.internal:{}", addr.port())),
+        ] {
+            let r = request_raw(addr, "GET", "/healthz", &ok).await;
+            assert_eq!(r.status, 200, "{ok}: {}", r.body);
+        }
+        for (path, bad) in [
+            ("/healthz", host(&format!("evil.example:{}", addr.port()))),
+            ("/metrics", host("rebind.evil.example")),
+            ("/audit/checkpoint", host("localhost.evil.example")),
+            ("/healthz", String::new()),
+        ] {
+            let r = request_raw(addr, "GET", path, &bad).await;
+            assert_ne!(r.status, 200, "{path} with {bad:?} was served");
+            assert!(r.status == 403 || r.status == 400, "{}", r.status);
+        }
+        running.stop.send(()).unwrap();
+        running.server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn mutating_requests_need_the_token_on_loopback_too() {
+        const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+        let running = start_tweaked(local_recorder().handle(), Some(TOKEN), |state| {
+            state.reads_need_token = false;
+        })
+        .await;
+        let read = request(running.addr, "GET", "/audit/pubkey").await;
+        assert_eq!(read.status, 200, "{}", read.body);
+        for path in ["/audit/rotate-key", "/audit/checkpoint"] {
+            let r = request_with(running.addr, "POST", path, "Content-Length: 0\r\n").await;
+            assert_eq!(r.status, 401, "POST {path} without the token: {}", r.body);
+        }
+        let rotated = request_with(
+            running.addr,
+            "POST",
+            "/audit/rotate-key",
+            &format!("Authorization: Bearer {TOKEN}\r\nContent-Length: 0\r\n"),
+        )
+        .await;
+        assert_eq!(rotated.status, 200, "{}", rotated.body);
+        running.stop.send(()).unwrap();
+        running.server.await.unwrap().unwrap();
     }
 }
