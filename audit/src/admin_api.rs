@@ -14,7 +14,7 @@
 //! | `GET /audit/prove/{seq}` | inclusion proof file (JSON) |
 //! | `POST /audit/rotate-key` | rotates the signing key; returns the new verifier key (text) |
 //! | `POST /audit/verify` | verifies the log (body: [`VerifyRequest`]); answers [`VerifyAnswer`] |
-//! | `GET /audit/export?from=&to=&format=jsonl\|ocsf` | an export directory as [`ExportAnswer`] |
+//! | `GET /audit/export?from=&to=&format=jsonl\|ocsf` | an export directory as [`ExportAnswer`] (built in a fresh private temporary directory, then removed) |
 //!
 //! The calls that change the log (`POST /audit/checkpoint`, `POST /audit/rotate-key`) and the
 //! export are admin actions: each first records an `admin` event (`admin.audit.<verb>`, with
@@ -369,10 +369,14 @@ async fn export(State(log): State<AuditLog>, parts: Parts) -> Response {
         return r;
     }
     let res = blocking(move || {
-        let dir = std::env::temp_dir().join(format!("portcullis-export-{}", crate::new_event_id()));
-        let result = export_files(&log, &dir, format, from, to);
-        let _ = std::fs::remove_dir_all(&dir);
-        result
+        // A fresh directory with an unpredictable name, created mode 0700 (mkdir fails on
+        // anything already there), removed when dropped: nothing another local user planted
+        // in the temporary directory is used or followed.
+        let dir = tempfile::Builder::new()
+            .prefix("portcullis-export-")
+            .tempdir()
+            .map_err(|e| ReadError::Unavailable(format!("export directory: {e}")))?;
+        export_files(&log, dir.path(), format, from, to)
     })
     .await;
     match res {

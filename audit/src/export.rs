@@ -11,6 +11,10 @@
 //! - `keys.txt`: the log's verifier keys, for information (verification uses `--key`);
 //! - `manifest.json`: origin, range, format;
 //! - with `--format ocsf`, also `events.ocsf.jsonl` for SIEM ingestion (not verified).
+//!
+//! The directory is created private (mode 0700) or must be an existing empty directory (not
+//! a link), and every file is created new (mode 0600, `create_new`): an export never writes
+//! through a file or link another local user planted.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -81,6 +85,63 @@ pub struct ExportSummary {
     pub checkpoints: usize,
 }
 
+/// Creates the export directory `dir` with mode 0700 (parents as usual), or accepts an
+/// existing empty directory that is not a link.
+///
+/// # Errors
+///
+/// The I/O error, or `AlreadyExists` when `dir` is a link, not a directory, or not empty.
+pub fn create_export_dir(dir: &Path) -> std::io::Result<()> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    match builder.create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let meta = std::fs::symlink_metadata(dir)?;
+            let empty = meta.is_dir() && std::fs::read_dir(dir)?.next().is_none();
+            if empty {
+                Ok(())
+            } else {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "exists and is not an empty directory (choose a new export directory)",
+                ))
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates `path` for writing: a new file (never an existing one or a link), mode 0600.
+///
+/// # Errors
+///
+/// The I/O error (`AlreadyExists` for anything already at `path`).
+pub fn create_export_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+/// Writes `contents` into the new file `path` ([`create_export_file`]).
+fn write_new(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result<()> {
+    let mut file = create_export_file(path)?;
+    file.write_all(contents.as_ref())?;
+    file.flush()
+}
+
 fn io(path: &Path) -> impl Fn(std::io::Error) -> ReadError + '_ {
     move |e| ReadError::Unavailable(format!("{}: {e}", path.display()))
 }
@@ -107,16 +168,16 @@ pub fn export<S: LogStore + ?Sized>(
             "nothing signed to export in {from}..{to} (latest checkpoint covers {latest} entries)"
         )));
     }
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    create_export_dir(dir).map_err(io(dir))?;
     let origin = store.meta("origin")?.unwrap_or_default();
     let tree = StoredTree(store);
 
     let path = dir.join("entries.jsonl");
-    let mut entries = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io(&path))?);
+    let mut entries = std::io::BufWriter::new(create_export_file(&path).map_err(io(&path))?);
     let ocsf_path = dir.join("events.ocsf.jsonl");
     let mut ocsf = match format {
         ExportFormat::Ocsf => Some(std::io::BufWriter::new(
-            std::fs::File::create(&ocsf_path).map_err(io(&ocsf_path))?,
+            create_export_file(&ocsf_path).map_err(io(&ocsf_path))?,
         )),
         ExportFormat::Jsonl => None,
     };
@@ -146,7 +207,7 @@ pub fn export<S: LogStore + ?Sized>(
         hashes.push_str(&B64.encode(h));
         hashes.push('\n');
     }
-    std::fs::write(&path, hashes).map_err(io(&path))?;
+    write_new(&path, hashes).map_err(io(&path))?;
 
     let path = dir.join("proofs.jsonl");
     let mut proofs = String::new();
@@ -173,10 +234,10 @@ pub fn export<S: LogStore + ?Sized>(
             break;
         }
     }
-    std::fs::write(&path, proofs).map_err(io(&path))?;
+    write_new(&path, proofs).map_err(io(&path))?;
 
     let path = dir.join("keys.txt");
-    std::fs::write(&path, store.verifier_keys()?.join("\n") + "\n").map_err(io(&path))?;
+    write_new(&path, store.verifier_keys()?.join("\n") + "\n").map_err(io(&path))?;
     let manifest = Manifest {
         format: MANIFEST_FORMAT.into(),
         origin,
@@ -185,7 +246,7 @@ pub fn export<S: LogStore + ?Sized>(
         rendering: format,
     };
     let path = dir.join("manifest.json");
-    std::fs::write(
+    write_new(
         &path,
         serde_json::to_string_pretty(&manifest)
             .map_err(|e| ReadError::Unavailable(e.to_string()))?,

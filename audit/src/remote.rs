@@ -396,7 +396,8 @@ pub fn run_remote(
                 &call(&url, "GET", &format!("/audit/export?{}", q.join("&")), None)?,
                 "export",
             )?;
-            std::fs::create_dir_all(&dir)?;
+            crate::export::create_export_dir(&dir)
+                .map_err(|e| CliError::Remote(format!("{}: {e}", dir.display())))?;
             for (name, text) in &answer.files {
                 // Only plain file names: a hostile server must not write outside `dir`.
                 if name.contains(['/', '\\']) || name.starts_with('.') || name.is_empty() {
@@ -404,7 +405,8 @@ pub fn run_remote(
                         "export file name {name:?} refused"
                     )));
                 }
-                std::fs::write(dir.join(name), text)?;
+                // New files only: never through a link planted in `dir`.
+                crate::export::create_export_file(&dir.join(name))?.write_all(text.as_bytes())?;
             }
             writeln!(
                 out,

@@ -626,3 +626,41 @@ async fn damage_across_many_batches_is_named_in_order() {
     assert_eq!(report.first_bad_seq(), Some(5));
     assert_eq!(report.entries_checked, 12_000);
 }
+
+/// Export directories are private and never written through a planted link (issue 13).
+#[cfg(unix)]
+#[tokio::test]
+async fn exports_are_private_and_never_follow_planted_links() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), 30).await;
+    let s = store(dir.path());
+
+    let fresh = dir.path().join("fresh");
+    export(&s, &fresh, ExportFormat::Jsonl, None, None).unwrap();
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "export directory mode {mode:o}");
+    let entries = std::fs::metadata(fresh.join("entries.jsonl")).unwrap();
+    assert_eq!(
+        entries.permissions().mode() & 0o077,
+        0,
+        "entries readable by others"
+    );
+
+    // Another local user planted a link where a file of the export will go.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let planted = dir.path().join("planted");
+    std::fs::create_dir(&planted).unwrap();
+    std::os::unix::fs::symlink(&victim, planted.join("entries.jsonl")).unwrap();
+    assert!(export(&s, &planted, ExportFormat::Jsonl, None, None).is_err());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+
+    // ... or made the export directory itself a link to a directory of theirs.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    let linked = dir.path().join("linked");
+    std::os::unix::fs::symlink(&theirs, &linked).unwrap();
+    assert!(export(&s, &linked, ExportFormat::Jsonl, None, None).is_err());
+    assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0);
+}

@@ -1,12 +1,14 @@
 //! The authorizer the proxy holds: the current policy generation behind an `ArcSwap`,
-//! reloads that keep the last good policy, and a polling directory watcher.
+//! reloads that keep the last good policy (or, under [`ReloadFailure::DenyAll`], deny
+//! everything until a reload succeeds), and a polling directory watcher.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::compiled::{CompiledPolicy, Decision};
 use crate::dir_snapshot::DirSnapshot;
@@ -22,7 +24,46 @@ pub struct PolicyConfig {
     pub super_users: Vec<String>,
     /// How often the watcher looks at the directory.
     pub reload_interval: Duration,
+    /// What a failed reload does to the decisions.
+    pub on_reload_failure: ReloadFailure,
 }
+
+/// What a reload that fails (a policy that does not parse, an unreadable directory) does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReloadFailure {
+    /// The last good policy stays in force (the files on disk are not what is enforced
+    /// until they are fixed).
+    #[default]
+    KeepLastGood,
+    /// Every decision is a deny, super-users included, until a reload succeeds.
+    DenyAll,
+}
+
+impl ReloadFailure {
+    /// The configuration spelling: `keep_last_good` or `deny_all`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadFailure::KeepLastGood => "keep_last_good",
+            ReloadFailure::DenyAll => "deny_all",
+        }
+    }
+}
+
+/// The state after a failed reload, until a reload succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Degraded {
+    /// Why the last reload failed.
+    pub reason: String,
+    /// The generation of the last good policy (in force under
+    /// [`ReloadFailure::KeepLastGood`]).
+    pub generation: u64,
+    /// What the failure does to decisions.
+    pub mode: ReloadFailure,
+}
+
+/// The rule of every decision while a failed reload denies everything.
+pub const DENY_ALL_RULE: &str =
+    "degraded: the last policy reload failed and on_reload_failure = deny_all";
 
 impl Default for PolicyConfig {
     /// `policies/`, no super-users, a 500 ms poll period.
@@ -41,6 +82,7 @@ impl PolicyConfig {
             dir: dir.into(),
             super_users: Vec::new(),
             reload_interval: Self::DEFAULT_RELOAD_INTERVAL,
+            on_reload_failure: ReloadFailure::KeepLastGood,
         }
     }
 }
@@ -103,6 +145,10 @@ struct Shared {
     /// Serialises reloads and remembers the fingerprint of the last directory contents
     /// a reload looked at (accepted or not), so the watcher reloads only on change.
     reload_lock: Mutex<u64>,
+    /// Set by a failed reload, cleared by an accepted one.
+    degraded: ArcSwapOption<Degraded>,
+    /// Whether decisions are all denies (degraded under [`ReloadFailure::DenyAll`]).
+    deny_all: AtomicBool,
 }
 
 /// Decides whether a principal may perform an operation on a resource. Cheap to clone;
@@ -158,6 +204,8 @@ impl Authorizer {
                 config: config.clone(),
                 current: ArcSwap::from_pointee(compiled),
                 reload_lock: Mutex::new(fingerprint),
+                degraded: ArcSwapOption::empty(),
+                deny_all: AtomicBool::new(false),
             }),
         })
     }
@@ -172,6 +220,9 @@ impl Authorizer {
         name: &str,
         op: Operation,
     ) -> Decision {
+        if self.denies_all() {
+            return deny_all_decision();
+        }
         self.shared
             .current
             .load()
@@ -187,6 +238,9 @@ impl Authorizer {
         name: &str,
         op: Operation,
     ) -> Decision {
+        if self.denies_all() {
+            return deny_all_decision();
+        }
         self.shared
             .current
             .load()
@@ -239,6 +293,17 @@ impl Authorizer {
         self.shared.current.load().cached()
     }
 
+    /// The degraded state a failed reload left, until a reload succeeds.
+    pub fn degraded(&self) -> Option<Arc<Degraded>> {
+        self.shared.degraded.load_full()
+    }
+
+    /// Whether every decision is a deny: the last reload failed under
+    /// [`ReloadFailure::DenyAll`].
+    pub fn denies_all(&self) -> bool {
+        self.shared.deny_all.load(Ordering::Acquire)
+    }
+
     /// The configuration this authorizer was loaded with.
     pub fn config(&self) -> &PolicyConfig {
         &self.shared.config
@@ -272,6 +337,8 @@ impl Authorizer {
             Ok(compiled) => {
                 let rules = compiled.rules.len();
                 self.shared.current.store(Arc::new(compiled));
+                self.shared.deny_all.store(false, Ordering::Release);
+                self.shared.degraded.store(None);
                 tracing::info!(dir = %dir.display(), generation = next, rules, files = files.len(), "policy reloaded");
                 ReloadEvent {
                     accepted: true,
@@ -288,16 +355,32 @@ impl Authorizer {
     fn rejected(&self, errors: Vec<PolicyError>, files: Vec<PathBuf>) -> ReloadEvent {
         log_rejection(&self.shared.config.dir, &errors);
         let current = self.shared.current.load();
-        tracing::warn!(
-            generation = current.generation,
-            "policy reload rejected; the last good policy stays in force"
-        );
+        let error = first(errors);
+        let mode = self.shared.config.on_reload_failure;
+        self.shared.degraded.store(Some(Arc::new(Degraded {
+            reason: error.to_string(),
+            generation: current.generation,
+            mode,
+        })));
+        match mode {
+            ReloadFailure::KeepLastGood => tracing::warn!(
+                generation = current.generation,
+                "policy reload rejected; the last good policy stays in force"
+            ),
+            ReloadFailure::DenyAll => {
+                self.shared.deny_all.store(true, Ordering::Release);
+                tracing::error!(
+                    generation = current.generation,
+                    "policy reload rejected; every request is DENIED until a reload succeeds (on_reload_failure = deny_all)"
+                );
+            }
+        }
         ReloadEvent {
             accepted: false,
             generation: current.generation,
             rules: current.rules.len(),
             files,
-            error: Some(first(errors)),
+            error: Some(error),
         }
     }
 
@@ -349,6 +432,13 @@ impl Authorizer {
                 }
             }
         })
+    }
+}
+
+fn deny_all_decision() -> Decision {
+    Decision {
+        allowed: false,
+        rule: DENY_ALL_RULE.into(),
     }
 }
 

@@ -20,7 +20,9 @@ mod role_assignments;
 mod rule_index;
 pub mod rules;
 
-pub use authorizer::{Authorizer, Explanation, PolicyConfig, ReloadEvent};
+pub use authorizer::{
+    Authorizer, Degraded, Explanation, PolicyConfig, ReloadEvent, ReloadFailure, DENY_ALL_RULE,
+};
 pub use cli::{check_dir, parse_resource, run, PolicyCommand, PolicySummary};
 pub use compiled::{Decision, CACHE_CAPACITY};
 pub use error::PolicyError;

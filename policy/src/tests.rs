@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use crate::{
     check_dir, run, Authorizer, Operation, PolicyCommand, PolicyConfig, PolicyError, ReloadEvent,
-    ResourceType,
+    ReloadFailure, ResourceType,
 };
 
 const MODEL: &str = include_str!("../../policies/model.conf");
@@ -517,6 +517,68 @@ fn reload_keeps_last_good_policy_and_names_file_line() {
     assert!(ev.accepted, "{ev:?}");
     assert_eq!(ev.generation, 2);
     assert_eq!(a.generation(), 2);
+}
+
+#[test]
+fn a_failed_reload_degrades_and_deny_all_denies_everything_until_a_good_one() {
+    for mode in [ReloadFailure::KeepLastGood, ReloadFailure::DenyAll] {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "model.conf", MODEL);
+        write(
+            dir.path(),
+            "policy.csv",
+            "p, User:a, topic, t, Read, allow\n",
+        );
+        let config = PolicyConfig {
+            super_users: vec!["User:root".to_string()],
+            on_reload_failure: mode,
+            ..PolicyConfig::new(dir.path())
+        };
+        let a = Authorizer::load(&config).unwrap();
+        assert!(a.degraded().is_none());
+        assert!(allowed(&a, "User:a", &[], Topic, "t", Read));
+
+        write(
+            dir.path(),
+            "policy.csv",
+            "p, User:a, topic, t, Reed, allow\n",
+        );
+        assert!(!a.reload().accepted);
+        let degraded = a.degraded().expect("a failed reload is a degraded state");
+        assert_eq!(degraded.mode, mode);
+        assert_eq!(degraded.generation, 1);
+        assert!(
+            degraded.reason.contains("policy.csv"),
+            "{}",
+            degraded.reason
+        );
+        let deny_all = mode == ReloadFailure::DenyAll;
+        assert_eq!(a.denies_all(), deny_all);
+        assert_eq!(
+            allowed(&a, "User:a", &[], Topic, "t", Read),
+            !deny_all,
+            "{mode:?}"
+        );
+        assert_eq!(
+            allowed(&a, "User:root", &[], Topic, "t", Write),
+            !deny_all,
+            "{mode:?}"
+        );
+        if deny_all {
+            let d = a.authorize("User:a", &[], Topic, "t", Read);
+            assert!(d.rule.contains("deny_all"), "{}", d.rule);
+        }
+
+        write(
+            dir.path(),
+            "policy.csv",
+            "p, User:a, topic, t, Read, allow\n",
+        );
+        assert!(a.reload().accepted);
+        assert!(a.degraded().is_none());
+        assert!(!a.denies_all());
+        assert!(allowed(&a, "User:a", &[], Topic, "t", Read));
+    }
 }
 
 #[test]

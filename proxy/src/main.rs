@@ -51,7 +51,8 @@ enum Command {
         /// the proxy instead of reading a data directory.
         #[arg(long, global = true, conflicts_with = "data_dir")]
         admin: Option<String>,
-        /// The admin API's bearer token file (default: `admin.token_file` of `--config`).
+        /// The admin API's bearer token file (default: `admin.token_file` of `--config`, else
+        /// the token the proxy created in its `audit.data_dir`).
         #[arg(long, global = true, value_name = "FILE")]
         admin_token_file: Option<PathBuf>,
         #[command(subcommand)]
@@ -229,11 +230,16 @@ fn audit(
 }
 
 /// The admin API token for `portcullis audit` against a running proxy: `--admin-token-file`,
-/// else the configuration's `admin.token_file`, else none.
+/// else the configuration's `admin.token_file`, else the token the proxy created in its
+/// `audit.data_dir` (if it has started once), else none.
 fn admin_token(file: Option<PathBuf>, config: Option<&Path>) -> anyhow::Result<Option<String>> {
     let file = match (file, config) {
         (Some(file), _) => Some(file),
-        (None, Some(config)) => Config::load_unvalidated(config)?.admin.token_file,
+        (None, Some(config)) => {
+            let config = Config::load_unvalidated(config)?;
+            let path = config.admin_token_path();
+            (config.admin.token_file.is_some() || path.exists()).then_some(path)
+        }
         (None, None) => None,
     };
     let Some(file) = file else {

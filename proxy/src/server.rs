@@ -17,8 +17,8 @@ use portcullis_audit::{AuditLog, AuditSink, Category, Event, Outcome};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::admin::host::AllowedHosts;
 use crate::admin::http::{self as admin_http, AdminState};
-use crate::admin::token::AdminToken;
 use crate::audit::kafka_anchor::KafkaAnchor;
 use crate::authn::AuthService;
 use crate::cluster::broker_map::BrokerMap;
@@ -29,6 +29,7 @@ use crate::connection::{Shared, Target};
 use crate::net::listener::{accept_loop, ListenerContext};
 use crate::net::tls::{install_crypto_provider, ClientCertPolicy, ServerTls};
 use crate::net::upstream::Connector;
+use crate::pipeline::authz::reserved::ReservedTopics;
 use crate::pipeline::authz::AuthzService;
 
 /// Runs the proxy until SIGINT or SIGTERM.
@@ -74,7 +75,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     admin_http::spawn_upkeep(prometheus.clone());
     if config.admin.enabled {
-        start_admin(&config, prometheus, cluster.ready_flag(), audit_log.clone()).await?;
+        let policy = ctx.shared.authz.as_ref().map(|a| a.authorizer().clone());
+        start_admin(
+            &config,
+            prometheus,
+            cluster.ready_flag(),
+            audit_log.clone(),
+            policy,
+        )
+        .await?;
     }
 
     tokio::spawn(run_discovery(
@@ -166,7 +175,8 @@ fn start_authz(
 ) -> anyhow::Result<Option<Arc<AuthzService>>> {
     match &config.authorization {
         Some(authz_config) => {
-            let service = AuthzService::start(authz_config, audit.clone())?;
+            let reserved = ReservedTopics::of_config(config);
+            let service = AuthzService::start_with_reserved(authz_config, audit.clone(), reserved)?;
             tracing::info!(dir = %authz_config.policy_dir.display(), "policies loaded");
             spawn_sighup_reload(service.clone())?;
             Ok(Some(service))
@@ -175,6 +185,9 @@ fn start_authz(
             tracing::warn!(
                 "authorization is OFF ([authorization] not configured): every authenticated client may do anything the proxy's upstream identity may"
             );
+            if let Some(topic) = &config.audit.log.anchor_topic {
+                tracing::warn!(%topic, "the audit anchor topic is NOT protected from clients: configure [authorization]");
+            }
             Ok(None)
         }
     }
@@ -219,23 +232,23 @@ async fn start_admin(
     prometheus: PrometheusHandle,
     ready: Arc<AtomicBool>,
     audit: AuditLog,
+    policy: Option<portcullis_policy::Authorizer>,
 ) -> anyhow::Result<()> {
     let addr: SocketAddr = config.admin.bind.parse().context("admin.bind")?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("admin.bind {addr}"))?;
     tracing::info!(%addr, "admin listener (metrics, healthz, readyz)");
-    let token = match &config.admin.token_file {
-        Some(file) => Some(Arc::new(
-            AdminToken::load(file).map_err(|e| anyhow::anyhow!("admin.token_file: {e}"))?,
-        )),
-        None => None,
-    };
+    let (token, reads_need_token) =
+        crate::admin::token::for_config(config).map_err(anyhow::Error::msg)?;
     let state = AdminState {
         prometheus,
         ready,
         audit,
-        token,
+        token: Some(token),
+        reads_need_token,
+        allowed_hosts: Arc::new(AllowedHosts::new(&config.admin.allowed_hosts)),
+        policy,
     };
     tokio::spawn(async move {
         if let Err(e) = admin_http::serve(listener, state, std::future::pending()).await {

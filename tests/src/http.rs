@@ -25,7 +25,46 @@ pub fn post(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<Respo
     request(addr, "POST", path, timeout)
 }
 
+/// `POST path` with an empty body and `Authorization: Bearer <token>`.
+pub fn post_with_token(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    timeout: Duration,
+) -> io::Result<Response> {
+    send(
+        addr,
+        "POST",
+        path,
+        &addr.to_string(),
+        &format!("Authorization: Bearer {token}\r\n"),
+        timeout,
+    )
+}
+
+/// `GET path` sending `Host: host` (a browser reaching the admin API under another name).
+pub fn get_with_host(
+    addr: SocketAddr,
+    path: &str,
+    host: &str,
+    timeout: Duration,
+) -> io::Result<Response> {
+    send(addr, "GET", path, host, "", timeout)
+}
+
 fn request(addr: SocketAddr, method: &str, path: &str, timeout: Duration) -> io::Result<Response> {
+    send(addr, method, path, &addr.to_string(), "", timeout)
+}
+
+/// One request; `headers` are extra header lines, each ending in `\r\n`.
+fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &str,
+    timeout: Duration,
+) -> io::Result<Response> {
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
@@ -36,7 +75,7 @@ fn request(addr: SocketAddr, method: &str, path: &str, timeout: Duration) -> io:
     };
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n{body}\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: */*\r\n{headers}{body}\r\n"
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;

@@ -103,14 +103,44 @@ pub fn login(
     user: &str,
     password: &str,
 ) -> io::Result<(SocketAddr, LoginAnswer)> {
+    let (mut c, local) = connect(addr)?;
+    let answer = login_on(&mut c, mechanism, user, password)?;
+    Ok((local, answer))
+}
+
+/// Logs in like [`login`] and, once in, sends `request` (api `api` at `version`) on the same
+/// connection and decodes the answer; `Err` if the login or the call fails.
+pub fn call_after_login<Req: Encodable, Resp: Decodable>(
+    addr: &str,
+    (mechanism, user, password): (&str, &str, &str),
+    api: ApiKey,
+    version: i16,
+    request: &Req,
+) -> io::Result<Resp> {
+    let (mut c, _) = connect(addr)?;
+    match login_on(&mut c, mechanism, user, password)? {
+        LoginAnswer::Success => c.call(api, version, request),
+        LoginAnswer::Failure(code, message) => {
+            Err(io::Error::other(format!("login refused: {code} {message}")))
+        }
+    }
+}
+
+fn connect(addr: &str) -> io::Result<(Conn, SocketAddr)> {
     let stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_nodelay(true)?;
     let local = stream.local_addr()?;
-    let mut c = Conn {
-        stream,
-        correlation: 0,
-    };
+    Ok((
+        Conn {
+            stream,
+            correlation: 0,
+        },
+        local,
+    ))
+}
+
+fn login_on(c: &mut Conn, mechanism: &str, user: &str, password: &str) -> io::Result<LoginAnswer> {
     let hs: SaslHandshakeResponse = c.call(
         ApiKey::SaslHandshake,
         1,
@@ -135,7 +165,7 @@ pub fn login(
             let mut scram = ScramClient::new(m, user, password).map_err(io::Error::other)?;
             let first = c.authenticate(&scram.client_first())?;
             if first.error_code != 0 {
-                return Ok((local, failure(&first)));
+                return Ok(failure(&first));
             }
             let client_final = scram
                 .handle_server_first(&first.auth_bytes)
@@ -152,5 +182,5 @@ pub fn login(
         }
         _ => return Err(io::Error::other("not a password mechanism")),
     };
-    Ok((local, answer))
+    Ok(answer)
 }

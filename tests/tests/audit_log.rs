@@ -218,8 +218,11 @@ async fn real_clients_produce_the_expected_events_and_the_cli_finds_them() {
         .to_string();
     let cp = ok(&audit_cli(&["--admin", &admin, "checkpoint"]), "checkpoint");
     assert!(cp.starts_with("portcullis-audit/"), "{cp}");
+    // verify is a POST: it needs the admin token, which --config finds (the proxy created it).
     let verified = ok(
-        &audit_cli(&["--admin", &admin, "verify", "--key", &key]),
+        &audit_cli(&[
+            "--admin", &admin, "--config", &config, "verify", "--key", &key,
+        ]),
         "verify",
     );
     assert!(verified.contains("OK: the log verifies"), "{verified}");
@@ -261,6 +264,21 @@ async fn real_clients_produce_the_expected_events_and_the_cli_finds_them() {
         status,
         body: new_key,
     } = http::post(proxy.admin(), "/audit/rotate-key", Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        status, 401,
+        "a mutating request without the token: {new_key}"
+    );
+    let token = std::fs::read_to_string(proxy.data_dir().join("admin.token")).unwrap();
+    let http::Response {
+        status,
+        body: new_key,
+    } = http::post_with_token(
+        proxy.admin(),
+        "/audit/rotate-key",
+        token.trim(),
+        Duration::from_secs(30),
+    )
+    .unwrap();
     assert_eq!(status, 200, "{new_key}");
     let admin_events = json_lines(&ok(
         &audit_cli(&[

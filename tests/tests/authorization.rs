@@ -655,9 +655,11 @@ async fn every_category_of_event_reaches_the_log_and_it_verifies() {
     w.wait_for_event("rejected reload", |e| {
         e["action"] == "policy.reload" && e["outcome"] == "failure"
     });
-    let rotated = http::post(
+    let token = std::fs::read_to_string(w.s.proxy.audit_dir().join("admin.token")).unwrap();
+    let rotated = http::post_with_token(
         w.s.proxy.admin_addr(),
         "/audit/rotate-key",
+        token.trim(),
         Duration::from_secs(30),
     )
     .unwrap();

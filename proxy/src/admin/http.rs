@@ -6,11 +6,16 @@
 //! - `GET /metrics`: the Prometheus text exposition of every metric the proxy records.
 //! - `GET /healthz`: liveness; 200 `ok` whenever the process can answer at all.
 //! - `GET /readyz`: readiness; 200 `ready` once the upstream cluster has answered, 503 before,
-//!   so an orchestrator does not send clients to a proxy that cannot reach its brokers.
+//!   so an orchestrator does not send clients to a proxy that cannot reach its brokers. After
+//!   a failed policy reload under `authorization.on_reload_failure = "deny_all"` it answers
+//!   503 with the reason (the proxy denies every request); under `"keep_last_good"` it stays
+//!   200 and its body says the policy is degraded.
 //!
-//! - `/audit/...`: the audit log's API (`portcullis_audit::admin_api`), behind a bearer token
-//!   when `admin.token_file` is set (required off loopback; see [`crate::admin::token`]).
+//! - `/audit/...`: the audit log's API (`portcullis_audit::admin_api`), behind a bearer token:
+//!   every mutating request needs it, reads too when `admin.token_file` is set (required off
+//!   loopback; see [`crate::admin::token`]).
 //!
+//! Every route first checks the `Host` header ([`crate::admin::host`]: DNS rebinding).
 //! Everything else is 404 (405 for another method on a known path).
 
 use std::future::Future;
@@ -25,6 +30,7 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::admin::host::{check_host, AllowedHosts};
 use crate::admin::token::{require_token, AdminToken, TokenGuard};
 
 /// The histogram whose buckets [`install_metrics_recorder`] configures.
@@ -54,8 +60,15 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     /// The audit log, served under `/audit/...` (query, tail, checkpoint, pubkey, prove).
     pub audit: portcullis_audit::AuditLog,
-    /// The bearer token `/audit/...` requires (`admin.token_file`), if configured.
+    /// The bearer token of `/audit/...`: always for mutating requests, for reads too when
+    /// `reads_need_token` (see [`crate::admin::token`]). `None` only in tests.
     pub token: Option<Arc<AdminToken>>,
+    /// Whether reads of `/audit/...` need the token too (`admin.token_file` configured).
+    pub reads_need_token: bool,
+    /// The `Host` names served besides IP literals and `localhost` (`admin.allowed_hosts`).
+    pub allowed_hosts: Arc<AllowedHosts>,
+    /// The policy engine, when authorization is on: its degraded state drives `/readyz`.
+    pub policy: Option<portcullis_policy::Authorizer>,
 }
 
 /// Builds the Prometheus recorder, installs it as the process-wide `metrics` recorder, and
@@ -125,15 +138,18 @@ fn router(state: AdminState) -> Router {
         let guard = TokenGuard {
             token: token.clone(),
             audit: Arc::new(state.audit.clone()),
+            reads_need_token: state.reads_need_token,
         };
         audit = audit.layer(axum::middleware::from_fn_with_state(guard, require_token));
     }
+    let hosts = state.allowed_hosts.clone();
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
         .merge(audit)
+        .layer(axum::middleware::from_fn_with_state(hosts, check_host))
 }
 
 async fn metrics_handler(State(state): State<AdminState>) -> impl IntoResponse {
@@ -147,14 +163,30 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready")
-    } else {
-        (
+async fn readyz(State(state): State<AdminState>) -> (StatusCode, String) {
+    if !state.ready.load(Ordering::Acquire) {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: upstream cluster has not answered yet",
-        )
+            "not ready: upstream cluster has not answered yet".into(),
+        );
+    }
+    let degraded = state.policy.as_ref().and_then(|p| p.degraded());
+    match degraded.as_deref() {
+        None => (StatusCode::OK, "ready".into()),
+        Some(d) if d.mode == portcullis_policy::ReloadFailure::DenyAll => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: the last policy reload failed and authorization.on_reload_failure = \"deny_all\": every request is denied until a reload succeeds ({})",
+                d.reason
+            ),
+        ),
+        Some(d) => (
+            StatusCode::OK,
+            format!(
+                "ready (degraded: the last policy reload failed; the last good policy, generation {}, stays in force: {})",
+                d.generation, d.reason
+            ),
+        ),
     }
 }
 
@@ -178,10 +210,13 @@ mod tests {
     }
 
     async fn request_with(addr: SocketAddr, method: &str, path: &str, headers: &str) -> Response {
+        request_raw(addr, method, path, &format!("Host: localhost\r\n{headers}")).await
+    }
+
+    /// `headers` must include `Host` when the test wants one.
+    async fn request_raw(addr: SocketAddr, method: &str, path: &str, headers: &str) -> Response {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\r\n"
-        );
+        let req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n{headers}\r\n");
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut raw = Vec::new();
         tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
@@ -217,6 +252,22 @@ mod tests {
     }
 
     async fn start_with_token(prometheus: PrometheusHandle, token: Option<&str>) -> Running {
+        start_with(prometheus, token, None).await
+    }
+
+    async fn start_with(
+        prometheus: PrometheusHandle,
+        token: Option<&str>,
+        policy: Option<portcullis_policy::Authorizer>,
+    ) -> Running {
+        start_tweaked(prometheus, token, |state| state.policy = policy).await
+    }
+
+    async fn start_tweaked(
+        prometheus: PrometheusHandle,
+        token: Option<&str>,
+        tweak: impl FnOnce(&mut AdminState),
+    ) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let ready = Arc::new(AtomicBool::new(false));
@@ -226,12 +277,16 @@ mod tests {
             &portcullis_audit::AuditLogConfig::default(),
         )
         .unwrap();
-        let state = AdminState {
+        let mut state = AdminState {
             prometheus,
             ready: Arc::clone(&ready),
             audit,
             token: token.map(|t| Arc::new(AdminToken::new(t).unwrap())),
+            reads_need_token: true,
+            allowed_hosts: Arc::new(AllowedHosts::default()),
+            policy: None,
         };
+        tweak(&mut state);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(serve(listener, state, async move {
             let _ = stopped.await;
@@ -372,6 +427,107 @@ mod tests {
         assert_eq!(after.status, 200);
         assert_eq!(after.body, "ready");
 
+        running.stop.send(()).unwrap();
+        running.server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn readyz_reports_a_degraded_policy() {
+        for mode in [
+            portcullis_policy::ReloadFailure::DenyAll,
+            portcullis_policy::ReloadFailure::KeepLastGood,
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::copy(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/model.conf"),
+                dir.path().join("model.conf"),
+            )
+            .unwrap();
+            let rules = dir.path().join("rules.csv");
+            std::fs::write(&rules, "p, User:a, topic, t, Read, allow\n").unwrap();
+            let policy = portcullis_policy::Authorizer::load(&portcullis_policy::PolicyConfig {
+                on_reload_failure: mode,
+                ..portcullis_policy::PolicyConfig::new(dir.path())
+            })
+            .unwrap();
+            let running = start_with(local_recorder().handle(), None, Some(policy.clone())).await;
+            running.ready.store(true, Ordering::Release);
+
+            std::fs::write(&rules, "p, User:a, topic, t, Reed, allow\n").unwrap();
+            assert!(!policy.reload().accepted);
+            let degraded = request(running.addr, "GET", "/readyz").await;
+            match mode {
+                portcullis_policy::ReloadFailure::DenyAll => {
+                    assert_eq!(degraded.status, 503, "{}", degraded.body);
+                    assert!(degraded.body.contains("deny_all"), "{}", degraded.body);
+                }
+                portcullis_policy::ReloadFailure::KeepLastGood => {
+                    assert_eq!(degraded.status, 200, "{}", degraded.body);
+                    assert!(degraded.body.contains("degraded"), "{}", degraded.body);
+                }
+            }
+            assert!(degraded.body.contains("rules.csv"), "{}", degraded.body);
+
+            std::fs::write(&rules, "p, User:a, topic, t, Read, allow\n").unwrap();
+            assert!(policy.reload().accepted);
+            let healed = request(running.addr, "GET", "/readyz").await;
+            assert_eq!((healed.status, healed.body.as_str()), (200, "ready"));
+            running.stop.send(()).unwrap();
+            running.server.await.unwrap().unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_host_header_must_name_the_listener() {
+        let running = start_tweaked(local_recorder().handle(), None, |state| {
+            state.allowed_hosts = Arc::new(AllowedHosts::new(&["proxy-1.internal".into()]));
+        })
+        .await;
+        let addr = running.addr;
+        let host = |h: &str| format!("Host: {h}\r\n");
+        for ok in [
+            host(&addr.to_string()),
+            host("localhost"),
+            host(&format!("proxy-1.internal:{}", addr.port())),
+        ] {
+            let r = request_raw(addr, "GET", "/healthz", &ok).await;
+            assert_eq!(r.status, 200, "{ok}: {}", r.body);
+        }
+        for (path, bad) in [
+            ("/healthz", host(&format!("evil.example:{}", addr.port()))),
+            ("/metrics", host("rebind.evil.example")),
+            ("/audit/checkpoint", host("localhost.evil.example")),
+            ("/healthz", String::new()),
+        ] {
+            let r = request_raw(addr, "GET", path, &bad).await;
+            assert_ne!(r.status, 200, "{path} with {bad:?} was served");
+            assert!(r.status == 403 || r.status == 400, "{}", r.status);
+        }
+        running.stop.send(()).unwrap();
+        running.server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn mutating_requests_need_the_token_on_loopback_too() {
+        const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+        let running = start_tweaked(local_recorder().handle(), Some(TOKEN), |state| {
+            state.reads_need_token = false;
+        })
+        .await;
+        let read = request(running.addr, "GET", "/audit/pubkey").await;
+        assert_eq!(read.status, 200, "{}", read.body);
+        for path in ["/audit/rotate-key", "/audit/checkpoint"] {
+            let r = request_with(running.addr, "POST", path, "Content-Length: 0\r\n").await;
+            assert_eq!(r.status, 401, "POST {path} without the token: {}", r.body);
+        }
+        let rotated = request_with(
+            running.addr,
+            "POST",
+            "/audit/rotate-key",
+            &format!("Authorization: Bearer {TOKEN}\r\nContent-Length: 0\r\n"),
+        )
+        .await;
+        assert_eq!(rotated.status, 200, "{}", rotated.body);
         running.stop.send(()).unwrap();
         running.server.await.unwrap().unwrap();
     }

@@ -29,6 +29,33 @@ pub struct AuthorizationConfig {
     /// resource, operation) are counted before an aggregate event is written, in ms.
     #[serde(default = "default_audit_allows_window_ms")]
     pub audit_allows_window_ms: u64,
+    /// What a reload of a policy that does not load does: keep the last good policy (the
+    /// default) or deny every request until a reload succeeds. Either way the proxy reports
+    /// the degraded state (`portcullis_policy_degraded`, `/readyz`).
+    #[serde(default)]
+    pub on_reload_failure: OnReloadFailure,
+}
+
+/// `authorization.on_reload_failure`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnReloadFailure {
+    /// The last good policy stays in force; `/readyz` stays 200 and says the policy is
+    /// degraded.
+    #[default]
+    KeepLastGood,
+    /// Every request is denied (super-users included) until a reload succeeds; `/readyz`
+    /// answers 503.
+    DenyAll,
+}
+
+impl From<OnReloadFailure> for portcullis_policy::ReloadFailure {
+    fn from(value: OnReloadFailure) -> Self {
+        match value {
+            OnReloadFailure::KeepLastGood => portcullis_policy::ReloadFailure::KeepLastGood,
+            OnReloadFailure::DenyAll => portcullis_policy::ReloadFailure::DenyAll,
+        }
+    }
 }
 
 /// Which allowed decisions are audited.
@@ -72,6 +99,7 @@ impl AuthorizationConfig {
             dir: self.policy_dir.clone(),
             super_users: self.super_users.clone(),
             reload_interval: self.reload_interval(),
+            on_reload_failure: self.on_reload_failure.into(),
         }
     }
 }
@@ -105,4 +133,35 @@ pub fn validate_authorization(config: &AuthorizationConfig) -> Vec<Problem> {
         }
     }
     problems
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str) -> Result<AuthorizationConfig, String> {
+        toml::from_str(&format!("policy_dir = \"p\"\n{extra}")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn on_reload_failure_defaults_to_keep_last_good_and_refuses_unknown_values() {
+        assert_eq!(
+            parse("").unwrap().on_reload_failure,
+            OnReloadFailure::KeepLastGood
+        );
+        assert_eq!(
+            parse("on_reload_failure = \"deny_all\"")
+                .unwrap()
+                .on_reload_failure,
+            OnReloadFailure::DenyAll
+        );
+        let err = parse("on_reload_failure = \"deny\"").unwrap_err();
+        assert!(
+            err.contains("on_reload_failure")
+                && err.contains("keep_last_good")
+                && err.contains("deny_all"),
+            "{err}"
+        );
+    }
 }

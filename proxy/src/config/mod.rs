@@ -155,9 +155,14 @@ pub struct AdminConfig {
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// A file holding the bearer token the `/audit/...` routes require (at least
-    /// 24 characters). Required when `bind` is not a loopback address.
+    /// 24 characters). Required when `bind` is not a loopback address. When absent the proxy
+    /// creates `<audit.data_dir>/admin.token` at first start, which mutating requests need.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// Host names (no port) the admin API may be reached under besides IP addresses and
+    /// `localhost`: any other `Host` header is refused (DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Log output.
@@ -269,6 +274,7 @@ impl Default for AdminConfig {
             bind: default_admin_bind(),
             enabled: true,
             token_file: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -457,6 +463,16 @@ impl Config {
         );
     }
 
+    /// The admin API token file: `admin.token_file`, else
+    /// `<audit.data_dir>/admin.token` (created by the proxy at first start).
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.admin.token_file.clone().unwrap_or_else(|| {
+            self.audit
+                .data_dir
+                .join(crate::admin::token::GENERATED_TOKEN_FILE)
+        })
+    }
+
     /// Checks every value and referenced file; returns all problems found.
     pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
@@ -607,6 +623,11 @@ impl Config {
                     bad("admin.token_file", e);
                 }
             }
+            for name in &self.admin.allowed_hosts {
+                if let Err(e) = crate::admin::host::check_allowed_name(name) {
+                    bad("admin.allowed_hosts", e);
+                }
+            }
         }
     }
 
@@ -740,6 +761,21 @@ bootstrap_servers = ["127.0.0.1:9092"]
         assert_eq!(problems[0].key, "admin.token_file");
         std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
         assert_eq!(Config::parse(&guarded).unwrap().validate(), vec![]);
+    }
+
+    #[test]
+    fn admin_allowed_hosts_are_plain_names_and_the_token_defaults_to_the_data_dir() {
+        let config = Config::parse(MINIMAL).unwrap();
+        assert_eq!(
+            config.admin_token_path(),
+            config.audit.data_dir.join("admin.token")
+        );
+        let bad = format!("{MINIMAL}\n[admin]\nallowed_hosts = [\"proxy.internal:9190\"]\n");
+        let problems = Config::parse(&bad).unwrap().validate();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "admin.allowed_hosts");
+        let good = format!("{MINIMAL}\n[admin]\nallowed_hosts = [\"proxy.internal\"]\n");
+        assert_eq!(Config::parse(&good).unwrap().validate(), vec![]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! view of them (a decision cache per policy generation, metrics and audit events).
 
 pub mod request;
+pub mod reserved;
 pub mod response;
 pub mod stage;
 
@@ -15,8 +16,11 @@ use portcullis_auth::Principal;
 use portcullis_policy::{Authorizer, Decision, Operation, ReloadEvent, ResourceType};
 
 use crate::authn::ClientInfo;
+#[cfg(test)]
+use crate::config::authz::OnReloadFailure;
 use crate::config::authz::{AuditAllows, AuthorizationConfig};
 use crate::pipeline::authz::request::Permissions;
+use crate::pipeline::authz::reserved::ReservedTopics;
 
 /// Metric: authorization decisions by principal, resource and outcome.
 pub const AUTHZ_DECISIONS: &str = "portcullis_authz_decisions_total";
@@ -24,6 +28,9 @@ pub const AUTHZ_DECISIONS: &str = "portcullis_authz_decisions_total";
 pub const POLICY_RELOADS: &str = "portcullis_policy_reloads_total";
 /// Metric: the generation of the policy in force.
 pub const POLICY_GENERATION: &str = "portcullis_policy_generation";
+/// Metric: 1 while the last policy reload failed (the policy on disk is not in force: the
+/// last good one is, or under `on_reload_failure = "deny_all"` nothing is allowed), else 0.
+pub const POLICY_DEGRADED: &str = "portcullis_policy_degraded";
 
 /// The principal of connections on listeners without authentication, as in Kafka.
 pub const ANONYMOUS: &str = "User:ANONYMOUS";
@@ -37,6 +44,8 @@ pub struct AuthzService {
     audit: Arc<dyn AuditSink>,
     audit_allows: AuditAllows,
     allow_window: Duration,
+    /// Topics no client may change, whatever the policy says.
+    reserved: ReservedTopics,
 }
 
 impl std::fmt::Debug for AuthzService {
@@ -54,6 +63,16 @@ impl AuthzService {
         config: &AuthorizationConfig,
         audit: Arc<dyn AuditSink>,
     ) -> anyhow::Result<Arc<AuthzService>> {
+        AuthzService::start_with_reserved(config, audit, ReservedTopics::default())
+    }
+
+    /// [`AuthzService::start`], refusing changes to the `reserved` topics before the policy
+    /// is consulted (see [`reserved`]).
+    pub fn start_with_reserved(
+        config: &AuthorizationConfig,
+        audit: Arc<dyn AuditSink>,
+        reserved: ReservedTopics,
+    ) -> anyhow::Result<Arc<AuthzService>> {
         let authorizer = Authorizer::load(&config.policy_config()).map_err(|e| {
             anyhow::anyhow!(
                 "authorization.policy_dir {}: {e}",
@@ -66,17 +85,24 @@ impl AuthzService {
                 .detail("policy_dir", config.policy_dir.display().to_string()),
         );
         metrics::gauge!(POLICY_GENERATION).set(authorizer.generation() as f64);
+        metrics::gauge!(POLICY_DEGRADED).set(0.0);
         let service = Arc::new(AuthzService {
             authorizer,
             audit,
             audit_allows: config.audit_allows,
             allow_window: config.audit_allows_window(),
+            reserved,
         });
         let watcher = service.clone();
         service
             .authorizer
             .spawn_watcher(move |event| watcher.record_reload(&event, "watch"));
         Ok(service)
+    }
+
+    /// The policy engine (for its degraded state: `/readyz`).
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.authorizer
     }
 
     /// Re-reads the policies now (SIGHUP).
@@ -104,6 +130,11 @@ impl AuthzService {
         .detail("trigger", trigger)
         .detail("generation", event.generation)
         .detail("rules", event.rules as u64);
+        let degraded = self.authorizer.degraded();
+        metrics::gauge!(POLICY_DEGRADED).set(if degraded.is_some() { 1.0 } else { 0.0 });
+        if let Some(d) = &degraded {
+            audit = audit.detail("on_reload_failure", d.mode.as_str());
+        }
         match &event.error {
             None => {
                 metrics::gauge!(POLICY_GENERATION).set(event.generation as f64);
@@ -113,6 +144,10 @@ impl AuthzService {
                     trigger,
                     "policy reloaded"
                 );
+            }
+            Some(error) if self.authorizer.denies_all() => {
+                tracing::error!(%error, trigger, generation = event.generation, "policy change rejected; every request is DENIED until a reload succeeds (authorization.on_reload_failure = \"deny_all\")");
+                audit = audit.reason(error.to_string());
             }
             Some(error) => {
                 tracing::warn!(%error, trigger, generation = event.generation, "policy change rejected; the last good policy stays in force");
@@ -140,6 +175,7 @@ impl AuthzService {
             roles,
             client: client.clone(),
             generation: self.authorizer.generation(),
+            denies_all: self.authorizer.denies_all(),
             cache: HashMap::new(),
             cached: 0,
             request: None,
@@ -183,6 +219,8 @@ pub struct ConnectionPermissions {
     roles: Vec<String>,
     client: ClientInfo,
     generation: u64,
+    /// Whether the cache was filled while a failed reload denied everything.
+    denies_all: bool,
     /// Keyed by (resource type, operation), then name, so a hit needs no allocation.
     cache: HashMap<(ResourceType, Operation), HashMap<Box<str>, Cached>>,
     cached: usize,
@@ -249,21 +287,35 @@ impl ConnectionPermissions {
 impl Permissions for ConnectionPermissions {
     fn allows(&mut self, resource: ResourceType, name: &str, op: Operation) -> bool {
         let generation = self.service.authorizer.generation();
-        if generation != self.generation || self.cached >= MAX_CACHED_DECISIONS {
+        let denies_all = self.service.authorizer.denies_all();
+        if generation != self.generation
+            || denies_all != self.denies_all
+            || self.cached >= MAX_CACHED_DECISIONS
+        {
             self.flush_allow_windows();
             self.cache.clear();
             self.cached = 0;
             self.generation = generation;
+            self.denies_all = denies_all;
         }
         let admin = self.is_admin_request();
         let audit_all = self.service.audit_allows == AuditAllows::All;
         let audit_admin = self.service.audit_allows != AuditAllows::None;
         let names = self.cache.entry((resource, op)).or_default();
         if !names.contains_key(name) {
-            let decision =
-                self.service
-                    .authorizer
-                    .authorize(&self.principal, &self.roles, resource, name, op);
+            let decision = match self.service.reserved.refusal(resource, name, op) {
+                Some(rule) => Decision {
+                    allowed: false,
+                    rule: rule.into(),
+                },
+                None => self.service.authorizer.authorize(
+                    &self.principal,
+                    &self.roles,
+                    resource,
+                    name,
+                    op,
+                ),
+            };
             let counter = metrics::counter!(
                 AUTHZ_DECISIONS,
                 "principal" => self.principal.clone(),
@@ -406,6 +458,20 @@ mod tests {
     use std::path::Path;
 
     fn service(audit_allows: AuditAllows, window_ms: u64) -> (Arc<AuthzService>, Arc<MemorySink>) {
+        service_with(
+            audit_allows,
+            window_ms,
+            Vec::new(),
+            ReservedTopics::default(),
+        )
+    }
+
+    fn service_with(
+        audit_allows: AuditAllows,
+        window_ms: u64,
+        super_users: Vec<String>,
+        reserved: ReservedTopics,
+    ) -> (Arc<AuthzService>, Arc<MemorySink>) {
         let dir = tempfile::tempdir().unwrap().keep();
         std::fs::copy(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/model.conf"),
@@ -420,12 +486,13 @@ mod tests {
         let sink = Arc::new(MemorySink::new());
         let config = AuthorizationConfig {
             policy_dir: dir,
-            super_users: Vec::new(),
+            super_users,
             reload_ms: 500,
             audit_allows,
             audit_allows_window_ms: window_ms,
+            on_reload_failure: OnReloadFailure::DenyAll,
         };
-        let service = AuthzService::start(&config, sink.clone()).unwrap();
+        let service = AuthzService::start_with_reserved(&config, sink.clone(), reserved).unwrap();
         sink.take();
         (service, sink)
     }
@@ -499,5 +566,99 @@ mod tests {
         produce_allows(&mut perms, 3);
         drop(perms);
         assert!(allowed_counts(&sink).is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_anchor_topic_is_read_only_for_clients_even_super_users() {
+        let mut reserved = ReservedTopics::default();
+        reserved.reserve("__anchor", reserved::ANCHOR_TOPIC_RULE);
+        let (service, sink) = service_with(
+            AuditAllows::None,
+            1_000,
+            vec![ANONYMOUS.to_string()],
+            reserved,
+        );
+        let mut perms = service.connection(None, &client(), true);
+        for op in reserved::REFUSED_OPERATIONS {
+            assert!(
+                !perms.allows(ResourceType::Topic, "__anchor", op),
+                "{op} on the anchor topic"
+            );
+        }
+        assert!(perms.allows(ResourceType::Topic, "__anchor", Operation::Read));
+        assert!(perms.allows(ResourceType::Topic, "__anchor", Operation::Describe));
+        assert!(perms.allows(ResourceType::Topic, "orders", Operation::Write));
+
+        // Through the request code: a Produce is answered TOPIC_AUTHORIZATION_FAILED.
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ProduceRequest, RequestKind, ResponseKind, TopicName};
+        let mut produce: RequestKind = ProduceRequest::default()
+            .with_acks(-1)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName("__anchor".into()))
+                .with_partition_data(vec![PartitionProduceData::default()])])
+            .into();
+        let verdict = request::authorize_request(&mut produce, 9, &mut perms);
+        let request::Action::Answer(answer) = verdict.action else {
+            panic!("forwarded: {:?}", verdict.action);
+        };
+        let ResponseKind::Produce(answer) = *answer else {
+            panic!()
+        };
+        assert_eq!(
+            answer.responses[0].partition_responses[0].error_code,
+            kafka_protocol::ResponseError::TopicAuthorizationFailed.code()
+        );
+        drop(perms);
+        let denies: Vec<_> = sink
+            .take()
+            .into_iter()
+            .filter(|e| e.outcome == Outcome::Deny)
+            .collect();
+        assert_eq!(denies.len(), 5, "{denies:?}");
+        assert!(
+            denies
+                .iter()
+                .all(|e| e.rule.as_deref() == Some(reserved::ANCHOR_TOPIC_RULE)),
+            "{denies:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_broken_reload_under_deny_all_denies_cached_allows_until_a_good_one() {
+        let (service, sink) = service(AuditAllows::None, 1_000);
+        let dir = service.authorizer().config().dir.clone();
+        let mut perms = service.connection(None, &client(), true);
+        assert!(perms.allows(ResourceType::Topic, "orders", Operation::Write));
+
+        std::fs::write(
+            dir.join("rules.csv"),
+            "p, User:ANONYMOUS, topic, orders, Scribble, allow\n",
+        )
+        .unwrap();
+        service.reload("test");
+        assert!(service.authorizer().degraded().is_some());
+        assert!(
+            !perms.allows(ResourceType::Topic, "orders", Operation::Write),
+            "a cached allow survived a deny_all degradation"
+        );
+        let events = sink.take();
+        let reload = events.iter().find(|e| e.action == "policy.reload").unwrap();
+        assert_eq!(reload.outcome, Outcome::Failure);
+        let deny = events.iter().find(|e| e.outcome == Outcome::Deny).unwrap();
+        assert_eq!(
+            deny.rule.as_deref(),
+            Some(portcullis_policy::DENY_ALL_RULE),
+            "{deny:?}"
+        );
+
+        std::fs::write(
+            dir.join("rules.csv"),
+            "p, User:ANONYMOUS, topic, orders, Write, allow\n",
+        )
+        .unwrap();
+        service.reload("test");
+        assert!(service.authorizer().degraded().is_none());
+        assert!(perms.allows(ResourceType::Topic, "orders", Operation::Write));
     }
 }

@@ -275,7 +275,8 @@ fn fetch(r: &mut FetchRequest, perms: &mut dyn Permissions) -> Verdict {
 
 /// Metadata: a named topic needs Describe (else TOPIC_AUTHORIZATION_FAILED, and the
 /// broker never hears of it); listing all topics hides those without Describe;
-/// auto-creation needs Create.
+/// auto-creation needs Create. In v0 the topic list cannot be null and an empty one means
+/// "all topics", so it is filtered like a null list of a later version.
 fn metadata(r: &mut MetadataRequest, version: i16, perms: &mut dyn Permissions) -> Verdict {
     let topic_ops = r.include_topic_authorized_operations && version >= 8;
     let cluster_ops = r.include_cluster_authorized_operations && (8..=10).contains(&version);
@@ -284,6 +285,7 @@ fn metadata(r: &mut MetadataRequest, version: i16, perms: &mut dyn Permissions) 
     let mut named = Vec::new();
     let list_all = match &mut r.topics {
         None => true,
+        Some(topics) if version == 0 && topics.is_empty() => true,
         Some(topics) => {
             let before = topics.len();
             topics.retain(|t| match &t.name {

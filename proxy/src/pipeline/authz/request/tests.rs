@@ -246,6 +246,30 @@ fn metadata_listing_hides_topics_without_describe() {
     assert_eq!(names, vec![topic("orders")]);
 }
 
+/// Metadata v0 has no null topic list: an empty one means "all topics", and must be filtered
+/// like an all-topics request of a later version.
+#[test]
+fn metadata_v0_empty_list_is_filtered_like_all_topics() {
+    let mut perms = Fake::default().allow(T, "orders", Operation::Describe);
+    let (request, verdict) = run(metadata(Some(&[])), 0, &mut perms);
+    assert!(matches!(verdict.action, Action::Forward), "{verdict:?}");
+    let RequestKind::Metadata(request) = request else {
+        panic!()
+    };
+    assert_eq!(request.topics.map(|t| t.len()), Some(0));
+    let fix = verdict.fix.expect("an all-topics answer must be filtered");
+    let mut response = metadata_response(&["orders", "secret", "payments.pii"]);
+    fix_response(&fix, &mut response, &mut perms);
+    let ResponseKind::Metadata(r) = response else {
+        panic!()
+    };
+    let names: Vec<_> = r.topics.iter().map(|t| t.name.clone().unwrap()).collect();
+    assert_eq!(names, vec![topic("orders")]);
+    // From v1 on an empty list means "no topics": nothing to filter.
+    let (_, verdict) = run(metadata(Some(&[])), 1, &mut perms);
+    assert!(verdict.fix.is_none(), "{verdict:?}");
+}
+
 #[test]
 fn metadata_named_unauthorized_topic_never_reaches_the_broker() {
     let mut perms = Fake::default().allow(T, "orders", Operation::Describe);

@@ -1,0 +1,263 @@
+//! Authorization guards end to end (issue 13, items 4 and 8): through the real proxy to tansu,
+//! Metadata v0 with an empty topic list ("all topics" in v0) shows only topics the principal
+//! may describe; the proxy's own audit anchor topic cannot be written or deleted by any
+//! client, whatever the policy grants; and a broken policy reload under
+//! `on_reload_failure = "deny_all"` denies everything and is reported by `/readyz` and
+//! `/metrics` until a good policy is back.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use portcullis_tests::auth::{add_user, start, Auth, Setup};
+use portcullis_tests::authz::PolicyDir;
+use portcullis_tests::kafka::{self, FetchMetadata};
+use portcullis_tests::sasl_login::call_after_login;
+use portcullis_tests::{http, with_test_timeout, Endpoint};
+use rdkafka::producer::FutureRecord;
+use rdkafka::types::RDKafkaErrorCode;
+use serde_json::Value;
+
+/// The proxy's anchor topic in these tests.
+const ANCHOR: &str = "__portcullis_anchor_test";
+
+/// bob (consumers) reads orders topics; admin may do everything to every topic.
+const RULES: &str = "\
+p, Role:consumers, topic, orders*, Read, allow
+p, Role:admin, cluster, kafka-cluster, All, allow
+p, Role:admin, topic, *, All, allow
+";
+
+struct World {
+    s: Setup,
+    policies: PolicyDir,
+}
+
+impl World {
+    fn start() -> World {
+        World::start_with("")
+    }
+
+    /// `authz_extra`: further `[authorization]` lines.
+    fn start_with(authz_extra: &str) -> World {
+        let policies = PolicyDir::new(RULES);
+        let extra = format!(
+            "{}\n[audit.log]\norigin = \"portcullis.test/guards\"\ncheckpoint_interval_ms = 200\nanchor_topic = \"{ANCHOR}\"\n",
+            policies.proxy_toml(authz_extra)
+        );
+        let s = start(Auth {
+            mechanisms: &["SCRAM-SHA-512"],
+            auth_extra: &extra,
+            ..Auth::default()
+        });
+        add_user(&s.users, "admin", "admin-secret", &["admin"]);
+        let w = World { s, policies };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Err(e) =
+            kafka::producer(&w.user("admin"), &[]).metadata(None, Duration::from_secs(3))
+        {
+            assert!(Instant::now() < deadline, "admin never got in: {e}");
+        }
+        w
+    }
+
+    fn user(&self, name: &str) -> Endpoint {
+        self.s
+            .proxy
+            .endpoint()
+            .with_password("SCRAM-SHA-512", name, &format!("{name}-secret"))
+    }
+
+    fn wait_for_event(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let events = self.s.proxy.audit_events();
+            if let Some(e) = events.iter().find(|e| pred(e)) {
+                return e.clone();
+            }
+            assert!(Instant::now() < deadline, "no audit event {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_v0_with_an_empty_list_shows_only_describable_topics() {
+    let w = World::start();
+    with_test_timeout("metadata v0", async {
+        for t in ["orders.eu", "secret", "payments.pii"] {
+            kafka::create_topic(&w.user("admin"), t, 1).await;
+        }
+        let addr = w.s.proxy.bootstrap().to_string();
+        let names = |user: &'static str| {
+            let addr = addr.clone();
+            let password = format!("{user}-secret");
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    let r: MetadataResponse = call_after_login(
+                        &addr,
+                        ("SCRAM-SHA-512", user, &password),
+                        ApiKey::Metadata,
+                        0,
+                        &MetadataRequest::default().with_topics(Some(Vec::new())),
+                    )
+                    .unwrap();
+                    r.topics
+                        .iter()
+                        .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .unwrap()
+            }
+        };
+        let admin = names("admin").await;
+        assert!(
+            ["orders.eu", "secret", "payments.pii"]
+                .iter()
+                .all(|t| admin.iter().any(|n| n == t)),
+            "v0 all-topics as admin: {admin:?}"
+        );
+        let bob = names("bob").await;
+        assert_eq!(bob, vec!["orders.eu".to_string()], "v0 all-topics as bob");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_client_may_write_or_delete_the_anchor_topic_whatever_the_policy_grants() {
+    let w = World::start();
+    with_test_timeout("anchor topic", async {
+        let admin = kafka::producer(&w.user("admin"), &[]);
+        let sent = admin
+            .send(
+                FutureRecord::<(), str>::to(ANCHOR)
+                    .payload("forged checkpoint")
+                    .partition(0),
+                Duration::from_secs(20),
+            )
+            .await;
+        assert!(
+            matches!(
+                sent,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        RDKafkaErrorCode::TopicAuthorizationFailed
+                    ),
+                    _
+                ))
+            ),
+            "{sent:?}"
+        );
+        let opts = kafka::admin_options();
+        let r = kafka::admin(&w.user("admin"))
+            .delete_topics(&[ANCHOR], &opts)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&r[0], Err((_, RDKafkaErrorCode::TopicAuthorizationFailed))),
+            "{r:?}"
+        );
+        // Reading it is a matter of policy, and admin may.
+        let md = admin
+            .metadata(Some(ANCHOR), Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(md.topics()[0].error(), None, "anchor topic still there");
+    })
+    .await;
+    for action in ["kafka.Produce", "kafka.DeleteTopics"] {
+        let e = w.wait_for_event(action, |e| {
+            e["category"] == "authz"
+                && e["outcome"] == "deny"
+                && e["action"] == action
+                && e["resource"]["name"] == ANCHOR
+        });
+        assert_eq!(
+            e["rule"], "reserved: audit anchor topic (audit.log.anchor_topic)",
+            "{e}"
+        );
+    }
+}
+
+/// Metadata v1 for `topic` as `user`: the topic's error code.
+fn metadata_error(w: &World, user: &str, topic: &str) -> i16 {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::TopicName;
+    let password = format!("{user}-secret");
+    let r: MetadataResponse = call_after_login(
+        &w.s.proxy.bootstrap(),
+        ("SCRAM-SHA-512", user, &password),
+        ApiKey::Metadata,
+        1,
+        &MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(Some(TopicName(topic.to_string().into())))])),
+    )
+    .unwrap();
+    r.topics[0].error_code
+}
+
+/// Waits until `/readyz` answers `status`; returns the body.
+fn readyz_becomes(w: &World, status: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = http::get(w.s.proxy.admin_addr(), "/readyz", Duration::from_secs(5)).unwrap();
+        if r.status == status {
+            return r.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz stays {} {}",
+            r.status,
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_reload_under_deny_all_denies_everything_and_readyz_says_why() {
+    let w = World::start_with("on_reload_failure = \"deny_all\"");
+    with_test_timeout("deny_all", async {
+        kafka::create_topic(&w.user("admin"), "orders.eu", 1).await;
+    })
+    .await;
+    let degraded_metric = || {
+        http::get(w.s.proxy.admin_addr(), "/metrics", Duration::from_secs(5))
+            .unwrap()
+            .body
+            .lines()
+            .find(|l| l.starts_with("portcullis_policy_degraded"))
+            .map(str::to_string)
+    };
+    assert_eq!(metadata_error(&w, "admin", "orders.eu"), 0);
+    assert_eq!(
+        degraded_metric().as_deref(),
+        Some("portcullis_policy_degraded 0")
+    );
+
+    w.policies.write(
+        "policy.csv",
+        &format!("{RULES}p, Role:admin, topic, x, Scribble, allow\n"),
+    );
+    let body = readyz_becomes(&w, 503);
+    assert!(body.contains("deny_all"), "{body}");
+    assert!(body.contains("policy.csv"), "{body}");
+    assert_eq!(
+        degraded_metric().as_deref(),
+        Some("portcullis_policy_degraded 1")
+    );
+    assert_eq!(
+        metadata_error(&w, "admin", "orders.eu"),
+        29,
+        "TOPIC_AUTHORIZATION_FAILED while degraded"
+    );
+
+    w.policies.write("policy.csv", RULES);
+    assert_eq!(readyz_becomes(&w, 200), "ready");
+    assert_eq!(
+        degraded_metric().as_deref(),
+        Some("portcullis_policy_degraded 0")
+    );
+    assert_eq!(metadata_error(&w, "admin", "orders.eu"), 0);
+}
