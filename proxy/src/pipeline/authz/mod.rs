@@ -16,6 +16,7 @@ use portcullis_policy::{Authorizer, Decision, Operation, ReloadEvent, ResourceTy
 
 use crate::authn::ClientInfo;
 use crate::config::authz::{AuditAllows, AuthorizationConfig};
+use crate::metrics::label_cap;
 use crate::pipeline::authz::request::Permissions;
 
 /// Metric: authorization decisions by principal, resource and outcome.
@@ -264,11 +265,13 @@ impl Permissions for ConnectionPermissions {
                 self.service
                     .authorizer
                     .authorize(&self.principal, &self.roles, resource, name, op);
+            // Client-controlled labels are capped (see `metrics::label_cap`).
+            let (principal, resource_label) = label_cap::decision_labels(&self.principal, name);
             let counter = metrics::counter!(
                 AUTHZ_DECISIONS,
-                "principal" => self.principal.clone(),
+                "principal" => principal,
                 "resource_type" => resource.as_str(),
-                "resource" => name.to_string(),
+                "resource" => resource_label,
                 "operation" => op.as_str(),
                 "outcome" => if decision.allowed { "allow" } else { "deny" },
             );
