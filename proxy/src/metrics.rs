@@ -4,6 +4,8 @@
 //! histograms are registered once and looked up by api key in a vector. Names are listed
 //! here so `/metrics` and docs/configuration.md agree.
 
+pub mod label_cap;
+
 use std::sync::OnceLock;
 
 use kafka_protocol::messages::ApiKey;

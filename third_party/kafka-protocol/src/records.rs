@@ -515,7 +515,10 @@ impl RecordBatchDecoder {
         records: &mut Vec<Record>,
     ) -> Result<()> {
         // Portcullis patch: never trust a wire count for the allocation size.
-        records.reserve((batch_decode_info.record_count as usize).min(buf.remaining()));
+        records.reserve(types::bounded_capacity::<Record>(
+            batch_decode_info.record_count as usize,
+            buf.remaining(),
+        ));
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -895,7 +898,13 @@ impl Record {
         let num_headers = num_headers as usize;
 
         // Portcullis patch: never trust a wire count for the allocation size.
-        let mut headers = IndexMap::with_capacity(num_headers.min(bytes::Buf::remaining(buf)));
+        let mut headers = IndexMap::with_capacity(types::bounded_capacity::<(
+            u64,
+            StrBytes,
+            Option<Bytes>,
+        )>(
+            num_headers, bytes::Buf::remaining(buf)
+        ));
         for _ in 0..num_headers {
             // Key len
             let key_len: i32 = types::VarInt.decode(buf)?;

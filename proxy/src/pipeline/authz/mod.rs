@@ -19,6 +19,7 @@ use crate::authn::ClientInfo;
 #[cfg(test)]
 use crate::config::authz::OnReloadFailure;
 use crate::config::authz::{AuditAllows, AuthorizationConfig};
+use crate::metrics::label_cap;
 use crate::pipeline::authz::request::Permissions;
 use crate::pipeline::authz::reserved::ReservedTopics;
 
@@ -316,11 +317,13 @@ impl Permissions for ConnectionPermissions {
                     op,
                 ),
             };
+            // Client-controlled labels are capped (see `metrics::label_cap`).
+            let (principal, resource_label) = label_cap::decision_labels(&self.principal, name);
             let counter = metrics::counter!(
                 AUTHZ_DECISIONS,
-                "principal" => self.principal.clone(),
+                "principal" => principal,
                 "resource_type" => resource.as_str(),
-                "resource" => name.to_string(),
+                "resource" => resource_label,
                 "operation" => op.as_str(),
                 "outcome" => if decision.allowed { "allow" } else { "deny" },
             );

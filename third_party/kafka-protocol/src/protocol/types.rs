@@ -986,7 +986,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
             -1 => Ok(None),
             n if n >= 0 => {
                 // Portcullis patch: never trust a wire count for the allocation size.
-                let mut result = Vec::with_capacity((n as usize).min(buf.remaining()));
+                let mut result = Vec::with_capacity(bounded_capacity::<T>(n as usize, buf.remaining()));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1095,7 +1095,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
             0 => Ok(None),
             n => {
                 // Portcullis patch: never trust a wire count for the allocation size.
-                let mut result = Vec::with_capacity(((n - 1) as usize).min(buf.remaining()));
+                let mut result =
+                    Vec::with_capacity(bounded_capacity::<T>((n - 1) as usize, buf.remaining()));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1197,4 +1198,17 @@ mod tests {
         test_encoder_decoder(CompactBytes, vec![1, 2, 3, 4], &[5, 1, 2, 3, 4]);
         test_encoder_decoder(CompactBytes, None::<Vec<u8>>, &[0]);
     }
+}
+
+/// Portcullis patch: the initial capacity for a collection of `count` elements of `T`
+/// announced on the wire, with `remaining` bytes left to decode them from.
+///
+/// The reservation never exceeds `remaining` bytes of memory (and at least one element, so
+/// that honest small collections are still sized in one go): a hostile count is refused
+/// once the buffer runs out, having reserved at most about the size of the frame, and an
+/// honest collection whose elements are larger in memory than on the wire grows as its
+/// elements actually decode.
+pub(crate) fn bounded_capacity<T>(count: usize, remaining: usize) -> usize {
+    let element = std::mem::size_of::<T>().max(1);
+    count.min((remaining / element).max(1))
 }
