@@ -9,7 +9,7 @@ use portcullis_audit::cli::{run, AuditCommand, ExitCodeLike};
 use portcullis_audit::export::{export, verify_export, ExportFormat};
 use portcullis_audit::note::{Signer, VerifierKey};
 use portcullis_audit::sled_store::SledStore;
-use portcullis_audit::store::LogStore;
+use portcullis_audit::store::{LogStore, StoreError};
 use portcullis_audit::verify::{verify_store, Problem, VerifyOptions};
 use portcullis_audit::{
     read, AuditLog, AuditLogConfig, AuditSink, Category, Event, Outcome, Recorded, STORE_DIR,
@@ -53,8 +53,18 @@ async fn write(dir: &Path, n: u64) {
     log.shutdown().await;
 }
 
+/// Opens the store a log just wrote. The log's writer thread lets go of the database a
+/// moment after `shutdown` returns, so a `Locked` answer is retried for a while.
 fn store(dir: &Path) -> SledStore {
-    SledStore::open(&dir.join(STORE_DIR)).unwrap()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open(&dir.join(STORE_DIR)) {
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
 }
 
 fn verify(dir: &Path, opts: &VerifyOptions) -> Vec<Problem> {
