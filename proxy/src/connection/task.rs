@@ -23,7 +23,7 @@ use crate::connection::{
 use crate::metrics;
 use crate::net::upstream::BoxedStream;
 use crate::pipeline::api_table::{handling, Handling};
-use crate::pipeline::session::reply_flow;
+use crate::pipeline::session::settle_reply;
 use crate::pipeline::{Chain, ConnectionState, Flow, Owed, Request, RequestOutcome, ResponseNotes};
 
 /// Bytes queued for one side beyond which the proxy stops reading what would feed it.
@@ -345,14 +345,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     /// A raw SASL token of the legacy v0 flow (no Kafka header).
     async fn on_raw_token(&mut self, frame: Bytes) -> Result<(), ConnectionEnd> {
         let ConnectionState {
-            session, client, ..
+            session,
+            client,
+            principal_epoch,
+            ..
         } = &mut self.state;
         let token = frame.get(LENGTH_PREFIX..).unwrap_or_default();
         let reply = session.raw_token(token, &self.shared.auth, client).await;
-        if reply.close.is_none() && session.principal().is_some() {
-            self.state.principal_epoch += 1;
-        }
-        match reply_flow(reply) {
+        match settle_reply(reply, session, principal_epoch) {
             Flow::Answer { answer, close } => {
                 if let crate::pipeline::Answer::Frame(frame) = answer {
                     self.send_to_client(frame);

@@ -13,7 +13,7 @@ use std::time::Instant;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::VersionRange;
 
-use crate::authn::sasl_exchange::Reply;
+use crate::authn::sasl_exchange::{Reply, Session};
 use crate::authn::AuthService;
 use crate::connection::ConnectionEnd;
 use crate::pipeline::api_table::{handling, Handling};
@@ -79,11 +79,7 @@ impl Stage for SessionStage {
             let reply = session
                 .sasl_request(&request.frame, &request.header, auth, client)
                 .await;
-            if reply.close.is_none() && session.principal().is_some() {
-                // A (re-)authentication may bring new roles: later decisions use them.
-                *principal_epoch += 1;
-            }
-            reply_flow(reply)
+            settle_reply(reply, session, principal_epoch)
         }))
     }
 }
@@ -102,8 +98,17 @@ fn checked_session(auth: &AuthService, state: &ConnectionState, api: ApiKey) -> 
     }
 }
 
-/// The flow for a SASL reply.
-pub fn reply_flow(reply: Reply) -> Flow {
+/// The flow for a SASL reply (a request's or a legacy raw token's). A step that leaves the
+/// session authenticated (re-)establishes its principal, which may bring new roles: the
+/// epoch moves so that later decisions use them.
+pub fn settle_reply(reply: Reply, session: &Session, principal_epoch: &mut u64) -> Flow {
+    if reply.close.is_none() && session.principal().is_some() {
+        *principal_epoch += 1;
+    }
+    reply_flow(reply)
+}
+
+fn reply_flow(reply: Reply) -> Flow {
     let close = reply.close.map(ConnectionEnd::Authentication);
     match (reply.frame, close) {
         (Some(frame), close) => Flow::Answer {

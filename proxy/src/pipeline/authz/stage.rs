@@ -113,10 +113,7 @@ impl Stage for Authorization {
     }
 
     fn versions(&self, api: ApiKey, offered: VersionRange) -> Option<VersionRange> {
-        match handling(api) {
-            Handling::Sasl | Handling::Local => Some(offered),
-            _ => enforceable_range(api, offered),
-        }
+        enforceable_range(api, offered)
     }
 
     fn decodes_request(&self, api: ApiKey, _version: i16) -> bool {
