@@ -19,37 +19,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest,
-    FetchResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, ProduceResponse, TopicName,
-};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
 use portcullis_audit::anchor::{Anchor, AnchorError};
 use portcullis_audit::checkpoint::SignedCheckpoint;
 use tokio::sync::{mpsc, watch};
 
-use crate::codec::record_batch::{
-    build_batch, split_batches, BatchPiece, CodecError, Compression, NewRecord,
-};
-use crate::net::upstream::{Connector, KafkaClient, UpstreamError};
+use crate::cluster::partition_client::{self, FetchedRecord, PartitionClient};
+use crate::net::upstream::{Connector, UpstreamError};
 
-/// Largest response the anchor accepts from the cluster.
-const MAX_RESPONSE: usize = 16 * 1024 * 1024;
-/// Bytes asked for per Fetch while reading the topic.
-const FETCH_BYTES: i32 = 4 * 1024 * 1024;
 /// Checkpoints waiting to be produced before `publish` reports the anchor as failing.
 const QUEUE: usize = 1024;
 /// Longest pause between attempts to produce a checkpoint the cluster refused.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// The partition every checkpoint goes to.
-const PARTITION: i32 = 0;
 
 /// One record read from the anchor topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,11 +165,16 @@ async fn publish_loop(
         let mut backoff = Duration::from_millis(200);
         loop {
             let result = match writer.as_mut() {
-                Some(w) => w.produce(&topic, &key, &note).await,
+                Some(w) => w
+                    .produce(&topic, key.as_bytes(), Some(note.as_bytes()))
+                    .await
+                    .map(drop),
                 None => match PartitionClient::leader(&connector, &topic, timeout).await {
                     Ok(w) => {
                         let w = writer.insert(w);
-                        w.produce(&topic, &key, &note).await
+                        w.produce(&topic, key.as_bytes(), Some(note.as_bytes()))
+                            .await
+                            .map(drop)
                     }
                     Err(e) => Err(e),
                 },
@@ -229,11 +214,18 @@ pub async fn read_topic(
     let mut client = PartitionClient::leader(connector, topic, timeout).await?;
     let start = client.list_offset(topic, -2).await?;
     let end = client.list_offset(topic, -1).await?;
-    client.read_range(topic, start, end).await
+    Ok(notes_of(client.read_range(topic, start, end).await?))
 }
 
 /// Records scanned per step when looking for a log's latest checkpoint.
 const TAIL_WINDOW: i64 = 1024;
+
+/// The anchor topic's settings when the proxy creates it: nothing is ever deleted.
+const TOPIC_CONFIGS: &[(&str, &str)] = &[
+    ("cleanup.policy", "delete"),
+    ("retention.ms", "-1"),
+    ("retention.bytes", "-1"),
+];
 
 /// The largest checkpoint of the log named `origin` in the last window of the topic that holds
 /// any (records that are not signed checkpoints are skipped: `verify --anchor-topic` reports
@@ -244,20 +236,13 @@ async fn read_latest_of(
     origin: &str,
     timeout: Duration,
 ) -> Result<Option<SignedCheckpoint>, UpstreamError> {
-    let mut client = match PartitionClient::leader(connector, topic, timeout).await {
-        Err(UpstreamError::Protocol(m)) if m.starts_with(NO_SUCH_TOPIC) => {
-            create_topic(connector, topic, timeout).await?;
-            PartitionClient::leader(connector, topic, timeout).await?
-        }
-        other => other?,
-    };
+    let mut client =
+        PartitionClient::leader_creating(connector, topic, TOPIC_CONFIGS, timeout).await?;
     let start = client.list_offset(topic, -2).await?;
     let mut to = client.list_offset(topic, -1).await?;
     while to > start {
         let from = (to - TAIL_WINDOW).max(start);
-        let latest = client
-            .read_range(topic, from, to)
-            .await?
+        let latest = notes_of(client.read_range(topic, from, to).await?)
             .iter()
             .filter_map(|n| SignedCheckpoint::parse(&n.note).ok())
             .filter(|c| c.checkpoint.origin == origin)
@@ -270,260 +255,6 @@ async fn read_latest_of(
     Ok(None)
 }
 
-/// How [`PartitionClient::leader`] reports a topic the cluster does not have.
-const NO_SUCH_TOPIC: &str = "no such topic";
-
-async fn create_topic(
-    connector: &Connector,
-    topic: &str,
-    timeout: Duration,
-) -> Result<(), UpstreamError> {
-    let mut client = KafkaClient::new(connector.connect_bootstrap().await?, MAX_RESPONSE, timeout);
-    let version = pick_version(&mut client, ApiKey::CreateTopics, 7).await?;
-    let config = |name: &'static str, value: &'static str| {
-        CreatableTopicConfig::default()
-            .with_name(StrBytes::from_static_str(name))
-            .with_value(Some(StrBytes::from_static_str(value)))
-    };
-    let request = CreateTopicsRequest::default()
-        .with_timeout_ms(millis(timeout))
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(topic_name(topic))
-            .with_num_partitions(1)
-            .with_replication_factor(-1)
-            .with_configs(vec![
-                config("cleanup.policy", "delete"),
-                config("retention.ms", "-1"),
-                config("retention.bytes", "-1"),
-            ])]);
-    let response: CreateTopicsResponse =
-        client.call(ApiKey::CreateTopics, version, &request).await?;
-    for t in &response.topics {
-        // TopicAlreadyExists: a concurrent create won, which is as good.
-        if t.error_code != 0 && t.error_code != ResponseError::TopicAlreadyExists.code() {
-            return Err(UpstreamError::Protocol(format!(
-                "cannot create {topic}: error code {}{}",
-                t.error_code,
-                t.error_message
-                    .as_ref()
-                    .map(|m| format!(" ({m})"))
-                    .unwrap_or_default()
-            )));
-        }
-    }
-    tracing::info!(topic, "created the audit anchor topic");
-    Ok(())
-}
-
-/// A connection to the leader of the anchor partition, with the versions it speaks.
-struct PartitionClient {
-    client: KafkaClient,
-    produce: i16,
-    fetch: i16,
-    list_offsets: i16,
-    timeout: Duration,
-}
-
-impl PartitionClient {
-    /// Finds the partition's leader through a bootstrap broker and connects to it.
-    async fn leader(
-        connector: &Connector,
-        topic: &str,
-        timeout: Duration,
-    ) -> Result<PartitionClient, UpstreamError> {
-        let mut bootstrap =
-            KafkaClient::new(connector.connect_bootstrap().await?, MAX_RESPONSE, timeout);
-        let version = pick_version(&mut bootstrap, ApiKey::Metadata, 12).await?;
-        let request = MetadataRequest::default().with_topics(Some(vec![
-            MetadataRequestTopic::default().with_name(Some(topic_name(topic))),
-        ]));
-        let metadata: MetadataResponse =
-            bootstrap.call(ApiKey::Metadata, version, &request).await?;
-        let leader = leader_of(&metadata, topic)?;
-        let (host, port) = metadata
-            .brokers
-            .iter()
-            .find(|b| b.node_id == leader)
-            .map(|b| (b.host.to_string(), b.port))
-            .ok_or_else(|| {
-                UpstreamError::Protocol(format!("{topic}: leader {} is not listed", leader.0))
-            })?;
-        let port = u16::try_from(port)
-            .map_err(|_| UpstreamError::Protocol(format!("broker port {port} is invalid")))?;
-        let mut client =
-            KafkaClient::new(connector.connect(&host, port).await?, MAX_RESPONSE, timeout);
-        let versions = client.api_versions().await?;
-        Ok(PartitionClient {
-            produce: choose(&versions, ApiKey::Produce, 9)?,
-            // v11: the last version without tagged fields (tansu 0.6.0 sends a node-endpoints
-            // tag in v12 answers that v12 does not define).
-            fetch: choose(&versions, ApiKey::Fetch, 11)?,
-            list_offsets: choose(&versions, ApiKey::ListOffsets, 7)?,
-            client,
-            timeout,
-        })
-    }
-
-    /// The records at offsets `from..to`, oldest first.
-    async fn read_range(
-        &mut self,
-        topic: &str,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<AnchoredNote>, UpstreamError> {
-        let mut notes = Vec::new();
-        let mut offset = from;
-        while offset < to {
-            let batch = self.fetch(topic, offset).await?;
-            let Some(last) = batch.last() else {
-                return Err(UpstreamError::Protocol(format!(
-                    "{topic}: no records at offset {offset} below offset {to}"
-                )));
-            };
-            offset = last.offset + 1;
-            notes.extend(batch.into_iter().filter(|n| n.offset < to));
-        }
-        Ok(notes)
-    }
-
-    /// Produces one record (acks=all) and checks the partition's answer.
-    async fn produce(&mut self, topic: &str, key: &str, note: &str) -> Result<(), UpstreamError> {
-        let records = encode_record(key, note)?;
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(millis(self.timeout))
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic_name(topic))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(PARTITION)
-                    .with_records(Some(records))])]);
-        let response: ProduceResponse = self
-            .client
-            .call(ApiKey::Produce, self.produce, &request)
-            .await?;
-        let code = response
-            .responses
-            .iter()
-            .flat_map(|t| &t.partition_responses)
-            .find(|p| p.index == PARTITION)
-            .map(|p| p.error_code)
-            .ok_or_else(|| {
-                UpstreamError::Protocol(format!("{topic}: the produce response has no partition"))
-            })?;
-        if code != 0 {
-            return Err(UpstreamError::Protocol(format!(
-                "{topic}: produce failed with error code {code}"
-            )));
-        }
-        Ok(())
-    }
-
-    /// The partition's earliest (`-2`) or latest (`-1`) offset.
-    async fn list_offset(&mut self, topic: &str, which: i64) -> Result<i64, UpstreamError> {
-        let request = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_topics(vec![ListOffsetsTopic::default()
-                .with_name(topic_name(topic))
-                .with_partitions(vec![ListOffsetsPartition::default()
-                    .with_partition_index(PARTITION)
-                    .with_timestamp(which)])]);
-        let response: ListOffsetsResponse = self
-            .client
-            .call(ApiKey::ListOffsets, self.list_offsets, &request)
-            .await?;
-        let p = response
-            .topics
-            .iter()
-            .flat_map(|t| &t.partitions)
-            .find(|p| p.partition_index == PARTITION)
-            .ok_or_else(|| UpstreamError::Protocol(format!("{topic}: no offsets listed")))?;
-        if p.error_code != 0 {
-            return Err(UpstreamError::Protocol(format!(
-                "{topic}: ListOffsets failed with error code {}",
-                p.error_code
-            )));
-        }
-        Ok(p.offset)
-    }
-
-    /// The records from `offset` on that one Fetch returns.
-    async fn fetch(
-        &mut self,
-        topic: &str,
-        offset: i64,
-    ) -> Result<Vec<AnchoredNote>, UpstreamError> {
-        let request = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(0)
-            .with_min_bytes(0)
-            .with_max_bytes(FETCH_BYTES)
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(topic_name(topic))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(PARTITION)
-                    .with_fetch_offset(offset)
-                    .with_partition_max_bytes(FETCH_BYTES)])]);
-        let response: FetchResponse = self
-            .client
-            .call(ApiKey::Fetch, self.fetch, &request)
-            .await?;
-        let p = response
-            .responses
-            .iter()
-            .flat_map(|t| &t.partitions)
-            .find(|p| p.partition_index == PARTITION)
-            .ok_or_else(|| UpstreamError::Protocol(format!("{topic}: no partition fetched")))?;
-        if p.error_code != 0 {
-            return Err(UpstreamError::Protocol(format!(
-                "{topic}: Fetch failed with error code {}",
-                p.error_code
-            )));
-        }
-        decode_notes(p.records.clone().unwrap_or_default(), offset)
-    }
-}
-
-/// The leader of the anchor partition in `metadata`.
-fn leader_of(metadata: &MetadataResponse, topic: &str) -> Result<BrokerId, UpstreamError> {
-    let t = metadata
-        .topics
-        .iter()
-        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
-        .ok_or_else(|| UpstreamError::Protocol(format!("{NO_SUCH_TOPIC} {topic}")))?;
-    if t.error_code == ResponseError::UnknownTopicOrPartition.code() {
-        return Err(UpstreamError::Protocol(format!("{NO_SUCH_TOPIC} {topic}")));
-    }
-    if t.error_code != 0 {
-        return Err(UpstreamError::Protocol(format!(
-            "{topic}: Metadata error code {}",
-            t.error_code
-        )));
-    }
-    t.partitions
-        .iter()
-        .find(|p| p.partition_index == PARTITION)
-        .map(|p| p.leader_id)
-        .filter(|l| l.0 >= 0)
-        .ok_or_else(|| UpstreamError::Protocol(format!("{topic}: partition 0 has no leader")))
-}
-
-/// One record batch holding one record: key = origin, value = the note.
-fn encode_record(key: &str, note: &str) -> Result<Bytes, UpstreamError> {
-    let record = NewRecord {
-        timestamp: now_millis(),
-        key: Some(Bytes::copy_from_slice(key.as_bytes())),
-        value: Some(Bytes::copy_from_slice(note.as_bytes())),
-        headers: Vec::new(),
-    };
-    build_batch(&[record], Compression::None)
-        .map_err(|e| UpstreamError::Protocol(format!("encode checkpoint record: {e}")))
-}
-
-/// Decompressed bytes one anchor batch may hold (checkpoint notes are a few hundred bytes).
-const MAX_ANCHOR_BATCH_BYTES: usize = 64 * 1024 * 1024;
-
 /// Decodes the complete record batches in a Fetch answer (a partial batch at the end is
 /// left for the next Fetch); records before `from` are skipped.
 ///
@@ -531,81 +262,22 @@ const MAX_ANCHOR_BATCH_BYTES: usize = 64 * 1024 * 1024;
 ///
 /// [`UpstreamError::Protocol`] for a batch that does not decode.
 pub fn decode_notes(records: Bytes, from: i64) -> Result<Vec<AnchoredNote>, UpstreamError> {
-    let protocol = |e: CodecError| UpstreamError::Protocol(format!("anchor record batch: {e}"));
-    let mut notes = Vec::new();
-    for piece in split_batches(&records) {
-        let batch = match piece.map_err(protocol)? {
-            BatchPiece::Records(batch) => batch,
-            BatchPiece::Truncated(_) => break,
-            // Control markers and batches emptied by compaction hold no checkpoint.
-            BatchPiece::Control(_) | BatchPiece::Empty(_) => continue,
-            // The proxy never wrote a pre-v2 entry: the topic holds something else.
-            BatchPiece::Legacy { magic, .. } => {
-                return Err(UpstreamError::Protocol(format!(
-                    "anchor record batch: magic {magic} is not a checkpoint"
-                )))
-            }
-        };
-        let decoded = batch.decode(MAX_ANCHOR_BATCH_BYTES).map_err(protocol)?;
-        for r in &decoded.records {
-            let offset = decoded.header.record_offset(r.offset_delta);
-            if offset < from {
-                continue;
-            }
-            notes.push(AnchoredNote {
-                offset,
-                key: r
-                    .key
-                    .as_ref()
-                    .map(|k| String::from_utf8_lossy(k).into_owned()),
-                note: r
-                    .value
-                    .as_ref()
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default(),
-            });
-        }
-    }
-    Ok(notes)
+    Ok(notes_of(partition_client::decode_records(records, from)?))
 }
 
-async fn pick_version(
-    client: &mut KafkaClient,
-    api: ApiKey,
-    highest: i16,
-) -> Result<i16, UpstreamError> {
-    let versions = client.api_versions().await?;
-    choose(&versions, api, highest)
-}
-
-/// The highest version of `api` the broker and this module both speak.
-fn choose(versions: &ApiVersionsResponse, api: ApiKey, highest: i16) -> Result<i16, UpstreamError> {
-    versions
-        .api_keys
-        .iter()
-        .find(|k| k.api_key == api as i16)
-        .filter(|k| k.min_version <= highest)
-        .map(|k| k.max_version.min(highest))
-        .ok_or_else(|| {
-            UpstreamError::Protocol(format!(
-                "the broker offers no {api:?} version up to {highest}"
-            ))
+/// The records as notes (keys and values read as UTF-8, lossily; a null value is empty).
+fn notes_of(records: Vec<FetchedRecord>) -> Vec<AnchoredNote> {
+    records
+        .into_iter()
+        .map(|r| AnchoredNote {
+            offset: r.offset,
+            key: r.key.map(|k| String::from_utf8_lossy(&k).into_owned()),
+            note: r
+                .value
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_default(),
         })
-}
-
-fn topic_name(topic: &str) -> TopicName {
-    TopicName(StrBytes::from_string(topic.to_owned()))
-}
-
-fn millis(d: Duration) -> i32 {
-    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+        .collect()
 }
 
 #[cfg(test)]
@@ -613,6 +285,11 @@ fn now_millis() -> i64 {
 mod tests {
     use super::*;
     use bytes::BytesMut;
+
+    /// One record batch holding one record: key = origin, value = the note.
+    fn encode_record(key: &str, note: &str) -> Result<Bytes, UpstreamError> {
+        partition_client::encode_record(key.as_bytes(), Some(note.as_bytes()))
+    }
 
     #[test]
     fn records_round_trip_and_partial_batches_wait() {

@@ -4,5 +4,7 @@
 pub mod api_versions;
 pub mod broker_map;
 mod discovery;
+pub mod partition_client;
+pub mod registry_topic;
 
 pub use discovery::{run_discovery, ClusterView};
