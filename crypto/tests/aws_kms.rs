@@ -291,3 +291,184 @@ fn unknown_key_and_unreachable_kms_are_clear_errors() {
         Err(AwsKmsError::Config(_))
     ));
 }
+
+/// Reads one HTTP request from `listener`, answers it with a KMS error, returns its bytes.
+fn capture_one_request(listener: TcpListener) -> (String, Vec<u8>) {
+    use std::io::Write as _;
+    let (mut stream, _) = listener.accept().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before the request ended");
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8(raw[..head_end].to_vec()).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap();
+    while raw.len() < head_end + length {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0);
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let answer = br#"{"__type":"com.amazonaws.kms#NotFoundException","message":"captured"}"#;
+    write!(
+        stream,
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        answer.len()
+    )
+    .unwrap();
+    stream.write_all(answer).unwrap();
+    (head, raw[head_end..].to_vec())
+}
+
+/// The request the provider sends is signed exactly as botocore (the AWS SDK for Python,
+/// installed with moto) signs it: same canonical request, same signature, for a KMS call
+/// with a session token. moto does not check signatures, so this is what shows that real
+/// AWS KMS would accept them.
+#[test]
+fn requests_are_signed_as_botocore_signs_them() {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || capture_one_request(listener));
+    let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    let token = "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN/+=";
+    let mut config = AwsKmsConfig::new("eu-west-1", "alias/portcullis-root");
+    config.endpoint = Some(format!("http://127.0.0.1:{port}"));
+    match AwsKmsRoot::with_credentials(
+        &config,
+        Credentials::new("AKIDEXAMPLE", secret, Some(token)),
+    ) {
+        Err(AwsKmsError::Kms {
+            operation: "DescribeKey",
+            code,
+            message,
+        }) => {
+            assert_eq!(
+                (code.as_str(), message.as_str()),
+                ("NotFoundException", "captured")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let (head, body) = server.join().unwrap();
+    assert!(head.starts_with("POST / HTTP/1.1\r\n"), "{head}");
+    assert!(!head.contains(secret), "the secret key is never sent");
+    let headers = parse_headers(&head);
+    let get = |name: &str| -> Vec<&str> {
+        headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    assert_eq!(
+        get("host"),
+        [format!("127.0.0.1:{port}")],
+        "exactly one Host header"
+    );
+    assert_eq!(get("x-amz-target"), ["TrentService.DescribeKey"]);
+    assert_eq!(get("x-amz-security-token"), [token]);
+    let authorization = get("authorization")[0].to_owned();
+    let signed = authorization
+        .split("SignedHeaders=")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        signed,
+        "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
+    );
+    let signed_headers: serde_json::Map<String, serde_json::Value> = signed
+        .split(';')
+        .map(|n| (n.to_owned(), get(n)[0].into()))
+        .collect();
+
+    let input = serde_json::json!({
+        "url": format!("http://127.0.0.1:{port}/"),
+        "headers": signed_headers,
+        "body": String::from_utf8(body).unwrap(),
+        "amz_date": get("x-amz-date")[0],
+        "ak": "AKIDEXAMPLE", "sk": secret, "token": token, "region": "eu-west-1",
+    });
+    let expected = botocore_signature(&input);
+
+    assert_eq!(expected["signed"], signed.as_str());
+    let signature = authorization.rsplit("Signature=").next().unwrap();
+    assert_eq!(expected["signature"], signature, "{authorization}");
+    let date = &get("x-amz-date")[0][..8];
+    assert!(
+        authorization.starts_with(&format!(
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/{date}/eu-west-1/kms/aws4_request, "
+        )),
+        "{authorization}"
+    );
+}
+
+/// What botocore computes for a request: `{"signed": ..., "signature": ...}`.
+fn botocore_signature(input: &serde_json::Value) -> serde_json::Value {
+    let script = r#"
+import json, sys
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+d = json.load(sys.stdin)
+req = AWSRequest(method="POST", url=d["url"], data=d["body"].encode(), headers=d["headers"])
+req.context["timestamp"] = d["amz_date"]
+auth = SigV4Auth(Credentials(d["ak"], d["sk"], d["token"]), "kms", d["region"])
+sts = auth.string_to_sign(req, auth.canonical_request(req))
+print(json.dumps({"signed": auth.signed_headers(auth.headers_to_sign(req)),
+                  "signature": auth.signature(sts, req)}))
+"#;
+    let python = moto_server().with_file_name("python");
+    let mut child = Command::new(&python)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.to_string().as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "botocore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The header lines of a request head, names lower-cased.
+fn parse_headers(head: &str) -> Vec<(String, String)> {
+    head.lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.trim().to_ascii_lowercase(), v.trim().to_owned())
+        })
+        .collect()
+}
