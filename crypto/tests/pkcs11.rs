@@ -22,8 +22,14 @@ use portcullis_crypto::{
 const INSTALL: &str = "run `bash scripts/install-test-deps.sh` (installs Debian's softhsm2)";
 const USER_PIN: &str = "20261204";
 const SO_PIN: &str = "55667788";
-/// Tokens made up front: the main one, one whose PIN is only ever given wrong, an empty one.
-const TOKENS: [&str; 3] = ["portcullis-main", "portcullis-pin", "portcullis-empty"];
+/// Tokens made up front: the main one, one whose PIN is only ever given wrong, an empty one,
+/// one that is logged out under a provider's feet.
+const TOKENS: [&str; 4] = [
+    "portcullis-main",
+    "portcullis-pin",
+    "portcullis-empty",
+    "portcullis-reset",
+];
 
 struct Hsm {
     _dir: tempfile::TempDir,
@@ -212,18 +218,8 @@ fn created_key_is_sensitive_and_never_extractable_and_never_replaced() {
         root.root_key_id()
     );
 
-    // Look at the key with cryptoki directly (the module is already initialized).
-    let ctx = cryptoki::context::Pkcs11::new(&hsm().module).unwrap();
-    let _ = ctx.initialize(cryptoki::context::CInitializeArgs::new(
-        cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
-    ));
-    let slot = ctx
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label() == TOKENS[0])
-        .unwrap();
-    let session = ctx.open_ro_session(slot).unwrap();
+    // Look at the key with cryptoki directly.
+    let session = own_session(TOKENS[0]);
     let pin = cryptoki::types::AuthPin::new(USER_PIN.into());
     let _ = session.login(cryptoki::session::UserType::User, Some(&pin));
     let found = session
@@ -257,6 +253,37 @@ fn created_key_is_sensitive_and_never_extractable_and_never_replaced() {
             Attribute::Extractable(v) | Attribute::Wrap(v) => assert!(!v, "{attribute:?}"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+}
+
+/// A session of this process on `token`, opened with cryptoki directly (the module is
+/// already initialized by a provider, so `C_Initialize` answers "already initialized").
+fn own_session(token: &str) -> cryptoki::session::Session {
+    let ctx = cryptoki::context::Pkcs11::new(&hsm().module).unwrap();
+    let _ = ctx.initialize(cryptoki::context::CInitializeArgs::new(
+        cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
+    ));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label() == token)
+        .unwrap();
+    ctx.open_ro_session(slot).unwrap()
+}
+
+#[test]
+fn provider_logs_in_again_after_the_token_logged_it_out() {
+    let root = Pkcs11Root::create(&config(TOKENS[3], "root")).unwrap();
+    let kek = SecretKey::random().unwrap();
+    let wrapped = root.wrap(&kek, ctx("t", 1)).unwrap();
+    for _ in 0..2 {
+        // Login state is per process and token: this logs the provider's session out too.
+        own_session(TOKENS[3]).logout().unwrap();
+        assert_eq!(root.unwrap(&wrapped, ctx("t", 1)).unwrap(), kek);
+        own_session(TOKENS[3]).logout().unwrap();
+        let again = root.wrap(&kek, ctx("t", 2)).unwrap();
+        assert_eq!(root.unwrap(&again, ctx("t", 2)).unwrap(), kek);
     }
 }
 
