@@ -61,7 +61,7 @@ impl Pkcs11Config {
         match (&self.pin_file, &self.pin_env) {
             (Some(_), Some(_)) => bad("set only one of pin_file and pin_env".to_owned()),
             (None, None) => bad("the user PIN is needed: set pin_file or pin_env".to_owned()),
-            (None, Some(name)) if name.is_empty() || name.contains('=') => bad(format!(
+            (None, Some(name)) if name.is_empty() || name.contains(['=', '\0']) => bad(format!(
                 "pin_env {name:?} is not an environment variable name"
             )),
             _ => Ok(()),
@@ -204,6 +204,14 @@ mod tests {
         let mut c = config();
         c.key_label.clear();
         assert!(c.validate().unwrap_err().to_string().contains("key_label"));
+        for name in ["", "A=B", "A\0B"] {
+            let mut c = config();
+            c.pin_env = Some(name.into());
+            assert!(
+                c.validate().unwrap_err().to_string().contains("pin_env"),
+                "{name:?}"
+            );
+        }
     }
 
     #[test]
