@@ -29,6 +29,8 @@ const REGION: &str = "us-east-1";
 struct Moto {
     child: Child,
     port: u16,
+    /// With TLS: the directory holding the test CA (`ca.pem`) and the server's certificate.
+    tls: Option<tempfile::TempDir>,
 }
 
 impl Drop for Moto {
@@ -58,17 +60,57 @@ fn moto_server() -> PathBuf {
     server
 }
 
+/// A test CA and a server certificate for 127.0.0.1 signed by it, in a new directory
+/// (`ca.pem`, `server.pem`, `server.key`).
+fn test_pki() -> tempfile::TempDir {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "portcullis aws-kms test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    std::fs::write(
+        dir.path().join("ca.pem"),
+        ca.self_signed(&ca_key).unwrap().pem(),
+    )
+    .unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let mut server = CertificateParams::default();
+    server.subject_alt_names = vec![SanType::IpAddress(Ipv4Addr::LOCALHOST.into())];
+    let key = KeyPair::generate().unwrap();
+    let cert = server.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.path().join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+    dir
+}
+
 impl Moto {
     fn start() -> Self {
+        Self::spawn(None)
+    }
+
+    /// moto serving HTTPS with a certificate from [`test_pki`].
+    fn start_tls() -> Self {
+        Self::spawn(Some(test_pki()))
+    }
+
+    fn spawn(tls: Option<tempfile::TempDir>) -> Self {
         let server = moto_server();
+        let mut tls = tls;
         for _ in 0..3 {
             let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
                 .unwrap()
                 .local_addr()
                 .unwrap()
                 .port();
-            let child = Command::new(&server)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            let mut command = Command::new(&server);
+            command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            if let Some(dir) = &tls {
+                command.arg("-c").arg(dir.path().join("server.pem"));
+                command.arg("-k").arg(dir.path().join("server.key"));
+            }
+            let child = command
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -76,10 +118,15 @@ impl Moto {
                 .unwrap_or_else(|e| {
                     panic!("{} could not be started ({e}): {INSTALL}", server.display())
                 });
-            let mut moto = Moto { child, port };
+            let mut moto = Moto {
+                child,
+                port,
+                tls: tls.take(),
+            };
             if moto.wait_ready() {
                 return moto;
             }
+            tls = moto.tls.take();
         }
         panic!("moto_server did not start on loopback after 3 tries");
     }
@@ -109,7 +156,8 @@ impl Moto {
     }
 
     fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn credentials() -> Credentials {
@@ -117,19 +165,14 @@ impl Moto {
     }
 
     fn create_key(&self) -> String {
-        AwsKmsRoot::create_key(
-            REGION,
-            Some(&self.endpoint()),
-            Self::credentials(),
-            "portcullis test",
-        )
-        .unwrap()
+        AwsKmsRoot::create_key(&self.config(""), Self::credentials(), "portcullis test").unwrap()
     }
 
     fn config(&self, key_id: &str) -> AwsKmsConfig {
         let mut config = AwsKmsConfig::new(REGION, key_id);
         config.endpoint = Some(self.endpoint());
         config.timeout_ms = 20_000;
+        config.ca_file = self.tls.as_ref().map(|dir| dir.path().join("ca.pem"));
         config
     }
 
@@ -237,6 +280,38 @@ fn keyring_round_trip_through_kms() {
     let ring = Keyring::new(root, store, DekLimits::default());
     assert_eq!(ring.decrypt_value("orders", &before).unwrap(), b"order 1");
     assert_eq!(ring.decrypt_value("orders", &after).unwrap(), b"order 2");
+}
+
+/// The production path: KMS over HTTPS (rustls with aws-lc-rs), the server certificate
+/// verified against the configured CA, and refused without it.
+#[test]
+fn round_trip_over_verified_https() {
+    let moto = Moto::start_tls();
+    let arn = moto.create_key();
+    let root = moto.provider(&arn);
+    let kek = SecretKey::random().unwrap();
+    let wrapped = root.wrap(&kek, ctx("payments", 3)).unwrap();
+    assert_eq!(root.unwrap(&wrapped, ctx("payments", 3)).unwrap(), kek);
+    assert!(matches!(
+        root.unwrap(&wrapped, ctx("payments", 4)),
+        Err(ProviderError::Unwrap { .. })
+    ));
+
+    // Without the CA the platform store is used, which does not trust the test CA.
+    let mut config = moto.config(&arn);
+    config.ca_file = None;
+    match AwsKmsRoot::with_credentials(&config, Moto::credentials()) {
+        Err(e @ AwsKmsError::Transport { .. }) => {
+            assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A CA file that holds no certificate is a configuration error.
+    config.ca_file = Some(moto.tls.as_ref().unwrap().path().join("server.key"));
+    match AwsKmsRoot::with_credentials(&config, Moto::credentials()) {
+        Err(AwsKmsError::Config(m)) => assert!(m.contains("no certificate"), "{m}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

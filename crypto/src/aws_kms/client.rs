@@ -2,7 +2,7 @@
 //!
 //! KMS speaks the AWS JSON 1.1 protocol: `POST /` with `X-Amz-Target: TrentService.<Action>`
 //! and a JSON body, signed with SigV4. ureq (blocking, rustls with the workspace's aws-lc-rs
-//! provider, the platform's root certificates) carries it; redirects are refused and the
+//! provider, the platform's root certificates or the configured CA file) carries it; redirects are refused and the
 //! response is read up to [`MAX_RESPONSE`] bytes into a buffer that is zeroized afterwards
 //! (a Decrypt response holds a plaintext KEK).
 
@@ -42,11 +42,17 @@ pub(crate) struct KmsClient {
 }
 
 impl KmsClient {
-    /// A client posting to `endpoint` with `credentials`, each call bounded by `timeout`.
-    pub(crate) fn new(endpoint: Endpoint, credentials: Credentials, timeout: Duration) -> Self {
+    /// A client posting to `endpoint` with `credentials`, verifying TLS against `roots`,
+    /// each call bounded by `timeout`.
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        credentials: Credentials,
+        roots: ureq::tls::RootCerts,
+        timeout: Duration,
+    ) -> Self {
         let tls = ureq::tls::TlsConfig::builder()
             .provider(ureq::tls::TlsProvider::Rustls)
-            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .root_certs(roots)
             .unversioned_rustls_crypto_provider(Arc::new(
                 rustls::crypto::aws_lc_rs::default_provider(),
             ))

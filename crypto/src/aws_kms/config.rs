@@ -5,6 +5,8 @@
 //! moto in tests); anything else must be `https://`, so a wrapped key and the request
 //! signature never cross a network in clear.
 
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use zeroize::Zeroizing;
@@ -27,7 +29,14 @@ pub struct AwsKmsConfig {
     /// Time limit for one KMS call, in milliseconds (default 10000).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// A PEM file of CA certificates to trust for the endpoint instead of the platform's
+    /// store (a private endpoint, or a TLS-inspecting proxy with its own CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
+
+/// The largest CA file read.
+const MAX_CA_FILE: u64 = 1024 * 1024;
 
 fn default_timeout_ms() -> u64 {
     10_000
@@ -42,6 +51,7 @@ impl AwsKmsConfig {
             key_id: key_id.to_owned(),
             endpoint: None,
             timeout_ms: default_timeout_ms(),
+            ca_file: None,
         }
     }
 
@@ -71,6 +81,39 @@ impl AwsKmsConfig {
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }
+
+    /// The certificates TLS connections are verified against: the platform's store, or the
+    /// certificates of `ca_file`.
+    pub(crate) fn root_certs(&self) -> Result<ureq::tls::RootCerts, AwsKmsError> {
+        match &self.ca_file {
+            None => Ok(ureq::tls::RootCerts::PlatformVerifier),
+            Some(path) => read_ca_file(path),
+        }
+    }
+}
+
+/// The CA certificates in a PEM file (at least one; anything else in the file is ignored).
+fn read_ca_file(path: &Path) -> Result<ureq::tls::RootCerts, AwsKmsError> {
+    let bad = |what: String| AwsKmsError::Config(format!("ca_file {}: {what}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let mut pem = Vec::new();
+    file.take(MAX_CA_FILE + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| bad(e.to_string()))?;
+    if pem.len() as u64 > MAX_CA_FILE {
+        return Err(bad(format!("larger than {MAX_CA_FILE} bytes")));
+    }
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        let item = item.map_err(|e| bad(format!("not valid PEM: {e}")))?;
+        if let ureq::tls::PemItem::Certificate(cert) = item {
+            certs.push(cert);
+        }
+    }
+    if certs.is_empty() {
+        return Err(bad("holds no certificate".to_owned()));
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
 }
 
 /// Where KMS requests go, parsed and checked.

@@ -125,7 +125,12 @@ impl AwsKmsRoot {
         credentials: Credentials,
     ) -> Result<Self, AwsKmsError> {
         let endpoint = config.validate()?;
-        let client = KmsClient::new(endpoint, credentials, config.timeout());
+        let client = KmsClient::new(
+            endpoint,
+            credentials,
+            config.root_certs()?,
+            config.timeout(),
+        );
         let body = serde_json::json!({ "KeyId": config.key_id }).to_string();
         let response = call(&client, "DescribeKey", body.as_bytes())?;
         let described: DescribeKeyResponse = parse("DescribeKey", &response)?;
@@ -169,20 +174,27 @@ impl AwsKmsRoot {
 
     /// Creates a new symmetric encryption key in KMS and returns its ARN (for
     /// `portcullis keys init` and tests; production keys usually come from infrastructure
-    /// code, with a key policy).
+    /// code, with a key policy). `config` says where and how to reach KMS; its `key_id` is
+    /// not used.
     ///
     /// # Errors
     ///
-    /// [`AwsKmsError`] if the region or endpoint is malformed or KMS refuses.
+    /// [`AwsKmsError`] if the configuration is malformed or KMS refuses.
     pub fn create_key(
-        region: &str,
-        endpoint: Option<&str>,
+        config: &AwsKmsConfig,
         credentials: Credentials,
         description: &str,
     ) -> Result<String, AwsKmsError> {
-        let mut config = AwsKmsConfig::new(region, "new");
-        config.endpoint = endpoint.map(str::to_owned);
-        let client = KmsClient::new(config.validate()?, credentials, config.timeout());
+        let mut config = config.clone();
+        if config.key_id.is_empty() {
+            "new".clone_into(&mut config.key_id);
+        }
+        let client = KmsClient::new(
+            config.validate()?,
+            credentials,
+            config.root_certs()?,
+            config.timeout(),
+        );
         let body = serde_json::json!({
             "Description": description,
             "KeySpec": "SYMMETRIC_DEFAULT",
