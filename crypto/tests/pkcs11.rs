@@ -23,12 +23,13 @@ const INSTALL: &str = "run `bash scripts/install-test-deps.sh` (installs Debian'
 const USER_PIN: &str = "20261204";
 const SO_PIN: &str = "55667788";
 /// Tokens made up front: the main one, one whose PIN is only ever given wrong, an empty one,
-/// one that is logged out under a provider's feet.
-const TOKENS: [&str; 4] = [
+/// one that is logged out under a provider's feet, one whose key is replaced.
+const TOKENS: [&str; 5] = [
     "portcullis-main",
     "portcullis-pin",
     "portcullis-empty",
     "portcullis-reset",
+    "portcullis-replace",
 ];
 
 struct Hsm {
@@ -259,6 +260,10 @@ fn created_key_is_sensitive_and_never_extractable_and_never_replaced() {
 /// A session of this process on `token`, opened with cryptoki directly (the module is
 /// already initialized by a provider, so `C_Initialize` answers "already initialized").
 fn own_session(token: &str) -> cryptoki::session::Session {
+    own_session_rw(token, false)
+}
+
+fn own_session_rw(token: &str, rw: bool) -> cryptoki::session::Session {
     let ctx = cryptoki::context::Pkcs11::new(&hsm().module).unwrap();
     let _ = ctx.initialize(cryptoki::context::CInitializeArgs::new(
         cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
@@ -269,7 +274,49 @@ fn own_session(token: &str) -> cryptoki::session::Session {
         .into_iter()
         .find(|s| ctx.get_token_info(*s).unwrap().label() == token)
         .unwrap();
-    ctx.open_ro_session(slot).unwrap()
+    if rw {
+        ctx.open_rw_session(slot).unwrap()
+    } else {
+        ctx.open_ro_session(slot).unwrap()
+    }
+}
+
+#[test]
+fn a_key_replaced_under_the_same_label_is_not_used() {
+    use cryptoki::object::{Attribute, ObjectClass};
+    let cfg = config(TOKENS[4], "root");
+    let root = Pkcs11Root::create(&cfg).unwrap();
+    let kek = SecretKey::random().unwrap();
+    let wrapped = root.wrap(&kek, ctx("t", 1)).unwrap();
+    // Destroy the key behind the provider's back and make another with the same label.
+    let session = own_session_rw(TOKENS[4], true);
+    let pin = cryptoki::types::AuthPin::new(USER_PIN.into());
+    let _ = session.login(cryptoki::session::UserType::User, Some(&pin));
+    let found = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::Label(b"root".to_vec()),
+        ])
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    session.destroy_object(found[0]).unwrap();
+    let replacement = Pkcs11Root::create(&cfg).unwrap();
+    assert_ne!(replacement.root_key_id(), root.root_key_id());
+    // The old provider refuses to go on with the new key under the old id...
+    for result in [
+        root.wrap(&kek, ctx("t", 1)).map(|_| ()),
+        root.unwrap(&wrapped, ctx("t", 1)).map(|_| ()),
+    ] {
+        match result {
+            Err(ProviderError::Backend(m)) => assert!(m.contains("replaced"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // ...and the new key reports old blobs as another root key's.
+    assert!(matches!(
+        replacement.unwrap(&wrapped, ctx("t", 1)),
+        Err(ProviderError::WrongRootKey { .. })
+    ));
 }
 
 #[test]

@@ -71,6 +71,8 @@ pub struct Pkcs11Root {
     token_label: String,
     key_label: String,
     id: String,
+    /// The key's `CKA_ID`, checked again whenever the key is looked up anew.
+    key_cka_id: Vec<u8>,
     pin: AuthPin,
     open: Mutex<Option<Open>>,
 }
@@ -108,6 +110,7 @@ impl Pkcs11Root {
             token_label: config.token_label.clone(),
             key_label: config.key_label.clone(),
             id,
+            key_cka_id: key_id,
             pin,
             open: Mutex::new(Some(Open { session, key })),
         })
@@ -176,8 +179,16 @@ impl Pkcs11Root {
         let session =
             token::open_session(&self.ctx, self.slot, &self.token_label, &self.pin, false)
                 .map_err(backend)?;
-        let (key, _) =
+        let (key, key_cka_id) =
             token::find_key(&session, &self.token_label, &self.key_label).map_err(backend)?;
+        if key_cka_id != self.key_cka_id {
+            // Another key now carries the label: wrapping with it under this root key id
+            // would make KEKs that nothing can unwrap once the old key is back.
+            return Err(ProviderError::Backend(format!(
+                "PKCS#11 token {:?}: the key labelled {:?} was replaced while in use (its CKA_ID changed); restart to use the new key",
+                self.token_label, self.key_label
+            )));
+        }
         Ok(Open { session, key })
     }
 
