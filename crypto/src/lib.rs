@@ -6,12 +6,17 @@
 //! hierarchy (root key -> per-topic KEK versions -> DEKs, in [`keyring`]), the registry of
 //! wrapped keys ([`registry`]), and the record format ([`format`](mod@format), [`record`]). It opens no
 //! sockets and runs no async runtime; the only files it touches are the local root-key file
-//! ([`local_key_file`]) and the embedded registry ([`registry::SledStore`]).
+//! ([`local_key_file`]) and the embedded registry ([`registry::SledStore`]). The exceptions
+//! are the optional root-key providers, each behind a cargo feature (both on by default):
+//! `pkcs11` loads a PKCS#11 module and talks to a token, `aws-kms` makes blocking HTTPS calls
+//! to AWS KMS. Their calls happen only when a KEK is wrapped or unwrapped, never per record.
 //!
 //! The byte layouts are specified in `docs/encryption-format.md`, with golden vectors that
 //! a unit test recomputes.
 
 pub mod aead;
+#[cfg(feature = "aws-kms")]
+pub mod aws_kms;
 pub mod dek_id;
 pub mod dek_limits;
 pub mod error;
@@ -20,6 +25,8 @@ mod hex;
 mod key_wrap;
 pub mod keyring;
 pub mod local_key_file;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 pub mod random;
 pub mod record;
 pub mod registry;

@@ -49,7 +49,7 @@ impl WrapContext<'_> {
 /// A KEK as its provider wrapped it: safe to store and replicate.
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WrappedKey {
-    /// The provider kind that made it (`"local-file"`, later `"pkcs11"`, `"aws-kms"`).
+    /// The provider kind that made it (`"local-file"`, `"pkcs11"`, `"aws-kms"`).
     pub provider: String,
     /// Which root key inside that provider (a fingerprint, a key label, a KMS key ARN).
     pub root_key_id: String,
