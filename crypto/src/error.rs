@@ -45,6 +45,14 @@ pub enum CryptoError {
         /// The DEK id it carries.
         dek_id: DekId,
     },
+    /// The operation was asked to use cached keys only ([`crate::KeyAccess::CachedOnly`])
+    /// and would have had to create or load a key: repeat it with
+    /// [`crate::KeyAccess::Load`] where blocking is allowed.
+    #[error("a key of topic {topic:?} is not in memory and must be created or loaded")]
+    KeyNotCached {
+        /// The topic.
+        topic: String,
+    },
     /// The topic has no keys yet (key operations on a topic that never encrypted).
     #[error("topic {topic:?} has no encryption keys")]
     UnknownTopic {

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use crate::error::CryptoError;
 use crate::format::{FormatError, Part, FORMAT_VERSION, MARKER_HEADER};
-use crate::keyring::Keyring;
+use crate::keyring::{KeyAccess, Keyring};
 
 /// Marker value: value encrypted, headers in clear.
 pub const MARKER_VALUE_ONLY: &[u8] = b"1";
@@ -78,6 +78,22 @@ impl Keyring {
         record: &mut RecordPayload,
         options: RecordOptions,
     ) -> Result<(), CryptoError> {
+        self.encrypt_record_with(topic, record, options, KeyAccess::Load)
+    }
+
+    /// [`Keyring::encrypt_record`] with a choice of whether a new DEK may be created here
+    /// ([`KeyAccess::CachedOnly`] fails with [`CryptoError::KeyNotCached`] instead).
+    ///
+    /// # Errors
+    ///
+    /// As [`Keyring::encrypt_record`], and [`CryptoError::KeyNotCached`].
+    pub fn encrypt_record_with(
+        &self,
+        topic: &str,
+        record: &mut RecordPayload,
+        options: RecordOptions,
+        access: KeyAccess,
+    ) -> Result<(), CryptoError> {
         if record.headers.iter().any(|h| h.key == MARKER_HEADER) {
             return Err(CryptoError::AlreadyEncrypted);
         }
@@ -91,7 +107,7 @@ impl Keyring {
         if uses == 0 {
             return Ok(());
         }
-        let dek = self.reserve(topic, uses)?;
+        let dek = self.reserve(topic, uses, access)?;
         let value = match &record.value {
             Some(v) => Some(self.seal(&dek, topic, Part::Value, v)?),
             None => None,
@@ -140,6 +156,21 @@ impl Keyring {
         topic: &str,
         record: &mut RecordPayload,
     ) -> Result<(), CryptoError> {
+        self.decrypt_record_with(topic, record, KeyAccess::Load)
+    }
+
+    /// [`Keyring::decrypt_record`] with a choice of whether a DEK missing from memory may be
+    /// loaded here ([`KeyAccess::CachedOnly`] fails with [`CryptoError::KeyNotCached`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Keyring::decrypt_record`], and [`CryptoError::KeyNotCached`].
+    pub fn decrypt_record_with(
+        &self,
+        topic: &str,
+        record: &mut RecordPayload,
+        access: KeyAccess,
+    ) -> Result<(), CryptoError> {
         let mut markers = record
             .headers
             .iter()
@@ -158,7 +189,7 @@ impl Keyring {
             _ => return Err(FormatError::BadMarker.into()),
         };
         let value = match &record.value {
-            Some(v) => Some(self.open(topic, Part::Value, v)?),
+            Some(v) => Some(self.open(topic, Part::Value, v, access)?),
             None => None,
         };
         // Headers before the marker are the ones the proxy saw (encrypted under "1h");
@@ -174,6 +205,7 @@ impl Keyring {
                         occurrence,
                     },
                     v,
+                    access,
                 )?),
                 (v, _) => v.clone(),
             };

@@ -455,3 +455,44 @@ fn a_record_needing_more_nonces_than_a_dek_allows_is_refused() {
     let b = ring.encrypt_value("t", b"b").unwrap();
     assert_ne!(a[2..18], b[2..18]);
 }
+
+#[test]
+fn cached_only_access_never_creates_or_loads_keys() {
+    use portcullis_crypto::{KeyAccess, RecordOptions, RecordPayload};
+    let (ring, store) = memory_keyring();
+    let mut record = RecordPayload {
+        value: Some(b"v".to_vec()),
+        headers: vec![],
+    };
+    let options = RecordOptions::default();
+    // No DEK yet: cached-only refuses and writes nothing.
+    assert!(matches!(
+        ring.encrypt_record_with("orders", &mut record, options, KeyAccess::CachedOnly),
+        Err(CryptoError::KeyNotCached { .. })
+    ));
+    assert_eq!(record.value.as_deref(), Some(&b"v"[..]));
+    assert!(keys(&*store, "dek/").is_empty());
+    ring.encrypt_record_with("orders", &mut record, options, KeyAccess::Load)
+        .unwrap();
+    // Now the active DEK is in memory: cached-only works.
+    let mut second = RecordPayload {
+        value: Some(b"w".to_vec()),
+        headers: vec![],
+    };
+    ring.encrypt_record_with("orders", &mut second, options, KeyAccess::CachedOnly)
+        .unwrap();
+    ring.decrypt_record_with("orders", &mut second, KeyAccess::CachedOnly)
+        .unwrap();
+    assert_eq!(second.value.as_deref(), Some(&b"w"[..]));
+    // A fresh keyring on the same registry has nothing cached: decrypting needs a load.
+    let fresh = keyring(store.clone());
+    let mut copy = record.clone();
+    assert!(matches!(
+        fresh.decrypt_record_with("orders", &mut copy, KeyAccess::CachedOnly),
+        Err(CryptoError::KeyNotCached { .. })
+    ));
+    fresh
+        .decrypt_record_with("orders", &mut copy, KeyAccess::Load)
+        .unwrap();
+    assert_eq!(copy.value.as_deref(), Some(&b"v"[..]));
+}

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod connection;
+pub mod encryption;
 pub mod metrics;
 pub mod net;
 pub mod pipeline;

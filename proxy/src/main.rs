@@ -70,6 +70,15 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Encryption keys. `init` creates the local root key file (mode 0600, never
+    /// overwritten) named by `--root-key` or by `encryption.root_key.path` of `--config`.
+    Keys {
+        /// Configuration file whose `encryption.root_key.path` to use.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Validate policy files offline, or explain a decision. A running proxy reloads
     /// edited policies within `authorization.reload_ms` (or on SIGHUP).
     Policy {
@@ -78,6 +87,17 @@ enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: portcullis_policy::PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create the local root key file. Back it up: without it nothing encrypted under it can
+    /// be read.
+    Init {
+        /// The key file to create (default: `encryption.root_key.path` of `--config`).
+        #[arg(long, value_name = "FILE")]
+        root_key: Option<PathBuf>,
     },
 }
 
@@ -122,6 +142,10 @@ fn main() -> ExitCode {
             command,
         } => audit(data_dir, config, admin, admin_token_file, command),
         Command::Policy { config, command } => policy(config, command),
+        Command::Keys {
+            config,
+            command: KeysCommand::Init { root_key },
+        } => keys_init(root_key, config),
         Command::Certs {
             command:
                 CertsCommand::Init {
@@ -287,6 +311,27 @@ fn read_anchor_topic(
             .collect(),
     });
     Ok(())
+}
+
+/// `portcullis keys init`: creates the root key file and prints its id (never the key).
+fn keys_init(root_key: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode {
+    use portcullis::cli::keys::{init_root_key, root_key_path};
+    match root_key_path(root_key, config.as_deref()).and_then(|path| {
+        let id = init_root_key(&path)?;
+        Ok((path, id))
+    }) {
+        Ok((path, id)) => {
+            println!(
+                "wrote root key {} (id {id}); back it up: records encrypted under it cannot be read without it",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis keys init: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `portcullis users ...` on the store named directly or by the configuration.

@@ -26,11 +26,13 @@ use crate::cluster::{run_discovery, ClusterView};
 use crate::config::auth::{ClientAuth, ListenerAuthConfig};
 use crate::config::Config;
 use crate::connection::{Shared, Target};
+use crate::encryption::keyring_open::open_keyring;
 use crate::net::listener::{accept_loop, ListenerContext};
 use crate::net::tls::{install_crypto_provider, ClientCertPolicy, ServerTls};
 use crate::net::upstream::Connector;
 use crate::pipeline::authz::reserved::ReservedTopics;
 use crate::pipeline::authz::AuthzService;
+use crate::pipeline::encryption::EncryptionService;
 
 /// Runs the proxy until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -64,6 +66,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         cluster: cluster.clone(),
         auth: start_auth(&config, &audit)?,
         authz: start_authz(&config, &audit)?,
+        encryption: start_encryption(&config, &audit).await?,
     });
     let ctx = ListenerContext {
         shared,
@@ -191,6 +194,29 @@ fn start_authz(
             Ok(None)
         }
     }
+}
+
+/// Record encryption, when `[encryption]` is configured: the keyring opened (a missing
+/// root key refuses the start; see `encryption::keyring_open`).
+async fn start_encryption(
+    config: &Config,
+    audit: &Arc<dyn AuditSink>,
+) -> anyhow::Result<Option<Arc<EncryptionService>>> {
+    let Some(encryption) = config.encryption.clone() else {
+        return Ok(None);
+    };
+    let policies = encryption.topic_policies();
+    let keyring = tokio::task::spawn_blocking(move || open_keyring(&encryption))
+        .await
+        .context("opening the keyring")??;
+    tracing::info!(?keyring, "record encryption on");
+    Ok(Some(Arc::new(EncryptionService::new(
+        keyring,
+        policies,
+        audit.clone(),
+        config.limits.max_frame_bytes,
+        config.limits.max_response_frame_bytes,
+    ))))
 }
 
 /// The client-facing TLS configuration, reloaded when its files change.

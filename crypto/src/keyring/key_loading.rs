@@ -4,7 +4,7 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use super::{dek_wrap_aad, lock, ActiveDek, Keyring};
+use super::{dek_wrap_aad, lock, ActiveDek, KeyAccess, Keyring};
 use crate::aead::AeadKey;
 use crate::dek_id::DekId;
 use crate::error::CryptoError;
@@ -144,6 +144,7 @@ impl Keyring {
         &self,
         topic: &str,
         id: DekId,
+        access: KeyAccess,
     ) -> Result<Arc<AeadKey>, CryptoError> {
         {
             let caches = lock(&self.caches);
@@ -155,6 +156,11 @@ impl Keyring {
             if let Some(k) = caches.deks.get(&(topic.to_owned(), id)) {
                 return Ok(Arc::clone(k));
             }
+        }
+        if access == KeyAccess::CachedOnly {
+            return Err(CryptoError::KeyNotCached {
+                topic: topic.to_owned(),
+            });
         }
         let unknown = || CryptoError::UnknownDek {
             topic: topic.to_owned(),

@@ -58,6 +58,21 @@ pub struct RotationReport {
     pub destroyed: Vec<u32>,
 }
 
+/// Whether an operation may go to the registry and the root-key provider (blocking: disk,
+/// network, a hardware token) or must use only the keys already unwrapped in memory.
+///
+/// The proxy's data path runs on async workers: it first tries [`KeyAccess::CachedOnly`]
+/// (pure computation) and, on [`CryptoError::KeyNotCached`], repeats the operation with
+/// [`KeyAccess::Load`] where blocking is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAccess {
+    /// Create and load keys as needed (may block on the registry and the provider).
+    Load,
+    /// Use cached keys only; fail with [`CryptoError::KeyNotCached`] where a key would have
+    /// to be created or loaded.
+    CachedOnly,
+}
+
 /// The DEK this process encrypts a topic's records with.
 pub(crate) struct ActiveDek {
     pub(crate) id: DekId,
@@ -187,7 +202,7 @@ impl Keyring {
     /// [`CryptoError::Shredded`] for a shredded topic, [`CryptoError::InvalidTopic`], or a
     /// provider, registry or randomness failure while creating keys.
     pub fn encrypt_value(&self, topic: &str, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let dek = self.reserve(topic, 1)?;
+        let dek = self.reserve(topic, 1, KeyAccess::Load)?;
         self.seal(&dek, topic, Part::Value, plaintext)
     }
 
@@ -199,7 +214,7 @@ impl Keyring {
     /// [`CryptoError::Tampered`] (modified, or copied from another topic), or a registry or
     /// provider failure while loading the DEK.
     pub fn decrypt_value(&self, topic: &str, bytes: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        self.open(topic, Part::Value, bytes)
+        self.open(topic, Part::Value, bytes, KeyAccess::Load)
     }
 
     pub(crate) fn seal(
@@ -220,10 +235,11 @@ impl Keyring {
         topic: &str,
         part: Part<'_>,
         bytes: &[u8],
+        access: KeyAccess,
     ) -> Result<Vec<u8>, CryptoError> {
         topic_name::check(topic)?;
         let sealed = format::parse(bytes)?;
-        let key = self.dek_for_decrypt(topic, sealed.dek_id)?;
+        let key = self.dek_for_decrypt(topic, sealed.dek_id, access)?;
         format::open(&key, topic, &sealed, part).map_err(|_| CryptoError::Tampered {
             topic: topic.to_owned(),
             dek_id: sealed.dek_id,
@@ -232,7 +248,12 @@ impl Keyring {
 
     /// The active DEK of `topic` with `uses` encryptions reserved on it; a new DEK if there is
     /// none or the current one reached a limit.
-    pub(crate) fn reserve(&self, topic: &str, uses: u64) -> Result<Arc<ActiveDek>, CryptoError> {
+    pub(crate) fn reserve(
+        &self,
+        topic: &str,
+        uses: u64,
+        access: KeyAccess,
+    ) -> Result<Arc<ActiveDek>, CryptoError> {
         topic_name::check(topic)?;
         if uses > self.limits.max_records() {
             return Err(CryptoError::TooManyParts {
@@ -243,6 +264,11 @@ impl Keyring {
         let now = (self.clock)();
         if let Some(dek) = self.try_active(topic, uses, now)? {
             return Ok(dek);
+        }
+        if access == KeyAccess::CachedOnly {
+            return Err(CryptoError::KeyNotCached {
+                topic: topic.to_owned(),
+            });
         }
         let _ops = lock(&self.key_ops);
         // Another thread may have replaced it while this one waited.

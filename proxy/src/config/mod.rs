@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod authz;
+pub mod encryption;
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -41,6 +42,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Per-topic RBAC; without it the proxy does not authorize.
     pub authorization: Option<AuthorizationConfig>,
+    /// Record encryption at rest; without it the proxy encrypts nothing.
+    pub encryption: Option<encryption::EncryptionConfig>,
 }
 
 /// Client-facing listeners. The bootstrap listener is `bind_host:bootstrap_port`; every
@@ -455,6 +458,9 @@ impl Config {
         if let Some(token) = &mut self.admin.token_file {
             fix(token);
         }
+        if let Some(encryption) = &mut self.encryption {
+            encryption.resolve_paths(dir);
+        }
         auth::resolve_paths(
             &mut self.listener.auth,
             &mut self.auth,
@@ -671,7 +677,14 @@ impl Config {
             .authorization
             .iter()
             .flat_map(crate::config::authz::validate_authorization);
-        for (key, message) in auth_problems.chain(authz_problems) {
+        let encryption_problems = self
+            .encryption
+            .iter()
+            .flat_map(encryption::validate_encryption);
+        for (key, message) in auth_problems
+            .chain(authz_problems)
+            .chain(encryption_problems)
+        {
             bad(&key, message);
         }
     }

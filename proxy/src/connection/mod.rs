@@ -63,6 +63,8 @@ pub struct Shared {
     pub auth: Arc<AuthService>,
     /// Authorization, when `[authorization]` is configured.
     pub authz: Option<Arc<AuthzService>>,
+    /// Record encryption, when `[encryption]` is configured.
+    pub encryption: Option<Arc<crate::pipeline::encryption::EncryptionService>>,
 }
 
 /// Byte and request counts of one connection, for its close event.

@@ -14,6 +14,7 @@ use crate::connection::{ConnectionEnd, Shared};
 use crate::pipeline::address_rewrite::AddressRewrite;
 use crate::pipeline::api_gate::ApiGate;
 use crate::pipeline::authz::stage::Authorization;
+use crate::pipeline::encryption::Encryption;
 use crate::pipeline::metrics::Metrics;
 use crate::pipeline::session::SessionStage;
 use crate::pipeline::validation::{decode_request, Validation};
@@ -89,7 +90,8 @@ pub enum RequestOutcome {
 
 impl Chain {
     /// The chain for one connection: metrics, api gate, session, structural validation,
-    /// authorization (when configured), address rewriting.
+    /// authorization (when configured), record encryption (when configured), address
+    /// rewriting.
     pub fn new(shared: &Shared) -> Chain {
         let mut stages: Vec<Box<dyn Stage>> = vec![
             Box::new(Metrics),
@@ -99,6 +101,9 @@ impl Chain {
         ];
         if let Some(authz) = &shared.authz {
             stages.push(Box::new(Authorization::new(authz.clone())));
+        }
+        if let Some(encryption) = &shared.encryption {
+            stages.push(Box::new(Encryption::new(encryption.clone())));
         }
         stages.push(Box::new(AddressRewrite::new(shared.brokers.clone())));
         Chain::from_stages(stages)

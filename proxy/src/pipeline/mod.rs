@@ -15,14 +15,15 @@
 //! [`Step::Pending`], a future the connection awaits.
 //!
 //! The order (see [`Chain::new`]): metrics, api gate, session, structural validation,
-//! authorization, address rewriting. A new concern (record encryption, say) is a new
-//! stage inserted where it belongs in that list.
+//! authorization, record encryption, address rewriting. A new concern is a new stage
+//! inserted where it belongs in that list.
 
 pub mod address_rewrite;
 pub mod api_gate;
 pub mod api_table;
 pub mod authz;
 mod chain;
+pub mod encryption;
 pub mod metrics;
 pub mod session;
 pub mod validation;

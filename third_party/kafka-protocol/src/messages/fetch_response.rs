@@ -544,13 +544,15 @@ impl Decodable for FetchResponse {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 match tag {
+                    0 if version >= 16 => {
+                        node_endpoints =
+                            types::CompactArray(types::Struct { version }).decode(buf)?;
+                    }
+                    // Portcullis patch: a tag this version does not define is unknown, as in
+                    // Kafka's own parser (tansu 0.6.0 sends tag 0 in Fetch v12-15 answers).
                     0 => {
-                        if version >= 16 {
-                            node_endpoints =
-                                types::CompactArray(types::Struct { version }).decode(buf)?;
-                        } else {
-                            bail!("Tag {} is not valid for version {}", tag, version);
-                        }
+                        let unknown_value = buf.try_get_bytes(size as usize)?; // Portcullis patch
+                        unknown_tagged_fields.insert(0, unknown_value); // Portcullis patch
                     }
                     _ => {
                         let unknown_value = buf.try_get_bytes(size as usize)?;

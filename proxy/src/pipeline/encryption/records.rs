@@ -1,0 +1,140 @@
+//! One record at a time: the codec's [`Record`] to the crypto crate's [`RecordPayload`] and
+//! back, encrypted or decrypted on the way.
+//!
+//! Keys, attributes, timestamp and offset deltas are never touched; only the value and the
+//! headers change (values and, per topic, header values sealed; the marker header appended
+//! on Produce and removed on Fetch).
+
+use bytes::Bytes;
+use portcullis_crypto::{
+    CryptoError, Header as CryptoHeader, KeyAccess, Keyring, RecordOptions, RecordPayload,
+    MARKER_HEADER,
+};
+
+use crate::codec::record_batch::{Header, Record};
+use crate::config::encryption::TopicPolicy;
+use crate::pipeline::encryption::failure::{Failure, Refusal};
+
+fn payload(record: &Record) -> Result<RecordPayload, Refusal> {
+    let headers = record
+        .headers
+        .iter()
+        .map(|h| {
+            let key = std::str::from_utf8(&h.key).map_err(|_| {
+                Refusal::new(Failure::BadHeaderKey, "a record header key is not UTF-8")
+            })?;
+            Ok(CryptoHeader {
+                key: key.to_owned(),
+                value: h.value.as_ref().map(|v| v.to_vec()),
+            })
+        })
+        .collect::<Result<Vec<_>, Refusal>>()?;
+    Ok(RecordPayload {
+        value: record.value.as_ref().map(|v| v.to_vec()),
+        headers,
+    })
+}
+
+fn store(record: &mut Record, payload: RecordPayload) {
+    record.value = payload.value.map(Bytes::from);
+    record.headers = payload
+        .headers
+        .into_iter()
+        .map(|h| Header {
+            key: Bytes::from(h.key.into_bytes()),
+            value: h.value.map(Bytes::from),
+        })
+        .collect();
+}
+
+/// Encrypts `record` for `topic` in place. Returns whether it changed (a tombstone with
+/// nothing to encrypt stays as it is, unmarked). With [`KeyAccess::CachedOnly`] it fails
+/// with [`CryptoError::KeyNotCached`] (as a `Err(None)`) where a new DEK is needed.
+pub fn encrypt(
+    keyring: &Keyring,
+    topic: &str,
+    policy: TopicPolicy,
+    record: &mut Record,
+    access: KeyAccess,
+) -> Result<bool, Option<Refusal>> {
+    let mut p = payload(record).map_err(Some)?;
+    let options = RecordOptions {
+        encrypt_headers: policy.encrypt_headers,
+    };
+    match keyring.encrypt_record_with(topic, &mut p, options, access) {
+        Ok(()) => {}
+        Err(CryptoError::KeyNotCached { .. }) => return Err(None),
+        Err(e) => return Err(Some(e.into())),
+    }
+    let changed = p.headers.len() != record.headers.len();
+    if changed {
+        store(record, p);
+    }
+    Ok(changed)
+}
+
+/// Whether an unmarked record is acceptable on a topic that requires encryption: only if
+/// the proxy itself would have left it unmarked (a null value, and no header value the
+/// topic's setting would have encrypted).
+fn unmarked_is_acceptable(record: &Record, policy: TopicPolicy) -> bool {
+    record.value.is_none()
+        && (!policy.encrypt_headers || record.headers.iter().all(|h| h.value.is_none()))
+}
+
+/// Decrypts `record` read from `topic` in place. An unmarked record passes unchanged when
+/// the topic does not require encryption, or when it has nothing the proxy would have
+/// encrypted (a tombstone); otherwise it is refused as plaintext. A DEK not yet in memory is
+/// loaded with `load` (which may block).
+pub fn decrypt(
+    keyring: &Keyring,
+    topic: &str,
+    policy: TopicPolicy,
+    record: &mut Record,
+    load: &dyn Fn(&mut dyn FnMut()),
+) -> Result<bool, Refusal> {
+    let marked = record
+        .headers
+        .iter()
+        .any(|h| &h.key[..] == MARKER_HEADER.as_bytes());
+    if !marked {
+        return if !policy.require_encryption || unmarked_is_acceptable(record, policy) {
+            Ok(false)
+        } else {
+            Err(Refusal::new(
+                Failure::Plaintext,
+                format!("unencrypted record in topic {topic:?}, which requires encryption"),
+            ))
+        };
+    }
+    let mut p = payload(record)?;
+    let result = match keyring.decrypt_record_with(topic, &mut p, KeyAccess::CachedOnly) {
+        Err(CryptoError::KeyNotCached { .. }) => {
+            let mut outcome = None;
+            load(&mut || {
+                outcome = Some(keyring.decrypt_record_with(topic, &mut p, KeyAccess::Load));
+            });
+            outcome.unwrap_or_else(|| {
+                Err(CryptoError::KeyNotCached {
+                    topic: topic.to_owned(),
+                })
+            })
+        }
+        other => other,
+    };
+    result?;
+    store(record, p);
+    Ok(true)
+}
+
+/// Runs `f`, telling the runtime it blocks when called on a multi-threaded tokio worker
+/// (so other connections' tasks move to another thread meanwhile). Used for the rare DEK
+/// load on Fetch: once per DEK per process.
+pub fn blocking(f: &mut dyn FnMut()) {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(f);
+    } else {
+        f();
+    }
+}
