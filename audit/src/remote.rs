@@ -194,7 +194,12 @@ fn read_response<R: BufRead>(mut r: R) -> Result<HttpResponse, String> {
 }
 
 /// GET/POST `path`; non-2xx answers become [`CliError::Remote`] with the server's message.
-fn call(
+/// Also used by the proxy's other admin commands (`portcullis keys --admin`).
+///
+/// # Errors
+///
+/// [`CliError::Remote`] when the proxy cannot be reached or answers non-2xx.
+pub fn call(
     url: &AdminUrl,
     method: &str,
     path: &str,

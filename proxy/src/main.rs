@@ -1,4 +1,5 @@
-//! The `portcullis` command line: `serve`, `check` and `certs init`.
+//! The `portcullis` command line: `serve`, `check`, `certs`, `audit`, `users`, `keys`,
+//! `decrypt` and `policy`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -70,14 +71,46 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
-    /// Encryption keys. `init` creates the local root key file (mode 0600, never
-    /// overwritten) named by `--root-key` or by `encryption.root_key.path` of `--config`.
+    /// Encryption keys: `init` creates the root key; `list`, `status`, `rotate`, `rewrap`,
+    /// `retire` and `shred` run on a running proxy (`--admin URL`, audited there) or offline
+    /// on the registry `--config` names (a stopped proxy's key store, or the fleet's
+    /// registry topic).
     Keys {
-        /// Configuration file whose `encryption.root_key.path` to use.
+        /// Configuration file (its `[encryption]`).
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
+        /// A running proxy's admin API (`http://127.0.0.1:9190`).
+        #[arg(long, global = true)]
+        admin: Option<String>,
+        /// The admin API's bearer token file (default: `admin.token_file` of `--config`,
+        /// else the token the proxy created in its `audit.data_dir`).
+        #[arg(long, global = true, value_name = "FILE")]
+        admin_token_file: Option<PathBuf>,
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Print records of an encrypted topic in clear, read from the cluster or from a file of
+    /// record batches (a broker's `.log` segment), with the keys `--config` names: for
+    /// recovery. One JSON line per record; exit status 1 if any record could not be read.
+    Decrypt {
+        /// Configuration file (its `[encryption]` and `[upstream]`).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The topic the records belong to (bound into every ciphertext).
+        #[arg(long)]
+        topic: String,
+        /// Partition to read from the cluster.
+        #[arg(long, default_value_t = 0)]
+        partition: i32,
+        /// First offset to read (default: the earliest).
+        #[arg(long, default_value_t = -2)]
+        from: i64,
+        /// Records to print at most.
+        #[arg(long, default_value_t = 1000)]
+        max: usize,
+        /// Read record batches from this file instead of the cluster.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
     },
     /// Validate policy files offline, or explain a decision. A running proxy reloads
     /// edited policies within `authorization.reload_ms` (or on SIGHUP).
@@ -92,13 +125,60 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
-    /// Create the local root key file. Back it up: without it nothing encrypted under it can
-    /// be read.
+    /// Create the root key: the local key file (back it up: without it nothing encrypted
+    /// under it can be read), or the key on the PKCS#11 token; for AWS KMS, check the key.
     Init {
-        /// The key file to create (default: `encryption.root_key.path` of `--config`).
+        /// A local key file to create (default: the root key of `--config`).
         #[arg(long, value_name = "FILE")]
         root_key: Option<PathBuf>,
     },
+    /// Every topic with keys: state, KEK versions, DEK counts.
+    List,
+    /// One topic's keys (ids and versions, never key material).
+    Status {
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+    },
+    /// New KEK version, every DEK rewrapped under it, the old versions destroyed.
+    Rotate {
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+    },
+    /// DEKs not under the current KEK version rewrapped; unused versions destroyed.
+    Rewrap {
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+    },
+    /// Retire the topic's active DEKs: new records get a new DEK.
+    Retire {
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+    },
+    /// Crypto-shred the topic: destroy its DEKs and KEKs; its records become unreadable.
+    Shred {
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+    },
+}
+
+impl KeysCommand {
+    fn into_key_command(self) -> Option<portcullis::encryption::key_admin::KeyCommand> {
+        use portcullis::encryption::key_admin::KeyCommand as K;
+        Some(match self {
+            KeysCommand::Init { .. } => return None,
+            KeysCommand::List => K::List,
+            KeysCommand::Status { topic } => K::Status { topic },
+            KeysCommand::Rotate { topic } => K::Rotate { topic },
+            KeysCommand::Rewrap { topic } => K::Rewrap { topic },
+            KeysCommand::Retire { topic } => K::Retire { topic },
+            KeysCommand::Shred { topic } => K::Shred { topic },
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,8 +224,18 @@ fn main() -> ExitCode {
         Command::Policy { config, command } => policy(config, command),
         Command::Keys {
             config,
-            command: KeysCommand::Init { root_key },
-        } => keys_init(root_key, config),
+            admin,
+            admin_token_file,
+            command,
+        } => keys(config, admin, admin_token_file, command),
+        Command::Decrypt {
+            config,
+            topic,
+            partition,
+            from,
+            max,
+            file,
+        } => decrypt(&config, &topic, partition, from, max, file),
         Command::Certs {
             command:
                 CertsCommand::Init {
@@ -313,23 +403,85 @@ fn read_anchor_topic(
     Ok(())
 }
 
-/// `portcullis keys init`: creates the root key file and prints its id (never the key).
-fn keys_init(root_key: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode {
-    use portcullis::cli::keys::{init_root_key, root_key_path};
-    match root_key_path(root_key, config.as_deref()).and_then(|path| {
-        let id = init_root_key(&path)?;
-        Ok((path, id))
-    }) {
-        Ok((path, id)) => {
-            println!(
+/// `portcullis keys ...`: `init` here; the other commands through `--admin` or offline on
+/// the registry `--config` names. Prints the command's JSON answer.
+fn keys(
+    config: Option<PathBuf>,
+    admin: Option<String>,
+    admin_token_file: Option<PathBuf>,
+    command: KeysCommand,
+) -> ExitCode {
+    use portcullis::cli::keys::{
+        init_configured_root_key, init_root_key, run_offline, run_remote, KeysError,
+    };
+    let result: Result<String, KeysError> = match command {
+        KeysCommand::Init {
+            root_key: Some(path),
+        } => init_root_key(&path).map(|id| {
+            format!(
                 "wrote root key {} (id {id}); back it up: records encrypted under it cannot be read without it",
                 path.display()
-            );
+            )
+        }),
+        KeysCommand::Init { root_key: None } => match config.as_deref() {
+            Some(config) => init_configured_root_key(config),
+            None => Err(KeysError::NothingNamed),
+        },
+        other => {
+            let Some(command) = other.into_key_command() else {
+                return ExitCode::FAILURE;
+            };
+            let answer = match (admin, config) {
+                (Some(url), config) => admin_token(admin_token_file, config.as_deref())
+                    .map_err(|e| KeysError::Remote(e.to_string()))
+                    .and_then(|token| run_remote(&url, token, &command)),
+                (None, Some(config)) => run_offline(&config, &command),
+                (None, None) => Err(KeysError::Open(
+                    "name the proxy with --admin URL or the registry with --config FILE".into(),
+                )),
+            };
+            answer.map(|a| serde_json::to_string_pretty(&a).unwrap_or_default())
+        }
+    };
+    match result {
+        Ok(text) => {
+            println!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("portcullis keys init: {e}");
+            eprintln!("portcullis keys: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `portcullis decrypt`: records in clear, one JSON line each.
+fn decrypt(
+    config: &Path,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    max: usize,
+    file: Option<PathBuf>,
+) -> ExitCode {
+    use portcullis::cli::decrypt::{run, Source};
+    let source = match file {
+        Some(path) => Source::File(path),
+        None => Source::Cluster {
+            partition,
+            from,
+            max,
+        },
+    };
+    match run(config, topic, &source, &mut std::io::stdout()) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(failed) => {
+            eprintln!("portcullis decrypt: {failed} record(s) could not be decrypted");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("portcullis decrypt: {e:#}");
+            ExitCode::from(2)
         }
     }
 }

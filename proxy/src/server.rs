@@ -22,17 +22,19 @@ use crate::admin::http::{self as admin_http, AdminState};
 use crate::audit::kafka_anchor::KafkaAnchor;
 use crate::authn::AuthService;
 use crate::cluster::broker_map::BrokerMap;
+use crate::cluster::registry_topic::TopicRegistry;
 use crate::cluster::{run_discovery, ClusterView};
 use crate::config::auth::{ClientAuth, ListenerAuthConfig};
 use crate::config::Config;
 use crate::connection::{Shared, Target};
-use crate::encryption::keyring_open::open_keyring;
+use crate::encryption::keyring_open::{open_keyring, OpenedRegistry};
 use crate::net::listener::{accept_loop, ListenerContext};
 use crate::net::tls::{install_crypto_provider, ClientCertPolicy, ServerTls};
 use crate::net::upstream::Connector;
 use crate::pipeline::authz::reserved::ReservedTopics;
 use crate::pipeline::authz::AuthzService;
 use crate::pipeline::encryption::EncryptionService;
+use portcullis_crypto::Keyring;
 
 /// Runs the proxy until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -79,12 +81,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     admin_http::spawn_upkeep(prometheus.clone());
     if config.admin.enabled {
         let policy = ctx.shared.authz.as_ref().map(|a| a.authorizer().clone());
+        let keyring = ctx.shared.encryption.as_ref().map(|e| e.keyring().clone());
         start_admin(
             &config,
             prometheus,
             cluster.ready_flag(),
             audit_log.clone(),
             policy,
+            keyring,
         )
         .await?;
     }
@@ -206,10 +210,16 @@ async fn start_encryption(
         return Ok(None);
     };
     let policies = encryption.topic_policies();
-    let keyring = tokio::task::spawn_blocking(move || open_keyring(&encryption))
-        .await
-        .context("opening the keyring")??;
+    let refresh = Duration::from_millis(encryption.registry_refresh_ms);
+    let upstream = config.upstream.clone();
+    let (keyring, registry) =
+        tokio::task::spawn_blocking(move || open_keyring(&encryption, &upstream))
+            .await
+            .context("opening the keyring")??;
     tracing::info!(?keyring, "record encryption on");
+    if let OpenedRegistry::Topic(store) = registry {
+        tokio::spawn(follow_registry_topic(store, keyring.clone(), refresh));
+    }
     Ok(Some(Arc::new(EncryptionService::new(
         keyring,
         policies,
@@ -217,6 +227,32 @@ async fn start_encryption(
         config.limits.max_frame_bytes,
         config.limits.max_response_frame_bytes,
     ))))
+}
+
+/// Reads what other proxies changed in the shared registry topic every `every`, and makes
+/// the keyring forget what it cached for the topics concerned (a rotation elsewhere, a
+/// shred: after it, this proxy refuses that topic's records within `every`).
+async fn follow_registry_topic(store: Arc<TopicRegistry>, keyring: Arc<Keyring>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let (store, keyring) = (store.clone(), keyring.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            store.catch_up()?;
+            for topic in store.take_changed_topics() {
+                tracing::info!(topic = %topic, "keys changed by another proxy; reloading them");
+                if let Err(e) = keyring.refresh_topic(&topic) {
+                    tracing::warn!(topic = %topic, error = %e, "cannot reload the topic's keys");
+                }
+            }
+            Ok::<(), portcullis_crypto::RegistryError>(())
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the key registry topic"),
+            Err(e) => tracing::warn!(error = %e, "the key registry follower failed"),
+        }
+    }
 }
 
 /// The client-facing TLS configuration, reloaded when its files change.
@@ -259,6 +295,7 @@ async fn start_admin(
     ready: Arc<AtomicBool>,
     audit: AuditLog,
     policy: Option<portcullis_policy::Authorizer>,
+    keyring: Option<Arc<Keyring>>,
 ) -> anyhow::Result<()> {
     let addr: SocketAddr = config.admin.bind.parse().context("admin.bind")?;
     let listener = TcpListener::bind(addr)
@@ -275,6 +312,7 @@ async fn start_admin(
         reads_need_token,
         allowed_hosts: Arc::new(AllowedHosts::new(&config.admin.allowed_hosts)),
         policy,
+        keyring,
     };
     tokio::spawn(async move {
         if let Err(e) = admin_http::serve(listener, state, std::future::pending()).await {

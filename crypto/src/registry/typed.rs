@@ -62,6 +62,23 @@ impl Registry {
         self.store.delete(&key.encode())
     }
 
+    /// Every topic the registry has a record for, in name order.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError`] from the store.
+    pub fn topic_names(&self) -> Result<Vec<String>, RegistryError> {
+        Ok(self
+            .store
+            .scan_prefix(b"topic/")?
+            .into_iter()
+            .filter_map(|(k, _)| {
+                k.strip_prefix(b"topic/")
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+            })
+            .collect())
+    }
+
     /// The topic record of `topic`, if any.
     ///
     /// # Errors

@@ -15,6 +15,9 @@
 //!   every mutating request needs it, reads too when `admin.token_file` is set (required off
 //!   loopback; see [`crate::admin::token`]).
 //!
+//! - `/keys/...`: the `portcullis keys` commands on the proxy's keyring
+//!   ([`crate::admin::keys`]), when `[encryption]` is on; every one needs the token.
+//!
 //! Every route first checks the `Host` header ([`crate::admin::host`]: DNS rebinding).
 //! Everything else is 404 (405 for another method on a known path).
 
@@ -69,6 +72,9 @@ pub struct AdminState {
     pub allowed_hosts: Arc<AllowedHosts>,
     /// The policy engine, when authorization is on: its degraded state drives `/readyz`.
     pub policy: Option<portcullis_policy::Authorizer>,
+    /// The keyring, when `[encryption]` is on: served under `/keys/...`
+    /// ([`crate::admin::keys`]), always behind the token.
+    pub keyring: Option<Arc<portcullis_crypto::Keyring>>,
 }
 
 /// Builds the Prometheus recorder, installs it as the process-wide `metrics` recorder, and
@@ -141,6 +147,19 @@ fn router(state: AdminState) -> Router {
             reads_need_token: state.reads_need_token,
         };
         audit = audit.layer(axum::middleware::from_fn_with_state(guard, require_token));
+    }
+    if let (Some(keyring), Some(token)) = (&state.keyring, &state.token) {
+        let guard = TokenGuard {
+            token: token.clone(),
+            audit: Arc::new(state.audit.clone()),
+            reads_need_token: true,
+        };
+        let keys = crate::admin::keys::router(crate::admin::keys::KeysState {
+            keyring: keyring.clone(),
+            audit: state.audit.clone(),
+        })
+        .layer(axum::middleware::from_fn_with_state(guard, require_token));
+        audit = audit.merge(keys);
     }
     let hosts = state.allowed_hosts.clone();
     Router::new()
@@ -285,6 +304,7 @@ mod tests {
             reads_need_token: true,
             allowed_hosts: Arc::new(AllowedHosts::default()),
             policy: None,
+            keyring: None,
         };
         tweak(&mut state);
         let (stop, stopped) = oneshot::channel::<()>();

@@ -3,4 +3,5 @@
 
 pub mod host;
 pub mod http;
+pub mod keys;
 pub mod token;

@@ -1,21 +1,26 @@
 //! `portcullis keys`: administration of the encryption keys.
 //!
-//! For now only `init`, which creates the local root key file the configuration names
-//! (mode 0600, in a directory created 0700, never overwriting an existing file) so that the
-//! proxy can start with `[encryption]`. The other key operations (list, status, rotate,
-//! rewrap, retire, shred) come with the admin API.
+//! - `init` creates the root key the configuration names: a local key file (mode 0600, in a
+//!   directory created 0700, never overwriting an existing file) or a key on the PKCS#11
+//!   token (sensitive, never extractable); for AWS KMS, whose keys are created in KMS, it
+//!   checks that the configured key is usable.
+//! - `list`, `status`, `rotate`, `rewrap`, `retire`, `shred` run
+//!   [`crate::encryption::key_admin`] either on a running proxy through its admin API
+//!   (`--admin URL`, bearer token; audited there) or offline on the registry the
+//!   configuration names (the sled store of a stopped proxy, or the fleet's registry topic).
 
 use std::path::{Path, PathBuf};
 
 use portcullis_crypto::{LocalKeyFile, RootKeyProvider as _};
 
-use crate::config::encryption::RootKeyConfig;
+use crate::config::encryption::{EncryptionConfig, RootKeyConfig};
 use crate::config::Config;
-use crate::encryption::keyring_open::create_private_dir;
+use crate::encryption::key_admin::{self, KeyCommand};
+use crate::encryption::keyring_open::{create_private_dir, open_keyring};
 
-/// Why `keys init` failed.
+/// Why a `keys` command failed.
 #[derive(Debug, thiserror::Error)]
-pub enum KeysInitError {
+pub enum KeysError {
     /// Neither a key file nor a configuration was named.
     #[error("name the root key file with --root-key FILE or --config FILE")]
     NothingNamed,
@@ -36,37 +41,142 @@ pub enum KeysInitError {
     /// The key file could not be written (or already exists).
     #[error(transparent)]
     KeyFile(#[from] portcullis_crypto::KeyFileError),
+    /// The PKCS#11 token or the KMS key could not be used.
+    #[error("encryption.root_key: {0}")]
+    Provider(String),
+    /// The keyring could not be opened offline.
+    #[error("{0}")]
+    Open(String),
+    /// The key command failed.
+    #[error("{0}")]
+    Command(String),
+    /// The running proxy refused or could not be reached.
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// The root key file `keys init` writes: `--root-key`, else the configuration's
 /// `encryption.root_key.path`.
+///
+/// # Errors
+///
+/// [`KeysError`] when nothing names it, or the configuration names another kind of root key.
 pub fn root_key_path(
     root_key: Option<PathBuf>,
     config: Option<&Path>,
-) -> Result<PathBuf, KeysInitError> {
+) -> Result<PathBuf, KeysError> {
     if let Some(path) = root_key {
         return Ok(path);
     }
-    let config_path = config.ok_or(KeysInitError::NothingNamed)?;
-    let config = Config::load_unvalidated(config_path)?;
-    let encryption = config
-        .encryption
-        .ok_or_else(|| KeysInitError::NoEncryption(config_path.display().to_string()))?;
-    match encryption.root_key {
+    let config_path = config.ok_or(KeysError::NothingNamed)?;
+    match encryption_of(config_path)?.root_key {
         RootKeyConfig::LocalFile { path } => Ok(path),
+        _ => Err(KeysError::Provider(
+            "the root key is not a local file: use `keys init --config` without --root-key".into(),
+        )),
     }
 }
 
 /// Creates a new root key at `path` (never overwriting one) and returns its id.
-pub fn init_root_key(path: &Path) -> Result<String, KeysInitError> {
+///
+/// # Errors
+///
+/// [`KeysError`] when the directory or the file cannot be created, or the file exists.
+pub fn init_root_key(path: &Path) -> Result<String, KeysError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        create_private_dir(dir).map_err(|source| KeysInitError::Dir {
+        create_private_dir(dir).map_err(|source| KeysError::Dir {
             path: dir.display().to_string(),
             source,
         })?;
     }
     let key = LocalKeyFile::init(path)?;
     Ok(key.root_key_id().to_string())
+}
+
+/// `keys init` for the root key `config` names; returns a line saying what was done.
+///
+/// # Errors
+///
+/// [`KeysError`] when the key cannot be created (or, for KMS, used).
+pub fn init_configured_root_key(config: &Path) -> Result<String, KeysError> {
+    match encryption_of(config)?.root_key {
+        RootKeyConfig::LocalFile { path } => {
+            let id = init_root_key(&path)?;
+            Ok(format!(
+                "wrote root key {} (id {id}); back it up: records encrypted under it cannot be read without it",
+                path.display()
+            ))
+        }
+        RootKeyConfig::Pkcs11(p) => {
+            let root = portcullis_crypto::pkcs11::Pkcs11Root::create(&p)
+                .map_err(|e| KeysError::Provider(e.to_string()))?;
+            Ok(format!(
+                "created key {:?} on token {:?} (id {}); it never leaves the token",
+                p.key_label,
+                p.token_label,
+                root.root_key_id()
+            ))
+        }
+        RootKeyConfig::AwsKms(k) => {
+            let root = portcullis_crypto::aws_kms::AwsKmsRoot::new(&k)
+                .map_err(|e| KeysError::Provider(e.to_string()))?;
+            Ok(format!(
+                "AWS KMS key {} is usable (keys are created in KMS, not by portcullis)",
+                root.root_key_id()
+            ))
+        }
+    }
+}
+
+/// Runs a key command offline on the registry `config` names (the sled store must not be in
+/// use by a running proxy: use `--admin` then) and returns its JSON answer.
+///
+/// # Errors
+///
+/// [`KeysError`] when the keyring cannot be opened or the command fails.
+pub fn run_offline(config: &Path, command: &KeyCommand) -> Result<serde_json::Value, KeysError> {
+    let full = Config::load_unvalidated(config)?;
+    let encryption = full
+        .encryption
+        .clone()
+        .ok_or_else(|| KeysError::NoEncryption(config.display().to_string()))?;
+    let (keyring, _registry) = open_keyring(&encryption, &full.upstream).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("lock") || text.contains("WouldBlock") {
+            KeysError::Open(format!(
+                "{text}: a running proxy holds the key store; run the command through it with --admin URL"
+            ))
+        } else {
+            KeysError::Open(text)
+        }
+    })?;
+    key_admin::run(&keyring, command).map_err(|e| KeysError::Command(e.to_string()))
+}
+
+/// Runs a key command on a running proxy through its admin API and returns its JSON answer.
+///
+/// # Errors
+///
+/// [`KeysError::Remote`] when the proxy is unreachable or refuses.
+pub fn run_remote(
+    url: &str,
+    token: Option<String>,
+    command: &KeyCommand,
+) -> Result<serde_json::Value, KeysError> {
+    let remote = |e: &dyn std::fmt::Display| KeysError::Remote(e.to_string());
+    let url = portcullis_audit::remote::AdminUrl {
+        token,
+        ..portcullis_audit::remote::AdminUrl::parse(url).map_err(|e| remote(&e))?
+    };
+    let (method, path) = crate::admin::keys::path_of(command);
+    let body = portcullis_audit::remote::call(&url, method, &path, None).map_err(|e| remote(&e))?;
+    serde_json::from_slice(&body).map_err(|e| remote(&format!("the proxy answered: {e}")))
+}
+
+fn encryption_of(config: &Path) -> Result<EncryptionConfig, KeysError> {
+    Config::load_unvalidated(config)?
+        .encryption
+        .ok_or_else(|| KeysError::NoEncryption(config.display().to_string()))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 //! Subcommands of the `portcullis` binary that are more than a call into a crate.
 
 pub mod certs;
+pub mod decrypt;
 pub mod keys;

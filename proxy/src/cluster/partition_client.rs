@@ -23,7 +23,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::codec::record_batch::{
-    build_batch, split_batches, BatchPiece, CodecError, Compression, NewRecord,
+    build_batch, split_batches, BatchPiece, CodecError, Compression, Header, NewRecord,
 };
 use crate::net::upstream::{Connector, KafkaClient, UpstreamError};
 
@@ -47,11 +47,15 @@ pub struct FetchedRecord {
     pub key: Option<Bytes>,
     /// The record value (`None` for a tombstone).
     pub value: Option<Bytes>,
+    /// The record headers, in order.
+    pub headers: Vec<Header>,
 }
 
-/// A connection to the leader of partition 0 of a topic, with the versions it speaks.
+/// A connection to the leader of one partition of a topic (partition 0 unless
+/// [`PartitionClient::leader_of_partition`]), with the versions it speaks.
 pub struct PartitionClient {
     client: KafkaClient,
+    partition: i32,
     produce: i16,
     fetch: i16,
     list_offsets: i16,
@@ -76,6 +80,20 @@ impl PartitionClient {
         topic: &str,
         timeout: Duration,
     ) -> Result<PartitionClient, UpstreamError> {
+        Self::leader_of_partition(connector, topic, PARTITION, timeout).await
+    }
+
+    /// As [`PartitionClient::leader`], for `partition`.
+    ///
+    /// # Errors
+    ///
+    /// [`UpstreamError`] when the cluster cannot be reached or refuses.
+    pub async fn leader_of_partition(
+        connector: &Connector,
+        topic: &str,
+        partition: i32,
+        timeout: Duration,
+    ) -> Result<PartitionClient, UpstreamError> {
         let mut bootstrap =
             KafkaClient::new(connector.connect_bootstrap().await?, MAX_RESPONSE, timeout);
         let version = pick_version(&mut bootstrap, ApiKey::Metadata, 12).await?;
@@ -84,7 +102,7 @@ impl PartitionClient {
         ]));
         let metadata: MetadataResponse =
             bootstrap.call(ApiKey::Metadata, version, &request).await?;
-        let leader = leader_of(&metadata, topic)?;
+        let leader = leader_of(&metadata, topic, partition)?;
         let (host, port) = metadata
             .brokers
             .iter()
@@ -105,6 +123,7 @@ impl PartitionClient {
             fetch: choose(&versions, ApiKey::Fetch, 11)?,
             list_offsets: choose(&versions, ApiKey::ListOffsets, 7)?,
             client,
+            partition,
             timeout,
         })
     }
@@ -174,7 +193,7 @@ impl PartitionClient {
             .with_topic_data(vec![TopicProduceData::default()
                 .with_name(topic_name(topic))
                 .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(PARTITION)
+                    .with_index(self.partition)
                     .with_records(Some(records))])]);
         let response: ProduceResponse = self
             .client
@@ -184,7 +203,7 @@ impl PartitionClient {
             .responses
             .iter()
             .flat_map(|t| &t.partition_responses)
-            .find(|p| p.index == PARTITION)
+            .find(|p| p.index == self.partition)
             .ok_or_else(|| {
                 UpstreamError::Protocol(format!("{topic}: the produce response has no partition"))
             })?;
@@ -208,7 +227,7 @@ impl PartitionClient {
             .with_topics(vec![ListOffsetsTopic::default()
                 .with_name(topic_name(topic))
                 .with_partitions(vec![ListOffsetsPartition::default()
-                    .with_partition_index(PARTITION)
+                    .with_partition_index(self.partition)
                     .with_timestamp(which)])]);
         let response: ListOffsetsResponse = self
             .client
@@ -218,7 +237,7 @@ impl PartitionClient {
             .topics
             .iter()
             .flat_map(|t| &t.partitions)
-            .find(|p| p.partition_index == PARTITION)
+            .find(|p| p.partition_index == self.partition)
             .ok_or_else(|| UpstreamError::Protocol(format!("{topic}: no offsets listed")))?;
         if p.error_code != 0 {
             return Err(UpstreamError::Protocol(format!(
@@ -245,7 +264,7 @@ impl PartitionClient {
             .with_topics(vec![FetchTopic::default()
                 .with_topic(topic_name(topic))
                 .with_partitions(vec![FetchPartition::default()
-                    .with_partition(PARTITION)
+                    .with_partition(self.partition)
                     .with_fetch_offset(offset)
                     .with_partition_max_bytes(FETCH_BYTES)])]);
         let response: FetchResponse = self
@@ -256,7 +275,7 @@ impl PartitionClient {
             .responses
             .iter()
             .flat_map(|t| &t.partitions)
-            .find(|p| p.partition_index == PARTITION)
+            .find(|p| p.partition_index == self.partition)
             .ok_or_else(|| UpstreamError::Protocol(format!("{topic}: no partition fetched")))?;
         if p.error_code != 0 {
             return Err(UpstreamError::Protocol(format!(
@@ -312,8 +331,12 @@ async fn create_topic(
     Ok(())
 }
 
-/// The leader of partition 0 in `metadata`.
-fn leader_of(metadata: &MetadataResponse, topic: &str) -> Result<BrokerId, UpstreamError> {
+/// The leader of `partition` in `metadata`.
+fn leader_of(
+    metadata: &MetadataResponse,
+    topic: &str,
+    partition: i32,
+) -> Result<BrokerId, UpstreamError> {
     let t = metadata
         .topics
         .iter()
@@ -330,10 +353,12 @@ fn leader_of(metadata: &MetadataResponse, topic: &str) -> Result<BrokerId, Upstr
     }
     t.partitions
         .iter()
-        .find(|p| p.partition_index == PARTITION)
+        .find(|p| p.partition_index == partition)
         .map(|p| p.leader_id)
         .filter(|l| l.0 >= 0)
-        .ok_or_else(|| UpstreamError::Protocol(format!("{topic}: partition 0 has no leader")))
+        .ok_or_else(|| {
+            UpstreamError::Protocol(format!("{topic}: partition {partition} has no leader"))
+        })
 }
 
 /// One record batch holding one record.
@@ -382,6 +407,7 @@ pub fn decode_records(records: Bytes, from: i64) -> Result<Vec<FetchedRecord>, U
                     offset,
                     key: r.key,
                     value: r.value,
+                    headers: r.headers,
                 });
             }
         }

@@ -27,7 +27,7 @@
 //! - Every write first catches up with the log, so a proxy decides from the fleet's latest
 //!   state, not from what it saw at start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -52,6 +52,7 @@ type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 pub struct TopicRegistry {
     topic: String,
     map: Arc<Mutex<Map>>,
+    changed: Arc<Mutex<BTreeSet<String>>>,
     commands: SyncSender<Command>,
     last_catch_up: Mutex<Option<Instant>>,
     timeout: Duration,
@@ -89,6 +90,7 @@ impl TopicRegistry {
         timeout: Duration,
     ) -> Result<TopicRegistry, RegistryError> {
         let map = Arc::new(Mutex::new(Map::new()));
+        let changed = Arc::new(Mutex::new(BTreeSet::new()));
         let (commands, inbox) = sync_channel(QUEUE);
         let (ready_tx, ready_rx) = sync_channel(1);
         let worker = Worker {
@@ -96,6 +98,8 @@ impl TopicRegistry {
             topic: topic.to_owned(),
             timeout,
             map: Arc::clone(&map),
+            changed: Arc::clone(&changed),
+            own_offsets: HashSet::new(),
             client: None,
             next_offset: 0,
         };
@@ -104,9 +108,11 @@ impl TopicRegistry {
             .spawn(move || worker.run(inbox, ready_tx))
             .map_err(|e| backend(format!("cannot start the key registry thread: {e}")))?;
         wait(&ready_rx, timeout * 4)?;
+        lock(&changed).clear();
         Ok(TopicRegistry {
             topic: topic.to_owned(),
             map,
+            changed,
             commands,
             last_catch_up: Mutex::new(None),
             timeout,
@@ -122,6 +128,15 @@ impl TopicRegistry {
         let (reply, answer) = sync_channel(1);
         self.send(Command::CatchUp(reply))?;
         wait(&answer, self.timeout * 4)
+    }
+
+    /// The encrypted topics whose `topic/` record another process changed (a rotation, a
+    /// shred) since the last call: the keyring must drop what it cached for them
+    /// ([`portcullis_crypto::Keyring::refresh_topic`]).
+    pub fn take_changed_topics(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.changed))
+            .into_iter()
+            .collect()
     }
 
     /// Catches up, at least [`CATCH_UP_EVERY`] after the previous catch-up of this kind.
@@ -185,6 +200,9 @@ struct Worker {
     topic: String,
     timeout: Duration,
     map: Arc<Mutex<Map>>,
+    changed: Arc<Mutex<BTreeSet<String>>>,
+    /// Offsets of records this process wrote and has not read back yet.
+    own_offsets: HashSet<i64>,
     client: Option<PartitionClient>,
     next_offset: i64,
 }
@@ -269,10 +287,17 @@ impl Worker {
             Err(e) => return Err(self.failed(&e)),
         };
         let mut map = lock(&self.map);
+        let mut changed = lock(&self.changed);
         for record in &records {
             apply(&mut map, record, &topic);
+            let own = self.own_offsets.remove(&record.offset);
+            if let Some(name) = record.key.as_ref().and_then(|k| k.strip_prefix(b"topic/")) {
+                if !own {
+                    changed.insert(String::from_utf8_lossy(name).into_owned());
+                }
+            }
         }
-        drop(map);
+        drop((map, changed));
         self.next_offset = end;
         Ok(())
     }
@@ -281,10 +306,14 @@ impl Worker {
     async fn write(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), RegistryError> {
         self.catch_up().await?;
         let topic = self.topic.clone();
-        let produced = self.client().await?.produce(&topic, key, value).await;
-        if let Err(e) = produced {
-            self.client = None;
-            return Err(self.failed(&e));
+        match self.client().await?.produce(&topic, key, value).await {
+            Ok(offset) => {
+                self.own_offsets.insert(offset);
+            }
+            Err(e) => {
+                self.client = None;
+                return Err(self.failed(&e));
+            }
         }
         self.catch_up().await?;
         let standing = lock(&self.map).get(key).cloned();
@@ -407,6 +436,7 @@ mod tests {
             offset,
             key: Some(Bytes::copy_from_slice(key.as_bytes())),
             value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: Vec::new(),
         }
     }
 
@@ -424,7 +454,7 @@ mod tests {
         assert_eq!(map[&b"kek/t/0000000001".to_vec()], b"first");
         assert_eq!(map[&b"topic/t".to_vec()], b"b");
         apply(&mut map, &record(4, "kek/t/0000000001", None), "registry");
-        assert!(!map.contains_key(&b"kek/t/0000000001".to_vec()));
+        assert!(!map.contains_key(b"kek/t/0000000001".as_slice()));
         apply(
             &mut map,
             &record(5, "kek/t/0000000001", Some("after tombstone")),

@@ -13,6 +13,7 @@
 //! require_encryption = true        # refuse plaintext found on Fetch (default)
 //! key_store = "portcullis-keys"    # the embedded registry of wrapped keys (sled)
 //! root_key = { kind = "local-file", path = "portcullis-keys/root.key" }
+//! # registry_topic = "__portcullis_keys"  # a fleet: the registry in a compacted topic
 //!
 //! [[encryption.rules]]             # more topics with their own settings
 //! prefixes = ["hr."]
@@ -61,6 +62,15 @@ pub struct EncryptionConfig {
     pub key_store: PathBuf,
     /// Where the root key is.
     pub root_key: RootKeyConfig,
+    /// Keep the registry in this compacted topic of the upstream cluster instead of
+    /// `key_store`, so that every proxy of a fleet reads the keys any of them created
+    /// (see docs/encryption.md, "A fleet of proxies"). Created at first start.
+    #[serde(default)]
+    pub registry_topic: Option<String>,
+    /// How often a proxy with `registry_topic` reads what other proxies changed (rotations,
+    /// shreds), in milliseconds.
+    #[serde(default = "default_registry_refresh_ms")]
+    pub registry_refresh_ms: u64,
     /// When a DEK stops encrypting.
     #[serde(default)]
     pub dek: DekLimitsConfig,
@@ -92,6 +102,11 @@ pub enum RootKeyConfig {
         /// directory.
         path: PathBuf,
     },
+    /// An AES-256 key on a PKCS#11 token (an HSM; SoftHSM2 in tests), created by
+    /// `portcullis keys init`. See docs/root-keys.md.
+    Pkcs11(portcullis_crypto::pkcs11::Pkcs11Config),
+    /// An AWS KMS symmetric key (created in KMS). See docs/root-keys.md.
+    AwsKms(portcullis_crypto::aws_kms::AwsKmsConfig),
 }
 
 /// `[encryption.dek]`.
@@ -119,6 +134,10 @@ impl Default for DekLimitsConfig {
 fn default_true() -> bool {
     true
 }
+fn default_registry_refresh_ms() -> u64 {
+    5_000
+}
+
 fn default_key_store() -> PathBuf {
     PathBuf::from("portcullis-keys")
 }
@@ -210,6 +229,7 @@ impl EncryptionConfig {
     pub fn root_key_file(&self) -> Option<&Path> {
         match &self.root_key {
             RootKeyConfig::LocalFile { path } => Some(path),
+            RootKeyConfig::Pkcs11(_) | RootKeyConfig::AwsKms(_) => None,
         }
     }
 
@@ -218,12 +238,15 @@ impl EncryptionConfig {
         if self.key_store.is_relative() {
             self.key_store = dir.join(&self.key_store);
         }
-        match &mut self.root_key {
-            RootKeyConfig::LocalFile { path } => {
-                if path.is_relative() {
-                    *path = dir.join(&*path);
-                }
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = dir.join(&*path);
             }
+        };
+        match &mut self.root_key {
+            RootKeyConfig::LocalFile { path } => resolve(path),
+            RootKeyConfig::Pkcs11(p) => p.pin_file.iter_mut().for_each(resolve),
+            RootKeyConfig::AwsKms(k) => k.ca_file.iter_mut().for_each(resolve),
         }
     }
 }
@@ -286,6 +309,31 @@ fn validate_root_key(config: &EncryptionConfig, bad: &mut impl FnMut(String, Str
                 bad("encryption.root_key.path".into(), e.to_string());
             }
         }
+        RootKeyConfig::Pkcs11(p) => {
+            if let Err(e) = p.validate() {
+                bad("encryption.root_key".into(), e.to_string());
+            } else if !p.module.is_file() {
+                bad(
+                    "encryption.root_key.module".into(),
+                    format!("{} does not exist", p.module.display()),
+                );
+            }
+        }
+        RootKeyConfig::AwsKms(k) => {
+            if let Err(e) = k.validate() {
+                bad("encryption.root_key".into(), e.to_string());
+            }
+        }
+    }
+    if config
+        .registry_topic
+        .as_deref()
+        .is_some_and(|t| topic_name::check(t).is_err())
+    {
+        bad(
+            "encryption.registry_topic".into(),
+            "not a valid topic name".into(),
+        );
     }
 }
 

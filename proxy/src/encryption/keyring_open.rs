@@ -9,10 +9,14 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use portcullis_crypto::{Keyring, LocalKeyFile, RootKeyProvider, SledStore};
 
+use crate::cluster::registry_topic::TopicRegistry;
 use crate::config::encryption::{EncryptionConfig, RootKeyConfig};
+use crate::config::UpstreamConfig;
+use crate::net::upstream::Connector;
 
 /// Why the keyring could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +35,17 @@ pub enum KeyringOpenError {
     Registry {
         /// The directory.
         path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The PKCS#11 token or AWS KMS key could not be opened.
+    #[error("encryption.root_key: {0}")]
+    Provider(String),
+    /// The registry topic could not be read or created.
+    #[error("encryption.registry_topic {topic}: {message}")]
+    RegistryTopic {
+        /// The topic.
+        topic: String,
         /// What went wrong.
         message: String,
     },
@@ -62,18 +77,66 @@ pub fn load_local_root_key(path: &Path) -> Result<LocalKeyFile, KeyringOpenError
 pub fn open_root_key(
     config: &EncryptionConfig,
 ) -> Result<Arc<dyn RootKeyProvider>, KeyringOpenError> {
+    let provider = |e: &dyn std::fmt::Display| KeyringOpenError::Provider(e.to_string());
     match &config.root_key {
         RootKeyConfig::LocalFile { path } => Ok(Arc::new(load_local_root_key(path)?)),
+        RootKeyConfig::Pkcs11(p) => Ok(Arc::new(
+            portcullis_crypto::pkcs11::Pkcs11Root::open(p).map_err(|e| provider(&e))?,
+        )),
+        RootKeyConfig::AwsKms(k) => Ok(Arc::new(
+            portcullis_crypto::aws_kms::AwsKmsRoot::new(k).map_err(|e| provider(&e))?,
+        )),
     }
 }
 
-/// Opens the keyring of `config`: the root key, then the registry in `key_store` (created
-/// with mode 0700 if missing). Blocking (file and sled I/O).
+/// How long each call to the cluster may take while the registry topic is read.
+const REGISTRY_TOPIC_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The keyring's registry, kept where `config` says.
+#[derive(Debug, Clone)]
+pub enum OpenedRegistry {
+    /// The embedded sled store in `key_store`.
+    Local,
+    /// The compacted topic shared by a fleet (callers refresh from it periodically).
+    Topic(Arc<TopicRegistry>),
+}
+
+/// Opens the keyring of `config`: the root key, then the registry — the compacted topic of
+/// `registry_topic` on the cluster `upstream` names, else the sled store in `key_store`
+/// (created with mode 0700 if missing). Blocking (file, sled and cluster I/O).
 ///
 /// # Errors
 ///
 /// The first [`KeyringOpenError`] met.
-pub fn open_keyring(config: &EncryptionConfig) -> Result<Arc<Keyring>, KeyringOpenError> {
+pub fn open_keyring(
+    config: &EncryptionConfig,
+    upstream: &UpstreamConfig,
+) -> Result<(Arc<Keyring>, OpenedRegistry), KeyringOpenError> {
+    let Some(topic) = &config.registry_topic else {
+        return Ok((open_local_keyring(config)?, OpenedRegistry::Local));
+    };
+    let limits = config.dek_limits()?;
+    let provider = open_root_key(config)?;
+    let failed = |message: String| KeyringOpenError::RegistryTopic {
+        topic: topic.clone(),
+        message,
+    };
+    crate::net::tls::install_crypto_provider();
+    let connector = Connector::new(upstream).map_err(|e| failed(e.to_string()))?;
+    let store = Arc::new(
+        TopicRegistry::open(Arc::new(connector), topic, REGISTRY_TOPIC_TIMEOUT)
+            .map_err(|e| failed(e.to_string()))?,
+    );
+    let keyring = Keyring::new(provider, store.clone(), limits);
+    Ok((Arc::new(keyring), OpenedRegistry::Topic(store)))
+}
+
+/// Opens the keyring of `config` over the sled store in `key_store`.
+///
+/// # Errors
+///
+/// The first [`KeyringOpenError`] met.
+pub fn open_local_keyring(config: &EncryptionConfig) -> Result<Arc<Keyring>, KeyringOpenError> {
     let limits = config.dek_limits()?;
     let provider = open_root_key(config)?;
     let registry_error = |message: String| KeyringOpenError::Registry {
@@ -117,7 +180,7 @@ mod tests {
     #[test]
     fn a_missing_root_key_names_keys_init_and_creates_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let err = open_keyring(&config(dir.path())).unwrap_err();
+        let err = open_local_keyring(&config(dir.path())).unwrap_err();
         assert!(matches!(err, KeyringOpenError::MissingRootKey { .. }));
         assert!(err.to_string().contains("portcullis keys init"), "{err}");
         assert!(!dir.path().join("keys/root.key").exists());
@@ -130,7 +193,7 @@ mod tests {
         let c = config(dir.path());
         create_private_dir(&dir.path().join("keys")).unwrap();
         LocalKeyFile::init(c.root_key_file().unwrap()).unwrap();
-        let ring = open_keyring(&c).unwrap();
+        let ring = open_local_keyring(&c).unwrap();
         let sealed = ring.encrypt_value("t", b"hello").unwrap();
         assert_eq!(ring.decrypt_value("t", &sealed).unwrap(), b"hello");
         assert!(c.key_store.is_dir());

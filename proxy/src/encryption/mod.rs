@@ -4,4 +4,5 @@
 //! module is what the proxy's start-up and the `portcullis keys` commands share, so both
 //! open the same root key and registry the same way.
 
+pub mod key_admin;
 pub mod keyring_open;
