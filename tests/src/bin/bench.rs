@@ -194,6 +194,57 @@ async fn soak(ep: &Endpoint, pid: u32, secs: u64, args: &Args) -> Vec<(u64, f64)
     samples
 }
 
+/// With 8 or more cores, pins the brokers, the middleboxes (proxies, terminator) and this
+/// client to separate cores (`taskset`), so ratios measure the proxy rather than contention
+/// for shared cores; says which it did.
+fn pin_parties(brokers: &[u32], middleboxes: &[u32]) {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if cores < 8 {
+        println!("cores: {cores}, not pinned (client, broker and proxy share them)");
+        return;
+    }
+    let quarter = cores / 4;
+    let set = |from: usize| format!("{}-{}", from, from + quarter - 1);
+    let (broker_set, proxy_set, client_set) = (set(0), set(quarter), set(2 * quarter));
+    let pin = |pid: u32, cpus: &str| {
+        let ok = std::process::Command::new("taskset")
+            .args(["-apc", cpus, &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "taskset -apc {cpus} {pid} failed (util-linux installed?)");
+    };
+    brokers.iter().for_each(|&p| pin(p, &broker_set));
+    middleboxes.iter().for_each(|&p| pin(p, &proxy_set));
+    pin(std::process::id(), &client_set);
+    println!(
+        "cores: {cores}, pinned: broker {broker_set}, proxy {proxy_set}, client {client_set}"
+    );
+}
+
+/// What record encryption adds to the TLS proxy in this run: throughput ratios (target at
+/// least 0.90), proxy CPU per GB, and the record-size overhead of format v1.
+fn print_encryption_cost(tls: &PathResult, enc: &PathResult, args: &Args) {
+    // Format v1: 46 bytes on the value (version, cipher, DEK id, nonce, tag) and the marker
+    // header `portcullis.enc` = "1" (key length varint, key, value length varint, value, plus
+    // the header-count varint that grows from 0 to 1 header: 1 + 14 + 1 + 1).
+    let overhead = 46 + 17;
+    println!();
+    println!(
+        "proxy TLS + encryption relative to proxy TLS: produce {}, consume {}; proxy CPU s/GB {} vs {} (added {}); record overhead {overhead} bytes per record ({:.1} % of {} bytes)",
+        ratio(enc.produce_mb_s, tls.produce_mb_s),
+        ratio(enc.consume_mb_s, tls.consume_mb_s),
+        cpu_cell(enc.cpu_s_per_gb),
+        cpu_cell(tls.cpu_s_per_gb),
+        match (enc.cpu_s_per_gb, tls.cpu_s_per_gb) {
+            (Some(e), Some(t)) => format!("{:+.2}", e - t),
+            _ => "n/a".into(),
+        },
+        f64::from(overhead) * 100.0 / args.record_bytes as f64,
+        args.record_bytes,
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args = parse_args();
@@ -217,6 +268,17 @@ async fn main() {
         args.records,
         args.record_bytes,
         portcullis_tests::proxy::proxy_binary().display()
+    );
+    // TLS plus record encryption of the bench topics of the "tls-enc" path (root key made
+    // by the real `portcullis keys init`).
+    let keys = portcullis_tests::encryption::KeyDir::new();
+    let tls_enc = Proxy::start_with(
+        &broker,
+        ProxyOptions {
+            log_level: "warn".into(),
+            extra_toml: keys.proxy_toml(&[], &["bench-tls-enc-"], ""),
+            ..ProxyOptions::tls()
+        },
     );
     let bare = BareTls::start(&tls);
     // The in-memory broker's speed drifts as it holds more data, so the paths run in
@@ -260,6 +322,11 @@ async fn main() {
             bare.endpoint(),
             watched(Some(bare.terminator.pid()), bare.broker.pid()),
         ),
+        (
+            "tls-enc",
+            tls_enc.endpoint(),
+            watched(Some(tls_enc.pid()), broker.pid()),
+        ),
     ];
     if let Some((plain, tls)) = &baseline {
         paths.push((
@@ -273,6 +340,11 @@ async fn main() {
             watched(Some(tls.pid()), broker.pid()),
         ));
     }
+    let mut middleboxes = vec![plain.pid(), tls.pid(), tls_enc.pid(), bare.terminator.pid()];
+    if let Some((p, t)) = &baseline {
+        middleboxes.extend([p.pid(), t.pid()]);
+    }
+    pin_parties(&[broker.pid(), bare.broker.pid()], &middleboxes);
     let mut results: Vec<Vec<PathResult>> = vec![Vec::new(); paths.len()];
     for round in 0..args.rounds {
         let mut order: Vec<usize> = (0..paths.len()).collect();
@@ -291,7 +363,8 @@ async fn main() {
         }
     }
     let medians: Vec<PathResult> = results.iter().map(|r| PathResult::median(r)).collect();
-    let (direct, proxied_tls, bare_tls) = (&medians[0], &medians[2], &medians[3]);
+    let (direct, proxied_tls, bare_tls, tls_enc_result) =
+        (&medians[0], &medians[2], &medians[3], &medians[4]);
 
     println!("| path | produce MB/s | ratio | consume MB/s | ratio | produce p50 ms | added | produce p99 ms | added | middlebox CPU s/GB | middlebox CPU s/GB, produce only | client CPU s/GB | broker CPU s/GB |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
@@ -300,6 +373,7 @@ async fn main() {
         "proxy plaintext",
         "proxy TLS",
         "bare TLS terminator",
+        "proxy TLS + encryption",
         "baseline proxy plaintext",
         "baseline proxy TLS",
     ];
@@ -326,6 +400,7 @@ async fn main() {
         ratio(proxied_tls.produce_mb_s, bare_tls.produce_mb_s),
         ratio(proxied_tls.consume_mb_s, bare_tls.consume_mb_s),
     );
+    print_encryption_cost(proxied_tls, tls_enc_result, &args);
 
     if args.soak_secs > 0 {
         eprintln!("soak: {} s through the plaintext proxy", args.soak_secs);
