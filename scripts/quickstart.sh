@@ -50,6 +50,11 @@ if [[ ! -f "$USERS" ]]; then
 fi
 password_of() { awk -v u="$1" '$1 == u { print $2 }' "$PASSWORDS"; }
 
+# The root key of record encryption ([encryption] in the example): made once, never replaced.
+if [ ! -f "$STATE/keys/root.key" ]; then
+    "$PORTCULLIS" keys init --config examples/quickstart.toml
+fi
+
 "$PORTCULLIS" check --config examples/quickstart.toml
 
 for port in 9092 9192 9190; do

@@ -26,8 +26,10 @@ import sys
 import time
 
 
-def sample_records(count, partitions):
-    """Deterministic awkward records: (partition, key, value, headers)."""
+def sample_records(count, partitions, marker=b""):
+    """Deterministic awkward records: (partition, key, value, headers). A non-empty `marker`
+    is appended to every non-null value and header value, and added as one more header (the
+    encryption tests search the broker's copy for it)."""
     out = []
     for i in range(count):
         if i % 7 == 3:
@@ -52,6 +54,9 @@ def sample_records(count, partitions):
             headers = [("dup", b"first"), ("dup", b"second"), ("empty", b"")]
         else:
             headers = [("utf8-ключ", "значение".encode())]
+        if marker:
+            value = None if value is None else value + marker
+            headers = [(k, v + marker) for (k, v) in headers] + [("secret", marker)]
         out.append((i % partitions, key, value, headers))
     return out
 
@@ -311,6 +316,7 @@ def main():
     ap.add_argument("--ca", help="CA bundle: use TLS")
     ap.add_argument("--api-version", help="kafka-python: pin the protocol version, e.g. 2.5.0")
     ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--marker", default="", help="hex bytes appended to every value and header value")
     ap.add_argument("--client-cert", help="client certificate (PEM) for mTLS")
     ap.add_argument("--client-key", help="key of --client-cert")
     ap.add_argument("--sasl-mechanism", help="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER")
@@ -319,7 +325,7 @@ def main():
     ap.add_argument("--oauth-token", help="OAUTHBEARER: the JWT to present")
     args = ap.parse_args()
 
-    records = sample_records(args.count, args.partitions)
+    records = sample_records(args.count, args.partitions, bytes.fromhex(args.marker))
     if args.client == "confluent":
         report = run_confluent(args, records)
     else:

@@ -32,6 +32,7 @@ pub mod auth;
 pub mod authz;
 pub mod bench;
 pub mod broker;
+pub mod encryption;
 pub mod endpoint;
 pub mod hostile;
 pub mod http;
