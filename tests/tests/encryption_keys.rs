@@ -11,7 +11,7 @@ use portcullis_tests::encryption::{marked_records, random_marker, KeyDir};
 use portcullis_tests::kafka::{self, Consumed, Rec};
 use portcullis_tests::process::run_with_timeout;
 use portcullis_tests::proxy::proxy_binary;
-use portcullis_tests::{unique_name, with_test_timeout, Broker, Proxy, ProxyOptions};
+use portcullis_tests::{unique_name, with_timeout, Broker, Proxy, ProxyOptions};
 use serde_json::Value;
 
 const REGISTRY_TOPIC: &str = "__portcullis_keys";
@@ -56,8 +56,17 @@ async fn produce(proxy: &Proxy, topic: &str, recs: &[Rec]) {
     kafka::produce_one_by_one(&p.inner, topic, recs).await;
 }
 
+/// The first `n` records of `topic` read through `proxy` (a fresh consumer each time, so the
+/// same topic can be read again after a key change).
 async fn read_through(proxy: &Proxy, topic: &str, n: usize) -> Vec<Rec> {
-    kafka::read_back(&proxy.endpoint(), topic, 1, n)
+    let c = kafka::consumer(&proxy.endpoint(), &unique_name("reader"), &[]);
+    kafka::assign(
+        &c.inner,
+        topic,
+        1,
+        portcullis_tests::rdkafka::Offset::Beginning,
+    );
+    kafka::consume_n(&c.inner, n, Duration::from_secs(60))
         .await
         .into_iter()
         .map(|c: Consumed| c.rec)
@@ -93,108 +102,168 @@ fn records(n: usize, seed: u64) -> Vec<Rec> {
     recs
 }
 
-#[test]
-fn keys_commands_through_the_admin_api_rotate_and_are_audited() {
-    with_test_timeout(Duration::from_secs(240), async {
-        let broker = Broker::start();
-        let keys = KeyDir::new();
-        let proxy = proxy(&broker, &keys, "");
-        let topic = unique_name("enc.rot");
-        kafka::create_topic(&proxy.endpoint(), &topic, 1).await;
-        let before = records(6, 1);
-        produce(&proxy, &topic, &before).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_commands_through_the_admin_api_rotate_and_are_audited() {
+    with_timeout(
+        Duration::from_secs(240),
+        "keys_commands_through_the_admin_api_rotate_and_are_audited",
+        async {
+            let broker = Broker::start();
+            let keys = KeyDir::new();
+            let proxy = proxy(&broker, &keys, "");
+            let topic = unique_name("enc.rot");
+            kafka::create_topic(&proxy.endpoint(), &topic, 1).await;
+            let before = records(6, 1);
+            produce(&proxy, &topic, &before).await;
 
-        let listed = keys_via_admin(&proxy, "list", None);
-        assert_eq!(listed["topics"][0]["topic"], topic.as_str(), "{listed}");
-        let rotated = keys_via_admin(&proxy, "rotate", Some(&topic));
-        assert_eq!(rotated["new_kek_version"], 2, "{rotated}");
-        assert_eq!(rotated["destroyed_kek_versions"], serde_json::json!([1]), "{rotated}");
-        let status = keys_via_admin(&proxy, "status", Some(&topic));
-        assert_eq!(status["kek_versions"], serde_json::json!([2]), "old version gone: {status}");
+            let listed = keys_via_admin(&proxy, "list", None);
+            assert_eq!(listed["topics"][0]["topic"], topic.as_str(), "{listed}");
+            let rotated = keys_via_admin(&proxy, "rotate", Some(&topic));
+            assert_eq!(rotated["new_kek_version"], 2, "{rotated}");
+            assert_eq!(
+                rotated["destroyed_kek_versions"],
+                serde_json::json!([1]),
+                "{rotated}"
+            );
+            let status = keys_via_admin(&proxy, "status", Some(&topic));
+            assert_eq!(
+                status["kek_versions"],
+                serde_json::json!([2]),
+                "old version gone: {status}"
+            );
 
-        let after = records(6, 2);
-        produce(&proxy, &topic, &after).await;
-        let all: Vec<Rec> = sent(&before).into_iter().chain(sent(&after)).collect();
-        same_payloads(&read_through(&proxy, &topic, all.len()).await, &all);
+            let after = records(6, 2);
+            produce(&proxy, &topic, &after).await;
+            let all: Vec<Rec> = sent(&before).into_iter().chain(sent(&after)).collect();
+            same_payloads(&read_through(&proxy, &topic, all.len()).await, &all);
 
-        let retired = keys_via_admin(&proxy, "retire", Some(&topic));
-        assert_eq!(retired["retired_deks"].as_array().unwrap().len(), 1, "{retired}");
+            let retired = keys_via_admin(&proxy, "retire", Some(&topic));
+            assert_eq!(
+                retired["retired_deks"].as_array().unwrap().len(),
+                1,
+                "{retired}"
+            );
 
-        // Without the token the admin API refuses, reads included.
-        let url = format!("http://{}", proxy.admin_addr());
-        let (ok, _, err) = portcullis(
-            &["keys", "list", "--admin", &url, "--admin-token-file", "/dev/null"],
-            proxy.dir(),
-        );
-        assert!(!ok && err.contains("401"), "{err}");
+            // Without the token the admin API refuses, reads included.
+            let url = format!("http://{}", proxy.admin_addr());
+            let (ok, _, err) = portcullis(
+                &[
+                    "keys",
+                    "list",
+                    "--admin",
+                    &url,
+                    "--admin-token-file",
+                    "/dev/null",
+                ],
+                proxy.dir(),
+            );
+            assert!(!ok && err.contains("401"), "{err}");
 
-        let events = proxy.audit_events();
-        let key_events: Vec<&Value> = events
-            .iter()
-            .filter(|e| e["action"] == "key.rotate" || e["action"] == "key.retire")
-            .collect();
-        assert_eq!(key_events.len(), 4, "request + outcome for each: {key_events:?}");
-        assert!(key_events
-            .iter()
-            .all(|e| e["resource"]["name"] == topic.as_str() || e.to_string().contains(&topic)));
-    });
+            let events = proxy.audit_events();
+            let key_events: Vec<&Value> = events
+                .iter()
+                .filter(|e| e["action"] == "key.rotate" || e["action"] == "key.retire")
+                .collect();
+            assert_eq!(
+                key_events.len(),
+                4,
+                "request + outcome for each: {key_events:?}"
+            );
+            assert!(
+                key_events
+                    .iter()
+                    .all(|e| e["resource"]["name"] == topic.as_str()
+                        || e.to_string().contains(&topic))
+            );
+        },
+    )
+    .await;
 }
 
-#[test]
-fn two_proxies_share_the_registry_topic_and_a_shred_reaches_both() {
-    with_test_timeout(Duration::from_secs(300), async {
-        let broker = Broker::start();
-        let keys = KeyDir::new();
-        let fleet = format!("registry_topic = {REGISTRY_TOPIC:?}\nregistry_refresh_ms = 500");
-        let first = proxy(&broker, &keys, &fleet);
-        let second = proxy(&broker, &keys, &fleet);
-        let (a, b) = (unique_name("enc.fleet-a"), unique_name("enc.fleet-b"));
-        for t in [&a, &b] {
-            kafka::create_topic(&first.endpoint(), t, 1).await;
-        }
-        let recs_a = records(5, 3);
-        let recs_b = records(5, 4);
-        produce(&first, &a, &recs_a).await;
-        produce(&first, &b, &recs_b).await;
-        same_payloads(&read_through(&second, &a, 5).await, &sent(&recs_a));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxies_share_the_registry_topic_and_a_shred_reaches_both() {
+    with_timeout(
+        Duration::from_secs(300),
+        "two_proxies_share_the_registry_topic_and_a_shred_reaches_both",
+        async {
+            let broker = Broker::start();
+            let keys = KeyDir::new();
+            let fleet = format!("registry_topic = {REGISTRY_TOPIC:?}\nregistry_refresh_ms = 500");
+            let first = proxy(&broker, &keys, &fleet);
+            let second = proxy(&broker, &keys, &fleet);
+            let (a, b) = (unique_name("enc.fleet-a"), unique_name("enc.fleet-b"));
+            for t in [&a, &b] {
+                kafka::create_topic(&first.endpoint(), t, 1).await;
+            }
+            let recs_a = records(5, 3);
+            let recs_b = records(5, 4);
+            produce(&first, &a, &recs_a).await;
+            produce(&first, &b, &recs_b).await;
+            same_payloads(&read_through(&second, &a, 5).await, &sent(&recs_a));
 
-        // Rotation through the first proxy; the second keeps reading and writing.
-        keys_via_admin(&first, "rotate", Some(&a));
-        let more = records(3, 5);
-        produce(&second, &a, &more).await;
-        let all: Vec<Rec> = sent(&recs_a).into_iter().chain(sent(&more)).collect();
-        same_payloads(&read_through(&first, &a, all.len()).await, &all);
+            // Rotation through the first proxy; the second keeps reading and writing.
+            keys_via_admin(&first, "rotate", Some(&a));
+            let more = records(3, 5);
+            produce(&second, &a, &more).await;
+            let all: Vec<Rec> = sent(&recs_a).into_iter().chain(sent(&more)).collect();
+            same_payloads(&read_through(&first, &a, all.len()).await, &all);
 
-        // `portcullis decrypt` reads the cluster with the shared registry while both run.
-        let (ok, out, err) = portcullis(
-            &["decrypt", "--config", &first.config_path().to_string_lossy(), "--topic", &b],
-            first.dir(),
-        );
-        assert!(ok, "decrypt failed:\n{out}\n{err}");
-        let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines.len(), recs_b.len(), "{out}");
-        assert!(lines.iter().all(|l| l["encrypted"] == true), "{out}");
+            // `portcullis decrypt` reads the cluster with the shared registry while both run.
+            let (ok, out, err) = portcullis(
+                &[
+                    "decrypt",
+                    "--config",
+                    &first.config_path().to_string_lossy(),
+                    "--topic",
+                    &b,
+                ],
+                first.dir(),
+            );
+            assert!(ok, "decrypt failed:\n{out}\n{err}");
+            let lines: Vec<Value> = out
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(lines.len(), recs_b.len(), "{out}");
+            assert!(lines.iter().all(|l| l["encrypted"] == true), "{out}");
 
-        // Shred through the second proxy: nothing of `a` decrypts any more, `b` does.
-        let shredded = keys_via_admin(&second, "shred", Some(&a));
-        assert!(shredded["destroyed_deks"].as_u64().unwrap() >= 1, "{shredded}");
-        let (ok, out, _) = portcullis(
-            &["decrypt", "--config", &first.config_path().to_string_lossy(), "--topic", &a],
-            first.dir(),
-        );
-        assert!(!ok, "decrypt of a shredded topic must fail: {out}");
-        assert!(
-            out.lines().all(|l| l.contains("\"error\"") && l.contains("shredded")),
-            "every record must fail as shredded:\n{out}"
-        );
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let (_, listed, _) = portcullis(
-            &["keys", "list", "--config", &first.config_path().to_string_lossy()],
-            first.dir(),
-        );
-        assert!(listed.contains("shredded"), "{listed}");
-        same_payloads(&read_through(&first, &b, 5).await, &sent(&recs_b));
-    });
+            // Shred through the second proxy: nothing of `a` decrypts any more, `b` does.
+            let shredded = keys_via_admin(&second, "shred", Some(&a));
+            assert!(
+                shredded["destroyed_deks"].as_u64().unwrap() >= 1,
+                "{shredded}"
+            );
+            let (ok, out, _) = portcullis(
+                &[
+                    "decrypt",
+                    "--config",
+                    &first.config_path().to_string_lossy(),
+                    "--topic",
+                    &a,
+                ],
+                first.dir(),
+            );
+            assert!(!ok, "decrypt of a shredded topic must fail: {out}");
+            assert!(
+                out.lines()
+                    .all(|l| l.contains("\"error\"") && l.contains("shredded")),
+                "every record must fail as shredded:\n{out}"
+            );
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let (_, listed, _) = portcullis(
+                &[
+                    "keys",
+                    "list",
+                    "--config",
+                    &first.config_path().to_string_lossy(),
+                ],
+                first.dir(),
+            );
+            assert!(listed.contains("shredded"), "{listed}");
+            same_payloads(&read_through(&first, &b, 5).await, &sent(&recs_b));
+        },
+    )
+    .await;
 }
 
 /// Starts `portcullis keys <command> --topic <topic> --config <config>` and kills it with
@@ -214,63 +283,90 @@ fn kill_during(command: &str, topic: &str, config: &Path, delay: Duration) -> bo
     finished
 }
 
-#[test]
-fn kill_9_during_rotate_rewrap_and_shred_loses_nothing_readable() {
-    with_test_timeout(Duration::from_secs(420), async {
-        let broker = Broker::start();
-        let keys = KeyDir::new();
-        let mut writer = proxy(&broker, &keys, "");
-        let (kept, doomed) = (unique_name("enc.kept"), unique_name("enc.doomed"));
-        let mut expected = Vec::new();
-        for t in [&kept, &doomed] {
-            kafka::create_topic(&writer.endpoint(), t, 1).await;
-        }
-        let doomed_recs = records(4, 9);
-        produce(&writer, &doomed, &doomed_recs).await;
-        let config = writer.config_path().to_path_buf();
-        let config_copy = keys.path().join("proxy.toml");
-        std::fs::copy(&config, &config_copy).unwrap();
-
-        let mut interrupted = 0;
-        for round in 0..6u64 {
-            let recs = records(3, 100 + round);
-            produce(&writer, &kept, &recs).await;
-            expected.extend(sent(&recs));
-            writer.stop();
-            // The sled store is free now: rotate and rewrap offline, killed at random points.
-            for (i, command) in ["rotate", "rewrap", "rotate"].iter().enumerate() {
-                let delay = Duration::from_millis(portcullis_tests::ports::random_u64() % 40);
-                if !kill_during(command, &kept, &config_copy, delay) {
-                    interrupted += 1;
-                }
-                let _ = i;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_rotate_rewrap_and_shred_loses_nothing_readable() {
+    with_timeout(
+        Duration::from_secs(420),
+        "kill_9_during_rotate_rewrap_and_shred_loses_nothing_readable",
+        async {
+            let broker = Broker::start();
+            let keys = KeyDir::new();
+            let mut writer = proxy(&broker, &keys, "");
+            let (kept, doomed) = (unique_name("enc.kept"), unique_name("enc.doomed"));
+            let mut expected = Vec::new();
+            for t in [&kept, &doomed] {
+                kafka::create_topic(&writer.endpoint(), t, 1).await;
             }
-            writer = proxy(&broker, &keys, "");
-            same_payloads(&read_through(&writer, &kept, expected.len()).await, &expected);
-        }
-        assert!(interrupted > 0, "no command was ever interrupted: the test proved nothing");
+            let doomed_recs = records(4, 9);
+            produce(&writer, &doomed, &doomed_recs).await;
+            let config = writer.config_path().to_path_buf();
+            let config_copy = keys.path().join("proxy.toml");
+            std::fs::copy(&config, &config_copy).unwrap();
 
-        // Shred, killed at random points, then run to completion.
-        writer.stop();
-        for _ in 0..4 {
-            let delay = Duration::from_millis(portcullis_tests::ports::random_u64() % 30);
-            kill_during("shred", &doomed, &config_copy, delay);
-        }
-        let (ok, out, err) = portcullis(
-            &["keys", "shred", "--topic", &doomed, "--config", &config_copy.to_string_lossy()],
-            keys.path(),
-        );
-        assert!(
-            ok || err.contains("shredded"),
-            "finishing the shred failed:\n{out}\n{err}"
-        );
-        let (ok, out, _) = portcullis(
-            &["decrypt", "--config", &config_copy.to_string_lossy(), "--topic", &doomed],
-            keys.path(),
-        );
-        assert!(!ok && out.lines().count() == doomed_recs.len(), "{out}");
-        assert!(out.lines().all(|l| l.contains("shredded")), "{out}");
-        let writer = proxy(&broker, &keys, "");
-        same_payloads(&read_through(&writer, &kept, expected.len()).await, &expected);
-    });
+            let mut interrupted = 0;
+            for round in 0..6u64 {
+                let recs = records(3, 100 + round);
+                produce(&writer, &kept, &recs).await;
+                expected.extend(sent(&recs));
+                writer.stop();
+                // The sled store is free now: rotate and rewrap offline, killed at random points.
+                for (i, command) in ["rotate", "rewrap", "rotate"].iter().enumerate() {
+                    let delay = Duration::from_millis(portcullis_tests::ports::random_u64() % 40);
+                    if !kill_during(command, &kept, &config_copy, delay) {
+                        interrupted += 1;
+                    }
+                    let _ = i;
+                }
+                writer = proxy(&broker, &keys, "");
+                same_payloads(
+                    &read_through(&writer, &kept, expected.len()).await,
+                    &expected,
+                );
+            }
+            assert!(
+                interrupted > 0,
+                "no command was ever interrupted: the test proved nothing"
+            );
+
+            // Shred, killed at random points, then run to completion.
+            writer.stop();
+            for _ in 0..4 {
+                let delay = Duration::from_millis(portcullis_tests::ports::random_u64() % 30);
+                kill_during("shred", &doomed, &config_copy, delay);
+            }
+            let (ok, out, err) = portcullis(
+                &[
+                    "keys",
+                    "shred",
+                    "--topic",
+                    &doomed,
+                    "--config",
+                    &config_copy.to_string_lossy(),
+                ],
+                keys.path(),
+            );
+            assert!(
+                ok || err.contains("shredded"),
+                "finishing the shred failed:\n{out}\n{err}"
+            );
+            let (ok, out, _) = portcullis(
+                &[
+                    "decrypt",
+                    "--config",
+                    &config_copy.to_string_lossy(),
+                    "--topic",
+                    &doomed,
+                ],
+                keys.path(),
+            );
+            assert!(!ok && out.lines().count() == doomed_recs.len(), "{out}");
+            assert!(out.lines().all(|l| l.contains("shredded")), "{out}");
+            let writer = proxy(&broker, &keys, "");
+            same_payloads(
+                &read_through(&writer, &kept, expected.len()).await,
+                &expected,
+            );
+        },
+    )
+    .await;
 }

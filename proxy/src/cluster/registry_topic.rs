@@ -24,7 +24,8 @@
 //! - **No DEK under a destroyed KEK**: a DEK record whose KEK version is gone by the time it is
 //!   read back (another proxy rotated and destroyed it meanwhile) is withdrawn and the `put`
 //!   fails; the caller's next attempt reads the new current version.
-//! - Every write first catches up with the log, so a proxy decides from the fleet's latest
+//! - Every write first catches up with the log, and so does every read of a topic's record
+//!   (current KEK version, shredded or not), so a proxy decides from the fleet's latest
 //!   state, not from what it saw at start.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -169,6 +170,13 @@ impl TopicRegistry {
 
 impl RegistryStore for TopicRegistry {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, RegistryError> {
+        if key.starts_with(b"topic/") {
+            // A topic's current KEK version and state decide what a new DEK is wrapped with
+            // and whether the topic is shredded: read them fresh (the keyring asks only
+            // when it creates a DEK or meets a key it has not cached).
+            self.catch_up_spaced()?;
+            return Ok(lock(&self.map).get(key).cloned());
+        }
         if let Some(v) = lock(&self.map).get(key) {
             return Ok(Some(v.clone()));
         }

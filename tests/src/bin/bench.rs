@@ -212,14 +212,15 @@ fn pin_parties(brokers: &[u32], middleboxes: &[u32]) {
             .stdout(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        assert!(ok, "taskset -apc {cpus} {pid} failed (util-linux installed?)");
+        assert!(
+            ok,
+            "taskset -apc {cpus} {pid} failed (util-linux installed?)"
+        );
     };
     brokers.iter().for_each(|&p| pin(p, &broker_set));
     middleboxes.iter().for_each(|&p| pin(p, &proxy_set));
     pin(std::process::id(), &client_set);
-    println!(
-        "cores: {cores}, pinned: broker {broker_set}, proxy {proxy_set}, client {client_set}"
-    );
+    println!("cores: {cores}, pinned: broker {broker_set}, proxy {proxy_set}, client {client_set}");
 }
 
 /// What record encryption adds to the TLS proxy in this run: throughput ratios (target at
