@@ -2,6 +2,7 @@
 //! (with the proxy's own SASL credentials).
 
 pub mod listener;
+pub mod source_key;
 pub mod tls;
 pub mod upstream;
 pub mod upstream_sasl;
