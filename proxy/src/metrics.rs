@@ -42,6 +42,8 @@ pub const CLUSTER_REFRESHES: &str = "portcullis_cluster_refreshes_total";
 pub const AUDIT_REJECTED: &str = "portcullis_audit_rejected_total";
 /// Attempts to produce an audit checkpoint to the anchor topic, by outcome (ok, retry).
 pub const AUDIT_ANCHOR_PUBLISHED: &str = "portcullis_audit_anchor_publish_total";
+/// Sources tracked by the per-source pre-authentication gate (gauge).
+pub const PREAUTH_SOURCES: &str = "portcullis_preauth_sources_tracked";
 
 /// Handles for one api key.
 #[derive(Debug)]

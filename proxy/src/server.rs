@@ -27,6 +27,7 @@ use crate::config::auth::{ClientAuth, ListenerAuthConfig};
 use crate::config::Config;
 use crate::connection::{Shared, Target};
 use crate::net::listener::{accept_loop, ListenerContext};
+use crate::net::source_gate::SourceGate;
 use crate::net::tls::{install_crypto_provider, ClientCertPolicy, ServerTls};
 use crate::net::upstream::Connector;
 use crate::pipeline::authz::reserved::ReservedTopics;
@@ -69,8 +70,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shared,
         tls: load_client_tls(&config)?,
         connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+        sources: Arc::new(SourceGate::new(
+            config.limits.per_source.clone(),
+            audit.clone(),
+        )),
         audit: audit.clone(),
     };
+    ctx.sources.spawn_reporter();
     set_broker_spawner(&brokers, ctx.clone());
 
     admin_http::spawn_upkeep(prometheus.clone());

@@ -7,10 +7,12 @@
 //! (127.0.0.2, 127.0.0.3: Linux routes all of 127.0.0.0/8 to `lo`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::Read;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use portcullis_tests::auth::{start, Auth};
-use portcullis_tests::sasl_wire::{RawClient, SaslResult};
+use portcullis_tests::sasl_wire::{connect_from, RawClient, SaslResult};
 use portcullis_tests::Proxy;
 use serde_json::Value;
 
@@ -206,4 +208,152 @@ async fn a_failed_oauthbearer_login_whose_client_hangs_up_is_counted_by_the_limi
         plain_login(&addr, "alice", "alice-secret"),
         "alice after two failed logins from her address",
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-source limits before authentication.
+
+fn loopback(last: u8) -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, last])
+}
+
+/// Opens `n` TCP connections to `addr` from `source` that never send a byte; returns them
+/// with, for each, whether the proxy had closed it 500 ms after the last was opened.
+fn idle_connections(addr: &str, source: std::net::IpAddr, n: usize) -> Vec<(TcpStream, bool)> {
+    let streams: Vec<TcpStream> = (0..n)
+        .map(|i| {
+            connect_from(addr, source)
+                .unwrap_or_else(|e| panic!("connection {i} from {source}: {e}"))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    streams
+        .into_iter()
+        .map(|stream| {
+            let closed = is_closed(&stream);
+            (stream, closed)
+        })
+        .collect()
+}
+
+/// Whether the peer has closed `stream` (EOF or reset, without waiting).
+fn is_closed(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let closed = match (&*stream).read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    stream.set_nonblocking(false).unwrap();
+    closed
+}
+
+fn login_from(addr: &str, source: std::net::IpAddr, user: &str, password: &str) -> SaslResult {
+    let mut raw = RawClient::connect_from(addr, source).unwrap();
+    match raw.login_password("PLAIN", user, password) {
+        Ok(result) => {
+            if matches!(result, SaslResult::Ok { .. }) {
+                raw.metadata()
+                    .unwrap_or_else(|e| panic!("{user} logged in but Metadata failed: {e}"));
+            }
+            result
+        }
+        Err(e) => panic!("{user} from {source} could not even reach the login: {e}"),
+    }
+}
+
+fn refused_events(proxy: &Proxy, source: &str) -> Vec<Value> {
+    proxy
+        .audit_events()
+        .into_iter()
+        .filter(|e| e["action"] == "connection.refused" && e["client_addr"] == source)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_holding_idle_connections_cannot_keep_another_from_logging_in() {
+    // Global limit 100 (over every listener); per-source default 64 unauthenticated.
+    let s = start(Auth {
+        auth_extra: "\n[limits]\nmax_connections = 100",
+        ..Auth::default()
+    });
+    let addr = s.proxy.bootstrap();
+    let attacker = idle_connections(&addr, loopback(2), 100);
+    let closed = attacker.iter().filter(|(_, closed)| *closed).count();
+    // The victim, from another host, connects and logs in while the attacker's idle
+    // connections are all still open.
+    let victim = login_from(&addr, loopback(1), "alice", "alice-secret");
+    assert_logged_in(victim, "alice from 127.0.0.1 while 127.0.0.2 floods");
+    assert_logged_in(
+        login_from(&addr, loopback(3), "bob", "bob-secret"),
+        "bob from 127.0.0.3",
+    );
+    assert_eq!(
+        closed, 36,
+        "of 100 idle connections from one source, all beyond the 64 it may hold \
+         unauthenticated are closed at once"
+    );
+    let metrics = portcullis_tests::hostile::metrics_text(s.proxy.admin_addr());
+    let rejected = portcullis_tests::hostile::metric_sum(
+        &metrics,
+        "portcullis_connections_rejected_total",
+        "reason=\"per_source_unauthenticated\"",
+    );
+    assert_eq!(rejected, 36.0, "metric of refused connections");
+    wait_for_event(&s.proxy, "refusal of 127.0.0.2", |e| {
+        e["action"] == "connection.refused"
+            && e["client_addr"] == "127.0.0.2"
+            && reason_has(e, "per_source_unauthenticated")
+    });
+    let events = refused_events(&s.proxy, "127.0.0.2");
+    assert!(
+        events.len() <= 2,
+        "refusals are audited aggregated, not one event per connection: {events:?}"
+    );
+    drop(attacker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_opening_connections_too_fast_is_refused_and_reported_aggregated() {
+    let s = start(Auth {
+        auth_extra: "\n[limits.per_source]\nhandshakes_per_sec = 2\nhandshake_burst = 5\nreport_interval_ms = 1000",
+        ..Auth::default()
+    });
+    let addr = s.proxy.bootstrap();
+    let started = Instant::now();
+    let flood = idle_connections(&addr, loopback(4), 30);
+    let elapsed = started.elapsed();
+    let open = flood.iter().filter(|(_, closed)| !closed).count();
+    // A burst of 5 plus 2 per second while the connections were being opened.
+    let allowed = 5 + (elapsed.as_secs_f64() * 2.0).ceil() as usize;
+    assert!(
+        (5..=allowed).contains(&open),
+        "{open} of 30 connections opened in {elapsed:?} were admitted (at most {allowed})"
+    );
+    assert_logged_in(
+        login_from(&addr, loopback(1), "alice", "alice-secret"),
+        "alice from another source",
+    );
+    let summary = wait_for_event(&s.proxy, "aggregated refusal count", |e| {
+        e["action"] == "connection.refused"
+            && e["client_addr"] == "127.0.0.4"
+            && e["details"]["first"] == false
+    });
+    let first = refused_events(&s.proxy, "127.0.0.4")
+        .into_iter()
+        .find(|e| e["details"]["first"] == true)
+        .expect("the first refusal is reported at once");
+    let reported = summary["details"]["refused"].as_u64().unwrap()
+        + first["details"]["refused"].as_u64().unwrap();
+    assert_eq!(
+        reported as usize,
+        30 - open,
+        "every refusal counted: {summary}"
+    );
+    assert!(
+        reason_has(&summary, "per_source_handshake_rate"),
+        "{summary}"
+    );
+    drop(flood);
 }

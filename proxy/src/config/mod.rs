@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod authz;
+pub mod per_source;
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -142,6 +143,10 @@ pub struct LimitsConfig {
     /// Time the broker has to answer one request, in milliseconds.
     #[serde(default = "default_upstream_response_timeout_ms")]
     pub upstream_response_timeout_ms: u64,
+    /// `[limits.per_source]`: unauthenticated connections and new connections per second
+    /// of one source address.
+    #[serde(default)]
+    pub per_source: per_source::PerSourceLimits,
 }
 
 /// The admin HTTP listener.
@@ -264,6 +269,7 @@ impl Default for LimitsConfig {
             frame_timeout_ms: default_frame_timeout_ms(),
             idle_timeout_ms: default_idle_timeout_ms(),
             upstream_response_timeout_ms: default_upstream_response_timeout_ms(),
+            per_source: per_source::PerSourceLimits::default(),
         }
     }
 }
@@ -601,6 +607,9 @@ impl Config {
             if value == 0 {
                 bad(key, "must be above 0".into());
             }
+        }
+        for (key, message) in l.per_source.validate() {
+            bad(&format!("limits.per_source.{key}"), message);
         }
     }
 
