@@ -28,6 +28,7 @@
 
 pub mod admin_api;
 pub mod anchor;
+pub mod anchor_check;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

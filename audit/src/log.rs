@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::anchor::{Anchor, AnchorError, FileAnchor};
+use crate::anchor_check::{check_anchors, AnchorFindings};
 use crate::config::{category_index, AuditLogConfig, CategoryPolicy, Durability, FailurePolicy};
 use crate::event::{Category, Event, Outcome};
 use crate::key_file;
@@ -115,12 +116,22 @@ struct Inner {
     origin: String,
     data_dir: PathBuf,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    anchor_findings: AnchorFindings,
 }
 
 /// The tamper-evident audit log (cheap to clone; all clones share one sequencer).
 #[derive(Clone)]
 pub struct AuditLog {
     inner: Arc<Inner>,
+}
+
+impl AuditLog {
+    /// Notes of this log's origin found in the anchors at open that none of its keys
+    /// signed (forged, or from a key this data directory never had): not trusted, for the
+    /// caller to report.
+    pub fn anchor_findings(&self) -> &AnchorFindings {
+        &self.inner.anchor_findings
+    }
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -262,18 +273,12 @@ impl AuditLog {
             anchors.push(Arc::new(FileAnchor::new(path.clone())));
         }
         anchors.extend(extra_anchors);
-        for anchor in &anchors {
-            if let Some(a) = anchor.latest_of(&origin)? {
-                if a.checkpoint.size > frontier.size() {
-                    return Err(OpenError::Damaged(format!(
-                        "the log has {} entries but the {} holds a checkpoint of size {}",
-                        frontier.size(),
-                        anchor.describe(),
-                        a.checkpoint.size
-                    )));
-                }
-            }
-        }
+        let keys: Vec<VerifierKey> = store
+            .verifier_keys()?
+            .iter()
+            .filter_map(|k| VerifierKey::parse(k).ok())
+            .collect();
+        let anchor_findings = check_anchors(&anchors, &origin, &keys, frontier.size())?;
 
         let counters = Arc::new(Counters::default());
         let mut seq = Sequencer {
@@ -323,6 +328,7 @@ impl AuditLog {
                 origin,
                 data_dir: data_dir.to_path_buf(),
                 thread: Mutex::new(Some(thread)),
+                anchor_findings,
             }),
         })
     }

@@ -18,6 +18,7 @@
 //! Everything here follows one rule about secrets: passwords, tokens and keys never appear in
 //! `Debug` output, errors, or the failure details meant for logs and audit events.
 
+pub mod claimed_user;
 pub mod jwks;
 pub mod jwt;
 pub mod mtls;

@@ -69,6 +69,15 @@ impl OAuthBearerServer {
         }
     }
 
+    /// The failure the error challenge announced, while the `\x01` acknowledgement is
+    /// awaited.
+    pub fn pending_failure(&self) -> Option<&AuthFailure> {
+        match &self.state {
+            State::ErrorSent(failure) => Some(failure),
+            State::Initial | State::Done => None,
+        }
+    }
+
     async fn first(&mut self, client_message: &[u8]) -> Step {
         let first = match message::parse(client_message) {
             Ok(m) => m,

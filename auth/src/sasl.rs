@@ -226,4 +226,15 @@ impl ServerSession {
             ServerSession::OAuthBearer(s) => s.step(client_message).await,
         }
     }
+
+    /// The failure an exchange has already reached while it still waits for a client
+    /// message: after OAUTHBEARER's error challenge (RFC 7628 §3.2.2) the login has failed,
+    /// and the client's `\x01` only ends the exchange. A client may hang up instead, so
+    /// the failure must be recorded when the challenge is sent, not when it is acknowledged.
+    pub fn pending_failure(&self) -> Option<&AuthFailure> {
+        match self {
+            ServerSession::OAuthBearer(s) => s.pending_failure(),
+            ServerSession::Plain(_) | ServerSession::Scram(_) => None,
+        }
+    }
 }

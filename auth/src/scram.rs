@@ -20,6 +20,7 @@ mod server;
 
 pub use client::{ClientError, ScramClient};
 pub(crate) use hash::{ct_eq, ScramHash};
+pub(crate) use message::parse_client_first;
 pub(crate) use server::shorten;
 pub use server::ScramServer;
 

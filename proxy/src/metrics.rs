@@ -42,6 +42,11 @@ pub const CLUSTER_REFRESHES: &str = "portcullis_cluster_refreshes_total";
 pub const AUDIT_REJECTED: &str = "portcullis_audit_rejected_total";
 /// Attempts to produce an audit checkpoint to the anchor topic, by outcome (ok, retry).
 pub const AUDIT_ANCHOR_PUBLISHED: &str = "portcullis_audit_anchor_publish_total";
+/// Anchor alarms raised at start-up, by kind (`unverified`: notes of this log's origin it
+/// did not sign; `missing`: the anchor topic lost this log's checkpoints).
+pub const AUDIT_ANCHOR_ALARMS: &str = "portcullis_audit_anchor_alarms_total";
+/// Sources tracked by the per-source pre-authentication gate (gauge).
+pub const PREAUTH_SOURCES: &str = "portcullis_preauth_sources_tracked";
 
 /// Handles for one api key.
 #[derive(Debug)]

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::admin::host::AllowedHosts;
 use crate::admin::http::{self as admin_http, AdminState};
+use crate::audit::anchor_alarm;
 use crate::audit::kafka_anchor::KafkaAnchor;
 use crate::authn::AuthService;
 use crate::cluster::broker_map::BrokerMap;
@@ -29,6 +30,7 @@ use crate::config::Config;
 use crate::connection::{Shared, Target};
 use crate::encryption::keyring_open::{open_keyring, OpenedRegistry};
 use crate::net::listener::{accept_loop, ListenerContext};
+use crate::net::source_gate::SourceGate;
 use crate::net::tls::{install_crypto_provider, ClientCertPolicy, ServerTls};
 use crate::net::upstream::Connector;
 use crate::pipeline::authz::reserved::ReservedTopics;
@@ -43,9 +45,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     crate::metrics::init();
 
     let connector = Arc::new(Connector::new(&config.upstream)?);
-    let kafka_anchor = start_kafka_anchor(&config, &connector).await?;
+    let (kafka_anchor, anchored_before) = start_kafka_anchor(&config, &connector).await?;
     let audit_log = open_audit_log(&config, kafka_anchor.as_ref())?;
     let audit: Arc<dyn AuditSink> = Arc::new(audit_log.clone());
+    anchor_alarm::report(
+        &*audit,
+        audit_log.anchor_findings(),
+        kafka_anchor.as_deref(),
+        anchored_before,
+    );
 
     let bind_ip: IpAddr = config
         .listener
@@ -74,8 +82,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shared,
         tls: load_client_tls(&config)?,
         connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+        sources: Arc::new(SourceGate::new(
+            config.limits.per_source.clone(),
+            audit.clone(),
+        )),
         audit: audit.clone(),
     };
+    ctx.sources.spawn_reporter();
     set_broker_spawner(&brokers, ctx.clone());
 
     admin_http::spawn_upkeep(prometheus.clone());
@@ -110,29 +123,40 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the audit anchor topic, when `audit.log.anchor_topic` is set. A topic that cannot be
-/// read refuses the start (fail closed).
+/// Opens the audit anchor topic, when `audit.log.anchor_topic` is set, and says whether
+/// checkpoints were anchored there before (the marker file). A topic that cannot be read
+/// refuses the start (fail closed).
 async fn start_kafka_anchor(
     config: &Config,
     connector: &Arc<Connector>,
-) -> anyhow::Result<Option<Arc<KafkaAnchor>>> {
+) -> anyhow::Result<(Option<Arc<KafkaAnchor>>, bool)> {
     let Some(topic) = &config.audit.log.anchor_topic else {
-        return Ok(None);
+        return Ok((None, false));
     };
+    let origin = config
+        .audit
+        .log
+        .origin
+        .as_deref()
+        .context("audit.log.origin must be set when anchor_topic is")?;
+    let data_dir = &config.audit.data_dir;
+    let marker = anchor_alarm::marker_path(data_dir);
+    let anchored_before = anchor_alarm::anchored_before(&marker, topic, origin);
+    // The current signing key, if the log exists: where the tail scan may stop.
+    let own_key = portcullis_audit::key_file::load(&data_dir.join(portcullis_audit::KEY_FILE))
+        .ok()
+        .map(|signer| signer.verifier().clone());
     let anchor = KafkaAnchor::start(
         connector.clone(),
         topic.clone(),
-        config
-            .audit
-            .log
-            .origin
-            .as_deref()
-            .context("audit.log.origin must be set when anchor_topic is")?,
+        origin,
+        own_key,
+        Some(marker),
         ANCHOR_START_TIMEOUT,
     )
     .await
     .context("audit.log.anchor_topic: cannot read the anchored checkpoints; refusing to start (fail closed)")?;
-    Ok(Some(anchor))
+    Ok((Some(anchor), anchored_before))
 }
 
 /// Opens the tamper-evident audit log, checked against the anchor topic when there is one.

@@ -4,7 +4,7 @@
 //! libraries hide all of these behind retries.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -51,6 +51,18 @@ impl RawClient {
     /// Connects to `addr` with a 10 s read timeout.
     pub fn connect(addr: &str) -> io::Result<RawClient> {
         let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
+        Ok(RawClient {
+            stream,
+            correlation: 0,
+        })
+    }
+
+    /// Connects to `addr` from the local address `source` (another loopback address such
+    /// as 127.0.0.2 plays another host: Linux routes all of 127.0.0.0/8 to `lo`).
+    pub fn connect_from(addr: &str, source: IpAddr) -> io::Result<RawClient> {
+        let stream = connect_from(addr, source)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         stream.set_nodelay(true)?;
         Ok(RawClient {
@@ -255,4 +267,20 @@ fn failed(response: &SaslAuthenticateResponse) -> SaslResult {
             .map(|m| m.to_string())
             .unwrap_or_default(),
     }
+}
+
+/// A TCP connection to `addr` from `source` (port chosen by the system).
+pub fn connect_from(addr: &str, source: IpAddr) -> io::Result<TcpStream> {
+    let target: SocketAddr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::other(format!("{addr} resolves to nothing")))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    socket.connect_timeout(&target.into(), Duration::from_secs(5))?;
+    Ok(socket.into())
 }

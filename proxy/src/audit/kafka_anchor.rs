@@ -14,6 +14,7 @@
 //! checkpoint; the sequencer only queues (a slow cluster never stalls auditing), and a full
 //! queue is reported by the sequencer as a failed publish.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use portcullis_audit::anchor::{Anchor, AnchorError};
 use portcullis_audit::checkpoint::SignedCheckpoint;
+use portcullis_audit::note::VerifierKey;
 use tokio::sync::{mpsc, watch};
 
 use crate::cluster::partition_client::{self, FetchedRecord, PartitionClient};
@@ -45,6 +47,7 @@ pub struct AnchoredNote {
 /// A checkpoint anchor on a topic of the upstream cluster.
 pub struct KafkaAnchor {
     topic: String,
+    at_open: TailReading,
     read_at_open: Vec<Result<SignedCheckpoint, String>>,
     queue: mpsc::Sender<String>,
     queued: AtomicU64,
@@ -60,13 +63,19 @@ impl std::fmt::Debug for KafkaAnchor {
 }
 
 impl KafkaAnchor {
-    /// Reads the latest checkpoint the topic holds for the log named `origin` (creating the
-    /// topic if it does not exist) and starts the task that produces new checkpoints to it.
+    /// Reads the latest checkpoints the topic holds for the log named `origin` (creating
+    /// the topic if it does not exist) and starts the task that produces new checkpoints to
+    /// it; after the first one is on the cluster, `marker` (if given) is written, so later
+    /// starts know checkpoints were anchored (a topic found missing or empty then is an
+    /// alarm).
     ///
     /// Only the tail is read: records are scanned backwards from the end, a window at a time,
-    /// until one of this log's checkpoints is found (with one proxy per topic that is the last
-    /// record). What was found is what [`Anchor::checkpoints`] reports: the audit log uses it
-    /// at open to refuse a rolled-back data directory.
+    /// until one of this log's checkpoints signed with `own_key` (the log's current signing
+    /// key, when the data directory has one; without one, any of this log's checkpoints) is
+    /// found. With one proxy per topic that is the last record; notes of this origin that
+    /// key did not sign (forged) do not end the scan, so they cannot hide the genuine latest
+    /// checkpoint. What was found is what [`Anchor::checkpoints`] reports: the audit log
+    /// verifies each with all of its keys and refuses a rolled-back data directory.
     ///
     /// # Errors
     ///
@@ -76,20 +85,26 @@ impl KafkaAnchor {
         connector: Arc<Connector>,
         topic: String,
         origin: &str,
+        own_key: Option<VerifierKey>,
+        marker: Option<PathBuf>,
         timeout: Duration,
     ) -> Result<Arc<KafkaAnchor>, AnchorError> {
         let describe = describe(&topic);
-        let latest =
-            tokio::time::timeout(timeout, read_latest_of(&connector, &topic, origin, timeout))
-                .await
-                .map_err(|_| AnchorError {
-                    anchor: describe.clone(),
-                    reason: format!("the cluster did not answer within {timeout:?}"),
-                })?
-                .map_err(|e| AnchorError {
-                    anchor: describe.clone(),
-                    reason: e.to_string(),
-                })?;
+        let scan = TailScan {
+            topic: &topic,
+            origin,
+            own_key: own_key.as_ref(),
+        };
+        let reading = tokio::time::timeout(timeout, scan.read(&connector, timeout))
+            .await
+            .map_err(|_| AnchorError {
+                anchor: describe.clone(),
+                reason: format!("the cluster did not answer within {timeout:?}"),
+            })?
+            .map_err(|e| AnchorError {
+                anchor: describe.clone(),
+                reason: e.to_string(),
+            })?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let (produced_tx, produced_rx) = watch::channel(0u64);
         tokio::spawn(publish_loop(
@@ -97,15 +112,27 @@ impl KafkaAnchor {
             topic.clone(),
             timeout,
             rx,
-            produced_tx,
+            (produced_tx, marker),
         ));
+        let read_at_open = reading.notes.iter().cloned().map(Ok).collect();
         Ok(Arc::new(KafkaAnchor {
             topic,
-            read_at_open: latest.into_iter().map(Ok).collect(),
+            at_open: reading,
+            read_at_open,
             queue: tx,
             queued: AtomicU64::new(0),
             produced: produced_rx,
         }))
+    }
+
+    /// What the start-up scan found.
+    pub fn at_open(&self) -> &TailReading {
+        &self.at_open
+    }
+
+    /// The topic's name.
+    pub fn topic(&self) -> &str {
+        &self.topic
     }
 
     /// Waits until every queued checkpoint is on the cluster, at most `limit`; returns how
@@ -155,7 +182,7 @@ async fn publish_loop(
     topic: String,
     timeout: Duration,
     mut queue: mpsc::Receiver<String>,
-    produced: watch::Sender<u64>,
+    (produced, mut marker): (watch::Sender<u64>, Option<PathBuf>),
 ) {
     let mut writer: Option<PartitionClient> = None;
     while let Some(note) = queue.recv().await {
@@ -184,6 +211,9 @@ async fn publish_loop(
                     metrics::counter!(crate::metrics::AUDIT_ANCHOR_PUBLISHED, "outcome" => "ok")
                         .increment(1);
                     produced.send_modify(|n| *n += 1);
+                    if let Some(path) = marker.take() {
+                        crate::audit::anchor_alarm::write_marker(&path, &topic, &key);
+                    }
                     break;
                 }
                 Err(e) => {
@@ -219,6 +249,84 @@ pub async fn read_topic(
 
 /// Records scanned per step when looking for a log's latest checkpoint.
 const TAIL_WINDOW: i64 = 1024;
+/// Windows scanned at most (so a topic flooded with junk cannot hold the start-up).
+const MAX_WINDOWS: usize = 64;
+/// Notes of this log's origin kept at most from one scan.
+const MAX_NOTES: usize = 4096;
+
+/// What the start-up scan of the anchor topic found.
+#[derive(Debug, Clone, Default)]
+pub struct TailReading {
+    /// The topic did not exist and was created by this scan.
+    pub created: bool,
+    /// Records in the partition (end offset minus start offset).
+    pub records: i64,
+    /// This log's notes found, newest window first (at most [`MAX_NOTES`]).
+    pub notes: Vec<SignedCheckpoint>,
+}
+
+/// A backwards scan of the anchor topic for one log's notes.
+struct TailScan<'a> {
+    topic: &'a str,
+    origin: &'a str,
+    own_key: Option<&'a VerifierKey>,
+}
+
+impl TailScan<'_> {
+    /// Scans back a window at a time, keeping this origin's notes, until a window holds one
+    /// signed with `own_key` (or, without a key, any of this origin's notes), the start of
+    /// the partition, or [`MAX_WINDOWS`]. Records that are not signed checkpoints are skipped
+    /// (`verify --anchor-topic` reports them). Creates the topic (one partition, unlimited
+    /// retention) if it does not exist.
+    async fn read(
+        &self,
+        connector: &Connector,
+        timeout: Duration,
+    ) -> Result<TailReading, UpstreamError> {
+        let topic = self.topic;
+        let mut reading = TailReading::default();
+        let mut client = match PartitionClient::leader(connector, topic, timeout).await {
+            Err(UpstreamError::Protocol(m)) if m.starts_with(partition_client::NO_SUCH_TOPIC) => {
+                reading.created = true;
+                PartitionClient::leader_creating(connector, topic, TOPIC_CONFIGS, timeout).await?
+            }
+            other => other?,
+        };
+        let start = client.list_offset(topic, -2).await?;
+        let mut to = client.list_offset(topic, -1).await?;
+        reading.records = to - start;
+        for _ in 0..MAX_WINDOWS {
+            if to <= start {
+                break;
+            }
+            let from = (to - TAIL_WINDOW).max(start);
+            let mut found_own = false;
+            for note in notes_of(client.read_range(topic, from, to).await?)
+                .iter()
+                .rev()
+            {
+                let Ok(checkpoint) = SignedCheckpoint::parse(&note.note) else {
+                    continue;
+                };
+                if checkpoint.checkpoint.origin != self.origin {
+                    continue;
+                }
+                found_own |= match self.own_key {
+                    Some(key) => checkpoint.verify(std::slice::from_ref(key)).is_ok(),
+                    None => true,
+                };
+                if reading.notes.len() < MAX_NOTES {
+                    reading.notes.push(checkpoint);
+                }
+            }
+            if found_own {
+                break;
+            }
+            to = from;
+        }
+        Ok(reading)
+    }
+}
 
 /// The anchor topic's settings when the proxy creates it: nothing is ever deleted.
 const TOPIC_CONFIGS: &[(&str, &str)] = &[
@@ -226,34 +334,6 @@ const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("retention.ms", "-1"),
     ("retention.bytes", "-1"),
 ];
-
-/// The largest checkpoint of the log named `origin` in the last window of the topic that holds
-/// any (records that are not signed checkpoints are skipped: `verify --anchor-topic` reports
-/// them). Creates the topic (one partition, unlimited retention) if it does not exist.
-async fn read_latest_of(
-    connector: &Connector,
-    topic: &str,
-    origin: &str,
-    timeout: Duration,
-) -> Result<Option<SignedCheckpoint>, UpstreamError> {
-    let mut client =
-        PartitionClient::leader_creating(connector, topic, TOPIC_CONFIGS, timeout).await?;
-    let start = client.list_offset(topic, -2).await?;
-    let mut to = client.list_offset(topic, -1).await?;
-    while to > start {
-        let from = (to - TAIL_WINDOW).max(start);
-        let latest = notes_of(client.read_range(topic, from, to).await?)
-            .iter()
-            .filter_map(|n| SignedCheckpoint::parse(&n.note).ok())
-            .filter(|c| c.checkpoint.origin == origin)
-            .max_by_key(|c| c.checkpoint.size);
-        if latest.is_some() {
-            return Ok(latest);
-        }
-        to = from;
-    }
-    Ok(None)
-}
 
 /// Decodes the complete record batches in a Fetch answer (a partial batch at the end is
 /// left for the next Fetch); records before `from` are skipped.

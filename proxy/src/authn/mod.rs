@@ -17,7 +17,7 @@ use portcullis_auth::jwt::JwtValidator;
 use portcullis_auth::mtls::{PrincipalMapper, TlsIdentity};
 use portcullis_auth::sasl::SaslContext;
 use portcullis_auth::store::{SharedUserStore, UserStore};
-use portcullis_auth::{AuthFailure, Mechanism, Principal};
+use portcullis_auth::{AuthFailure, FailureKind, Mechanism, Principal};
 
 use crate::authn::guard::FailureLimiter;
 use crate::config::auth::{AuthConfig, ClientAuth, ListenerAuthConfig};
@@ -89,6 +89,7 @@ impl AuthService {
             mtls,
             limiter: FailureLimiter::new(
                 settings.source_failure_limit,
+                settings.address_failure_limit(),
                 std::time::Duration::from_millis(settings.source_failure_window_ms),
             ),
             audit,
@@ -124,9 +125,10 @@ impl AuthService {
             .is_some_and(|u| u.current().contains(name))
     }
 
-    /// Whether `peer` may attempt authentication now.
-    pub fn source_blocked(&self, peer: &SocketAddr) -> bool {
-        self.limiter.is_blocked(peer.ip(), Instant::now())
+    /// Whether an attempt from `peer` as `user` (when the client named one) must be
+    /// refused now: too many recent failures of that user from there, or of the address.
+    pub fn source_blocked(&self, peer: &SocketAddr, user: Option<&str>) -> bool {
+        self.limiter.is_blocked(peer.ip(), user, Instant::now())
     }
 
     /// Records a success: metric and audit event, waiting as the `authn` category's policy
@@ -194,10 +196,17 @@ impl AuthService {
         }
     }
 
-    /// Metric, per-source count, log line and the audit event of a failure.
+    /// Metric, per-source count, log line and the audit event of a failure. Refusals by
+    /// the limiter itself are not counted again: a client retrying while its user is
+    /// limited must not push the whole address over its cap.
     fn failure_event(&self, client: &ClientInfo, mechanism: &str, failure: &AuthFailure) -> Event {
-        self.limiter
-            .record_failure(client.peer.ip(), Instant::now());
+        if failure.kind != FailureKind::RateLimited {
+            self.limiter.record_failure(
+                client.peer.ip(),
+                failure.attempted_user.as_deref(),
+                Instant::now(),
+            );
+        }
         metrics::counter!(AUTHENTICATIONS, "mechanism" => mechanism.to_string(), "outcome" => failure.kind.label())
             .increment(1);
         tracing::info!(

@@ -18,6 +18,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
+use portcullis_auth::claimed_user::claimed_user;
 use portcullis_auth::{
     AuthFailure, AuthSource, FailureKind, Mechanism, Principal, ServerSession, Step,
 };
@@ -79,6 +80,11 @@ enum Stage {
         /// After a v0 handshake tokens come as raw frames without Kafka headers.
         legacy: bool,
         session: Option<ServerSession>,
+        /// The user the first message named (PLAIN, SCRAM), for the per-user limit.
+        claimed: Option<String>,
+        /// The exchange's failure is already audited and counted (OAUTHBEARER's error
+        /// challenge went out); its end must not count it again.
+        failure_recorded: bool,
     },
 }
 
@@ -260,6 +266,8 @@ impl Session {
             mechanism,
             legacy: version == 0,
             session: None,
+            claimed: None,
+            failure_recorded: false,
         };
         reply(0, None)
     }
@@ -335,7 +343,11 @@ impl Session {
     /// Feeds one client token to the mechanism and applies the result to the session.
     async fn step(&mut self, token: &[u8], service: &AuthService, client: &ClientInfo) -> Outcome {
         let Stage::Exchange {
-            mechanism, session, ..
+            mechanism,
+            session,
+            claimed,
+            failure_recorded,
+            ..
         } = &mut self.stage
         else {
             return Outcome::Failed {
@@ -344,6 +356,18 @@ impl Session {
             };
         };
         let mechanism = *mechanism;
+        if *failure_recorded {
+            // The failure was recorded with the error challenge; this message (the `\x01`
+            // acknowledgement, or anything else) only ends the exchange.
+            let failure = match session.as_mut() {
+                Some(s) => failure_of(s.step(token).await),
+                None => None,
+            };
+            let failure = failure.unwrap_or_else(|| {
+                AuthFailure::new(FailureKind::IllegalState, None, "exchange already failed")
+            });
+            return self.conclude_failure(&failure, service);
+        }
         if token.len() > service.settings.max_message_bytes {
             let failure = AuthFailure::new(
                 FailureKind::Malformed,
@@ -355,10 +379,13 @@ impl Session {
             );
             return self.fail(mechanism, failure, service, client).await;
         }
-        if service.source_blocked(&client.peer) {
+        if session.is_none() {
+            *claimed = claimed_user(mechanism, token);
+        }
+        if service.source_blocked(&client.peer, claimed.as_deref()) {
             let failure = AuthFailure::new(
                 FailureKind::RateLimited,
-                None,
+                claimed.clone(),
                 "too many failed attempts from this address",
             );
             return self.fail(mechanism, failure, service, client).await;
@@ -375,10 +402,46 @@ impl Session {
             )),
         };
         match step {
-            Step::Challenge(challenge) => Outcome::Continue(challenge),
+            Step::Challenge(challenge) => {
+                let pending = session
+                    .as_ref()
+                    .and_then(ServerSession::pending_failure)
+                    .cloned();
+                match pending {
+                    Some(failure) => {
+                        *failure_recorded = true;
+                        self.announce_failure(mechanism, challenge, failure, service, client)
+                            .await
+                    }
+                    None => Outcome::Continue(challenge),
+                }
+            }
             Step::Success(done) => self.succeed(done, service, client).await,
             Step::Failure(failure) => self.fail(mechanism, failure, service, client).await,
         }
+    }
+
+    /// The exchange has failed but the mechanism still sends a challenge (OAUTHBEARER's
+    /// error status): the failure is audited and counted now, before the challenge goes
+    /// out, because the client may hang up instead of acknowledging it.
+    async fn announce_failure(
+        &mut self,
+        mechanism: Mechanism,
+        challenge: Vec<u8>,
+        failure: AuthFailure,
+        service: &AuthService,
+        client: &ClientInfo,
+    ) -> Outcome {
+        self.failures = self.failures.saturating_add(1);
+        let recorded = service
+            .record_failure(client, mechanism.name(), &failure)
+            .await;
+        tokio::time::sleep(service.settings.failure_delay()).await;
+        if recorded.is_err() {
+            self.stage = Stage::AwaitHandshake;
+            return Outcome::audit_unavailable();
+        }
+        Outcome::Continue(challenge)
     }
 
     async fn succeed(
@@ -441,7 +504,6 @@ impl Session {
         service: &AuthService,
         client: &ClientInfo,
     ) -> Outcome {
-        self.stage = Stage::AwaitHandshake;
         self.failures = self.failures.saturating_add(1);
         let recorded = service
             .record_failure(client, mechanism.name(), &failure)
@@ -449,8 +511,16 @@ impl Session {
         // The same pause whatever went wrong, so timing tells a guesser nothing.
         tokio::time::sleep(service.settings.failure_delay()).await;
         if recorded.is_err() {
+            self.stage = Stage::AwaitHandshake;
             return Outcome::audit_unavailable();
         }
+        self.conclude_failure(&failure, service)
+    }
+
+    /// Ends a failed exchange whose failure is recorded: the answer, and whether the
+    /// connection closes (re-authentication failed, or too many failures on it).
+    fn conclude_failure(&mut self, failure: &AuthFailure, service: &AuthService) -> Outcome {
+        self.stage = Stage::AwaitHandshake;
         let reauth = self.principal.is_some();
         let close = if reauth {
             Some("re-authentication failed".to_string())
@@ -486,6 +556,14 @@ impl Outcome {
             message: AUDIT_UNAVAILABLE_MESSAGE,
             close: Some(AUDIT_UNAVAILABLE_CLOSE.into()),
         }
+    }
+}
+
+/// The failure a step reached, if it ended in one.
+fn failure_of(step: Step) -> Option<AuthFailure> {
+    match step {
+        Step::Failure(failure) => Some(failure),
+        Step::Challenge(_) | Step::Success(_) => None,
     }
 }
 

@@ -90,10 +90,16 @@ pub struct AuthConfig {
     /// Delay before every failure answer, in milliseconds, the same for every reason.
     #[serde(default = "default_failure_delay_ms")]
     pub failure_delay_ms: u64,
-    /// Failed authentications one source address may have per window before further
-    /// attempts from it are refused without checking credentials.
+    /// Failed authentications one user may have from one source address per window before
+    /// further attempts as that user from there are refused without checking credentials.
+    /// Other users behind the same address are not affected.
     #[serde(default = "default_source_failure_limit")]
     pub source_failure_limit: u32,
+    /// Failed authentications one source address may have per window, whatever the users,
+    /// before every attempt from it is refused (a looser cap against spraying one password
+    /// over many user names). Default: five times `source_failure_limit`, at least 100.
+    #[serde(default)]
+    pub source_failure_address_limit: Option<u32>,
     /// The window of `source_failure_limit`, in milliseconds.
     #[serde(default = "default_source_failure_window_ms")]
     pub source_failure_window_ms: u64,
@@ -114,6 +120,7 @@ impl Default for AuthConfig {
             max_failed_attempts: default_max_failed_attempts(),
             failure_delay_ms: default_failure_delay_ms(),
             source_failure_limit: default_source_failure_limit(),
+            source_failure_address_limit: None,
             source_failure_window_ms: default_source_failure_window_ms(),
             oauthbearer: None,
             mtls: None,
@@ -130,6 +137,13 @@ impl AuthConfig {
     pub fn max_session(&self) -> Duration {
         Duration::from_millis(self.max_session_ms)
     }
+    /// `source_failure_address_limit`, or its default: five times `source_failure_limit`,
+    /// at least 100.
+    pub fn address_failure_limit(&self) -> u32 {
+        self.source_failure_address_limit
+            .unwrap_or_else(|| self.source_failure_limit.saturating_mul(5).max(100))
+    }
+
     /// `failure_delay_ms` as a duration.
     pub fn failure_delay(&self) -> Duration {
         Duration::from_millis(self.failure_delay_ms)
@@ -252,6 +266,10 @@ pub fn validate_auth(auth: &AuthConfig) -> Vec<Problem> {
             u64::from(auth.source_failure_limit),
         ),
         (
+            "auth.source_failure_address_limit",
+            u64::from(auth.address_failure_limit()),
+        ),
+        (
             "auth.source_failure_window_ms",
             auth.source_failure_window_ms,
         ),
@@ -264,6 +282,15 @@ pub fn validate_auth(auth: &AuthConfig) -> Vec<Problem> {
         bad(
             "auth.max_message_bytes",
             "must be between 512 and 16777216".into(),
+        );
+    }
+    if auth.address_failure_limit() < auth.source_failure_limit {
+        bad(
+            "auth.source_failure_address_limit",
+            format!(
+                "must be at least auth.source_failure_limit ({})",
+                auth.source_failure_limit
+            ),
         );
     }
     if auth.failure_delay_ms > 10_000 {

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod authz;
 pub mod encryption;
+pub mod per_source;
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -145,6 +146,10 @@ pub struct LimitsConfig {
     /// Time the broker has to answer one request, in milliseconds.
     #[serde(default = "default_upstream_response_timeout_ms")]
     pub upstream_response_timeout_ms: u64,
+    /// `[limits.per_source]`: unauthenticated connections and new connections per second
+    /// of one source address.
+    #[serde(default)]
+    pub per_source: per_source::PerSourceLimits,
 }
 
 /// The admin HTTP listener.
@@ -267,6 +272,7 @@ impl Default for LimitsConfig {
             frame_timeout_ms: default_frame_timeout_ms(),
             idle_timeout_ms: default_idle_timeout_ms(),
             upstream_response_timeout_ms: default_upstream_response_timeout_ms(),
+            per_source: per_source::PerSourceLimits::default(),
         }
     }
 }
@@ -607,6 +613,9 @@ impl Config {
             if value == 0 {
                 bad(key, "must be above 0".into());
             }
+        }
+        for (key, message) in l.per_source.validate() {
+            bad(&format!("limits.per_source.{key}"), message);
         }
     }
 

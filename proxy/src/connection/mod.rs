@@ -33,6 +33,7 @@ use crate::cluster::ClusterView;
 use crate::codec::frame::FrameError;
 use crate::codec::header::HeaderError;
 use crate::config::LimitsConfig;
+use crate::net::source_gate::PreAuthPermit;
 use crate::net::upstream::{Connector, UpstreamError};
 use crate::pipeline::address_rewrite::RewriteError;
 use crate::pipeline::authz::AuthzService;
@@ -160,13 +161,16 @@ impl ConnectionEnd {
     }
 }
 
-/// Serves one client connection until it ends; returns why it ended.
+/// Serves one client connection until it ends; returns why it ended. `pre_auth` is the
+/// connection's place among its source's unauthenticated connections, given back once it
+/// authenticates.
 pub async fn serve<S>(
     stream: S,
     target: Target,
     shared: Arc<Shared>,
     stats: Arc<ConnectionStats>,
     client: ClientInfo,
+    pre_auth: PreAuthPermit,
 ) -> ConnectionEnd
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -175,7 +179,7 @@ where
         Ok(s) => s,
         Err(end) => return end,
     };
-    Connection::new(stream, target, shared, stats, client, session)
+    Connection::new(stream, target, shared, stats, client, session, pre_auth)
         .run()
         .await
 }

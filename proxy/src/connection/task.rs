@@ -21,6 +21,7 @@ use crate::connection::{
     ConnectionEnd, ConnectionStats, Shared, Target, PRE_AUTH_HEADER_ALLOWANCE,
 };
 use crate::metrics;
+use crate::net::source_gate::PreAuthPermit;
 use crate::net::upstream::BoxedStream;
 use crate::pipeline::api_table::{handling, Handling};
 use crate::pipeline::session::settle_reply;
@@ -78,6 +79,8 @@ pub struct Connection<S> {
     head_since: Instant,
     auth_deadline: Instant,
     first_frame: bool,
+    /// Held until the client authenticates (`limits.per_source`).
+    pre_auth: Option<PreAuthPermit>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
@@ -89,6 +92,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         stats: Arc<ConnectionStats>,
         client: ClientInfo,
         session: Session,
+        pre_auth: PreAuthPermit,
     ) -> Connection<S> {
         let limits = &shared.limits;
         let max_frame = if session.principal().is_some() {
@@ -103,6 +107,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             )
         };
         let now = Instant::now();
+        let pre_auth = session.principal().is_none().then_some(pre_auth);
         Connection {
             target,
             stats,
@@ -118,6 +123,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             head_since: now,
             auth_deadline: now + shared.auth.settings.timeout(),
             first_frame: true,
+            pre_auth,
             shared,
         }
     }
@@ -368,9 +374,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         Ok(())
     }
 
-    /// Once authenticated, the client may send frames up to the full limit.
+    /// Once authenticated, the client may send frames up to the full limit, and no longer
+    /// counts among its source's unauthenticated connections.
     fn after_authentication(&mut self) {
         if self.state.session.principal().is_some() {
+            self.pre_auth = None;
             self.client
                 .reader
                 .set_max_frame(self.shared.limits.max_frame_bytes);

@@ -1,7 +1,8 @@
 //! Accept loops: one per client-facing listener (bootstrap and one per broker).
 //!
-//! Each accepted socket takes a permit from the global connection limit (or is closed at
-//! once), completes the TLS handshake within the handshake timeout if TLS is on, and runs
+//! Each accepted socket is admitted by the per-source gate (`source_gate`: unauthenticated
+//! connections and new connections per second of its source) and takes a permit from the
+//! global connection limit, or is closed at once; completes the TLS handshake within the handshake timeout if TLS is on, and runs
 //! `connection::serve`. Open and close are audited and counted here, so every connection
 //! is accounted for whatever way it ends.
 
@@ -19,6 +20,7 @@ use tokio::sync::Semaphore;
 
 use crate::authn::ClientInfo;
 use crate::connection::{serve, ConnectionEnd, ConnectionStats, Shared, Target};
+use crate::net::source_gate::{PreAuthPermit, SourceGate};
 use crate::net::tls::ServerTls;
 
 /// Size of the read buffer between a client's TLS socket and rustls. rustls asks for at
@@ -35,6 +37,8 @@ pub struct ListenerContext {
     pub tls: Option<Arc<ServerTls>>,
     /// Global connection limit.
     pub connection_permits: Arc<Semaphore>,
+    /// Per-source limits before authentication.
+    pub sources: Arc<SourceGate>,
     /// Where audit events go.
     pub audit: Arc<dyn AuditSink>,
 }
@@ -62,6 +66,12 @@ pub async fn accept_loop(listener: TcpListener, target: Target, ctx: ListenerCon
                 continue;
             }
         };
+        // Closed at once, before any byte is read: one source must not hold more than its
+        // share of unauthenticated connections nor open them faster than its rate.
+        let Ok(pre_auth) = ctx.sources.admit(peer.ip(), Instant::now()) else {
+            drop(tcp);
+            continue;
+        };
         let Ok(permit) = ctx.connection_permits.clone().try_acquire_owned() else {
             metrics::counter!(crate::metrics::CONNECTIONS_REJECTED, "reason" => "max_connections")
                 .increment(1);
@@ -72,7 +82,7 @@ pub async fn accept_loop(listener: TcpListener, target: Target, ctx: ListenerCon
         let ctx = ctx.clone();
         let label = label.clone();
         tokio::spawn(async move {
-            handle_connection(tcp, peer, target, &label, ctx).await;
+            handle_connection(tcp, peer, target, &label, ctx, pre_auth).await;
             drop(permit);
         });
     }
@@ -84,6 +94,7 @@ async fn handle_connection(
     target: Target,
     label: &str,
     ctx: ListenerContext,
+    pre_auth: PreAuthPermit,
 ) {
     let _ = tcp.set_nodelay(true);
     let kind = if matches!(target, Target::Bootstrap) {
@@ -108,7 +119,17 @@ async fn handle_connection(
         tls_identity: None,
     };
     let end = match &ctx.tls {
-        None => serve(tcp, target, ctx.shared.clone(), stats.clone(), client).await,
+        None => {
+            serve(
+                tcp,
+                target,
+                ctx.shared.clone(),
+                stats.clone(),
+                client,
+                pre_auth,
+            )
+            .await
+        }
         Some(tls) => {
             let handshake = tokio::time::timeout(
                 ctx.shared.limits.handshake_timeout(),
@@ -127,7 +148,8 @@ async fn handle_connection(
                         Some(Err(end)) => end,
                         identity => {
                             client.tls_identity = identity.and_then(Result::ok);
-                            serve(stream, target, ctx.shared.clone(), stats.clone(), client).await
+                            let shared = ctx.shared.clone();
+                            serve(stream, target, shared, stats.clone(), client, pre_auth).await
                         }
                     }
                 }
