@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use portcullis_tests::encryption::{contains, marked_records, random_marker, KeyDir};
 use portcullis_tests::hostile::{metric_sum, metrics_text};
-use portcullis_tests::python::{assert_report, run_client};
 use portcullis_tests::kafka::{self, Consumed, Placement, Rec};
+use portcullis_tests::python::{assert_report, run_client};
 use portcullis_tests::rdkafka::error::KafkaError;
 use portcullis_tests::rdkafka::message::Message as _;
 use portcullis_tests::rdkafka::types::RDKafkaErrorCode;
@@ -62,7 +62,10 @@ fn assert_encrypted_at_rest(
             .get(&place)
             .unwrap_or_else(|| panic!("the broker holds a record at {place:?} nobody sent"));
         if let Some(v) = &s.rec.value {
-            assert!(!contains(v, marker), "{place:?}: the value is in clear at the broker");
+            assert!(
+                !contains(v, marker),
+                "{place:?}: the value is in clear at the broker"
+            );
         }
         for (key, value) in &s.rec.headers {
             if let Some(v) = value {
@@ -213,7 +216,9 @@ async fn copied_ciphertext_and_injected_plaintext_fail_only_their_partition() {
                 ..c.rec
             })
             .collect();
-        assert!(copied.iter().all(|r| r.headers.iter().any(|(k, _)| k == MARKER_HEADER)));
+        assert!(copied
+            .iter()
+            .all(|r| r.headers.iter().any(|(k, _)| k == MARKER_HEADER)));
         let direct_producer = kafka::producer(&direct, &[("linger.ms", "0")]);
         kafka::produce_one_by_one(&direct_producer, &dst, &copied).await;
         kafka::produce_one_by_one(&direct_producer, &raw, &kafka::small_records(2, 0, 32)).await;
@@ -243,7 +248,12 @@ async fn copied_ciphertext_and_injected_plaintext_fail_only_their_partition() {
         }
         kafka::assert_same_records(&good, &good_placements, &got[&(dst.clone(), 1)]);
         kafka::assert_same_records(&clear_recs, &clear_placements, &got[&(clear.clone(), 0)]);
-        assert_eq!(got.len(), 2, "records served from a refused partition: {:?}", got.keys());
+        assert_eq!(
+            got.len(),
+            2,
+            "records served from a refused partition: {:?}",
+            got.keys()
+        );
         assert!(
             errors.iter().any(|e| matches!(
                 e,
@@ -259,7 +269,11 @@ async fn copied_ciphertext_and_injected_plaintext_fail_only_their_partition() {
     wait_for_refusal(&proxy, &raw, 0, "plaintext");
     let metrics = metrics_text(proxy.admin_addr());
     assert!(
-        metric_sum(&metrics, "portcullis_encryption_failures_total", "reason=\"plaintext\"") >= 1.0,
+        metric_sum(
+            &metrics,
+            "portcullis_encryption_failures_total",
+            "reason=\"plaintext\""
+        ) >= 1.0,
         "{metrics}"
     );
     proxy.assert_running();
@@ -286,8 +300,11 @@ async fn python_round_trip(client: &str) {
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
         };
         let sent: Vec<Rec> = report.sent.iter().map(|r| r.to_rec()).collect();
-        let placements: Vec<Placement> =
-            report.sent.iter().map(|r| (r.partition, r.offset)).collect();
+        let placements: Vec<Placement> = report
+            .sent
+            .iter()
+            .map(|r| (r.partition, r.offset))
+            .collect();
         let stored = read_direct(&broker, &topic, 2, COUNT).await;
         assert_encrypted_at_rest(&sent, &placements, &stored, &marker, true);
         assert_report(&ep, &topic, 2, COUNT, &report).await;
