@@ -162,7 +162,9 @@ pub fn decrypt_fetch(
                 }
                 PartitionOutcome::Refused(offset, refusal) => {
                     partition.error_code = refusal.failure.fetch_code();
-                    partition.records = None;
+                    // Empty, not null: clients refuse a null record set (librdkafka:
+                    // "invalid MessageSetSize -1"); brokers send empty ones with errors.
+                    partition.records = Some(Bytes::new());
                     partition.aborted_transactions = None;
                     done.changed = true;
                     done.refused.push(RefusedFetch {

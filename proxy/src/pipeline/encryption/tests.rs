@@ -268,7 +268,7 @@ fn plaintext_and_foreign_ciphertext_fail_only_their_partition() {
         Some(Some(Bytes::from(v.clone())))
     );
     assert_eq!(orders[1].error_code, ResponseError::CorruptMessage.code());
-    assert_eq!(orders[1].records, None);
+    assert_eq!(orders[1].records, Some(Bytes::new()));
     let copy = &response.responses[1].partitions[0];
     assert_eq!(copy.error_code, ResponseError::CorruptMessage.code());
     // A topic that does not require encryption serves plaintext as it is.
@@ -410,4 +410,24 @@ fn versions_above_the_named_ones_and_share_fetch_are_not_served() {
     assert_eq!(stage.versions(ApiKey::Metadata, range), Some(range));
     assert!(stage.decodes_response(ApiKey::Fetch, 4));
     assert!(!stage.decodes_response(ApiKey::Metadata, 4));
+}
+
+#[test]
+fn a_fetch_v12_answer_with_tag_0_round_trips() {
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+    // tansu 0.6.0 sends top-level tag 0 (NodeEndpoints, defined from v16) in Fetch v12.
+    let mut response = fetch(&[("orders", vec![Bytes::from_static(b"")])]);
+    response
+        .unknown_tagged_fields
+        .insert(0, Bytes::from_static(&[1, 0]));
+    let mut wire = BytesMut::new();
+    response.encode(&mut wire, 12).unwrap();
+    let mut read = wire.clone().freeze();
+    let decoded = FetchResponse::decode(&mut read, 12).unwrap();
+    assert!(read.is_empty(), "trailing bytes after the tagged fields");
+    assert_eq!(decoded, response);
+    let mut again = BytesMut::new();
+    decoded.encode(&mut again, 12).unwrap();
+    assert_eq!(again, wire);
 }

@@ -456,7 +456,10 @@ impl Encodable for FetchResponse {
                         .encode(buf, &self.node_endpoints)?;
                 }
             }
-            write_unknown_tagged_fields(buf, 1.., &self.unknown_tagged_fields)?;
+            // Portcullis patch: below v16 tag 0 is an unknown field (see decode) and is
+            // written back as received.
+            let first_unknown = if version >= 16 { 1 } else { 0 }; // Portcullis patch
+            write_unknown_tagged_fields(buf, first_unknown.., &self.unknown_tagged_fields)?; // Portcullis patch
         }
         Ok(())
     }
