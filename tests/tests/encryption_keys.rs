@@ -11,6 +11,8 @@ use portcullis_tests::encryption::{marked_records, random_marker, KeyDir};
 use portcullis_tests::kafka::{self, Consumed, Rec};
 use portcullis_tests::process::run_with_timeout;
 use portcullis_tests::proxy::proxy_binary;
+use portcullis_tests::rdkafka::error::KafkaError;
+use portcullis_tests::rdkafka::types::RDKafkaErrorCode;
 use portcullis_tests::{unique_name, with_timeout, Broker, Proxy, ProxyOptions};
 use serde_json::Value;
 
@@ -82,6 +84,26 @@ fn sent(recs: &[Rec]) -> Vec<Rec> {
             r
         })
         .collect()
+}
+
+/// The first error a consumer of `topic` (partition 0, from the beginning) gets through
+/// `proxy`; panics if it gets a record instead, or nothing within 30 s.
+async fn first_consumer_error(proxy: &Proxy, topic: &str) -> KafkaError {
+    let c = kafka::consumer(&proxy.endpoint(), &unique_name("reader"), &[]);
+    kafka::assign(
+        &c.inner,
+        topic,
+        1,
+        portcullis_tests::rdkafka::Offset::Beginning,
+    );
+    match tokio::time::timeout(Duration::from_secs(30), c.inner.recv()).await {
+        Ok(Err(e)) => e,
+        Ok(Ok(m)) => panic!(
+            "read a record of a shredded topic at offset {}",
+            portcullis_tests::rdkafka::message::Message::offset(&m)
+        ),
+        Err(_) => panic!("no error within 30 s reading a shredded topic"),
+    }
 }
 
 fn same_payloads(got: &[Rec], want: &[Rec]) {
