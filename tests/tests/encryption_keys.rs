@@ -166,6 +166,26 @@ async fn keys_commands_through_the_admin_api_rotate_and_are_audited() {
                 "{retired}"
             );
 
+            // Shred: the topic's partition fails with CORRUPT_MESSAGE, another topic reads.
+            let other = unique_name("enc.other");
+            kafka::create_topic(&proxy.endpoint(), &other, 1).await;
+            let other_recs = records(3, 7);
+            produce(&proxy, &other, &other_recs).await;
+            let shredded = keys_via_admin(&proxy, "shred", Some(&topic));
+            assert!(
+                shredded["destroyed_deks"].as_u64().unwrap() >= 1,
+                "{shredded}"
+            );
+            let error = first_consumer_error(&proxy, &topic).await;
+            assert!(
+                matches!(
+                    error,
+                    KafkaError::MessageConsumption(RDKafkaErrorCode::InvalidMessage)
+                ),
+                "reading a shredded topic: {error:?}"
+            );
+            same_payloads(&read_through(&proxy, &other, 3).await, &sent(&other_recs));
+
             // Without the token the admin API refuses, reads included.
             let url = format!("http://{}", proxy.admin_addr());
             let (ok, _, err) = portcullis(
