@@ -356,3 +356,39 @@ async fn read_committed_consumer() {
     .await;
     proxy.assert_running();
 }
+
+/// A proxy whose root key file does not exist refuses to start, says to run
+/// `portcullis keys init`, and creates no key.
+#[test]
+fn a_missing_root_key_refuses_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("keys/root.key");
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listener]\nadvertised_host = \"127.0.0.1\"\nbootstrap_port = 0\nbroker_ports = \"40000-40001\"\n\
+             [upstream]\nbootstrap_servers = [\"127.0.0.1:1\"]\n[admin]\nenabled = false\n\
+             [audit]\ndata_dir = {audit:?}\n\
+             [encryption]\ntopics = [\"orders\"]\nroot_key = {{ kind = \"local-file\", path = {root:?} }}\n",
+            audit = dir.path().join("audit").to_string_lossy(),
+            root = root.to_string_lossy(),
+        ),
+    )
+    .unwrap();
+    let done = portcullis_tests::process::run_with_timeout(
+        std::process::Command::new(portcullis_tests::proxy::proxy_binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config),
+        Duration::from_secs(30),
+        dir.path(),
+    );
+    assert!(!done.status.success(), "serve started without a root key");
+    assert!(
+        done.stderr.contains("portcullis keys init"),
+        "the refusal names keys init: {}",
+        done.stderr
+    );
+    assert!(!root.exists(), "serve created a root key");
+}
