@@ -356,3 +356,81 @@ async fn read_committed_consumer() {
     .await;
     proxy.assert_running();
 }
+
+/// A proxy whose root key file does not exist refuses to start, says to run
+/// `portcullis keys init`, and creates no key.
+#[test]
+fn a_missing_root_key_refuses_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("keys/root.key");
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listener]\nadvertised_host = \"127.0.0.1\"\nbootstrap_port = 0\nbroker_ports = \"40000-40001\"\n\
+             [upstream]\nbootstrap_servers = [\"127.0.0.1:1\"]\n[admin]\nenabled = false\n\
+             [audit]\ndata_dir = {audit:?}\n\
+             [encryption]\ntopics = [\"orders\"]\nroot_key = {{ kind = \"local-file\", path = {root:?} }}\n",
+            audit = dir.path().join("audit").to_string_lossy(),
+            root = root.to_string_lossy(),
+        ),
+    )
+    .unwrap();
+    let done = portcullis_tests::process::run_with_timeout(
+        std::process::Command::new(portcullis_tests::proxy::proxy_binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config),
+        Duration::from_secs(30),
+        dir.path(),
+    );
+    assert!(!done.status.success(), "serve started without a root key");
+    assert!(
+        done.stderr.contains("portcullis keys init"),
+        "the refusal names keys init: {}",
+        done.stderr
+    );
+    assert!(!root.exists(), "serve created a root key");
+}
+
+/// Records encrypted by one proxy process are read back by the next one on the same key
+/// store (DEKs loaded from the registry and unwrapped by the root key on first use), and
+/// records the second process writes use a new DEK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_written_before_a_restart_are_read_after_it() {
+    let broker = Broker::start();
+    let keys = KeyDir::new();
+    let options = || ProxyOptions {
+        extra_toml: keys.proxy_toml(&[], &["enc."], ""),
+        ..ProxyOptions::default()
+    };
+    let topic = unique_name("enc.restart");
+    let marker = random_marker();
+    let recs = marked_records(40, 1, 9, &marker);
+    let first = Proxy::start_with(&broker, options());
+    let ep = first.endpoint();
+    let before = with_test_timeout("produce before the restart", async {
+        kafka::create_topic(&ep, &topic, 1).await;
+        let producer = kafka::producer(&ep, &[("compression.type", "snappy")]);
+        kafka::produce_all(&producer, &topic, &recs[..20]).await
+    })
+    .await;
+    drop(first);
+    let mut second = Proxy::start_with(&broker, options());
+    let ep = second.endpoint();
+    with_test_timeout("read after the restart", async {
+        let producer = kafka::producer(&ep, &[("compression.type", "snappy")]);
+        let after = kafka::produce_all(&producer, &topic, &recs[20..]).await;
+        let placements: Vec<Placement> = before.into_iter().chain(after).collect();
+        let stored = read_direct(&broker, &topic, 1, recs.len()).await;
+        assert_encrypted_at_rest(&recs, &placements, &stored, &marker, false);
+        // Format v1 (docs/encryption-format.md): version, cipher, then the 16-byte DEK id.
+        let dek_id = |c: &Consumed| c.rec.value.as_ref().map(|v| v[2..18].to_vec());
+        let (old, new) = (dek_id(&stored[0]).unwrap(), dek_id(&stored[39]).unwrap());
+        assert_ne!(old, new, "the restarted proxy encrypts with a DEK of its own");
+        let got = kafka::read_back(&ep, &topic, 1, recs.len()).await;
+        kafka::assert_same_records(&recs, &placements, &got);
+    })
+    .await;
+    second.assert_running();
+}

@@ -305,8 +305,13 @@ pub fn validate_encryption(config: &EncryptionConfig) -> Vec<Problem> {
 fn validate_root_key(config: &EncryptionConfig, bad: &mut impl FnMut(String, String)) {
     match &config.root_key {
         RootKeyConfig::LocalFile { path } => {
-            if let Err(e) = crate::encryption::keyring_open::load_local_root_key(path) {
-                bad("encryption.root_key.path".into(), e.to_string());
+            use crate::encryption::keyring_open::{load_local_root_key, KeyringOpenError};
+            match load_local_root_key(path) {
+                Ok(_) => {}
+                Err(KeyringOpenError::RootKey(e)) => {
+                    bad("encryption.root_key.path".into(), e.to_string());
+                }
+                Err(e) => bad("encryption.root_key.path".into(), e.to_string()),
             }
         }
         RootKeyConfig::Pkcs11(p) => {

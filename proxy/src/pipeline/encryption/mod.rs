@@ -157,14 +157,13 @@ fn report_produce(service: &EncryptionService, state: &ConnectionState, done: &E
 impl Encryption {
     /// Applies an encryption result to the request: a note for the response, or a local
     /// answer when every partition was refused.
-    fn finish_produce(state: &ConnectionState, request: &mut Request, done: Encrypted) -> Flow {
+    fn finish_produce(request: &mut Request, done: Encrypted) -> Flow {
         request.body_changed = true;
         if done.refused.is_empty() {
             return Flow::Continue;
         }
         let empty =
             matches!(&request.body, Some(RequestKind::Produce(p)) if p.topic_data.is_empty());
-        let _ = state;
         if empty {
             if request.fire_and_forget {
                 return Flow::Drop;
@@ -197,7 +196,7 @@ impl Encryption {
         ) {
             Ok(done) => {
                 report_produce(service, state, &done);
-                Self::finish_produce(state, request, done).into()
+                Self::finish_produce(request, done).into()
             }
             Err(NeedsNewKey) => self.produce_with_new_key(state, request),
         }
@@ -230,7 +229,7 @@ impl Encryption {
                 Ok((produce, Ok(done))) => {
                     request.body = Some(RequestKind::Produce(produce));
                     report_produce(&service, state, &done);
-                    Self::finish_produce(state, request, done)
+                    Self::finish_produce(request, done)
                 }
                 // Load never answers NeedsNewKey; a panicked or cancelled worker closes.
                 Ok((_, Err(NeedsNewKey))) | Err(_) => Flow::Close(ConnectionEnd::Refused {
