@@ -427,7 +427,10 @@ async fn records_written_before_a_restart_are_read_after_it() {
         // Format v1 (docs/encryption-format.md): version, cipher, then the 16-byte DEK id.
         let dek_id = |c: &Consumed| c.rec.value.as_ref().map(|v| v[2..18].to_vec());
         let (old, new) = (dek_id(&stored[0]).unwrap(), dek_id(&stored[39]).unwrap());
-        assert_ne!(old, new, "the restarted proxy encrypts with a DEK of its own");
+        assert_ne!(
+            old, new,
+            "the restarted proxy encrypts with a DEK of its own"
+        );
         let got = kafka::read_back(&ep, &topic, 1, recs.len()).await;
         kafka::assert_same_records(&recs, &placements, &got);
     })
