@@ -1,8 +1,8 @@
 //! When a DEK stops encrypting.
 //!
-//! With random 96-bit nonces the chance of a nonce repeating under one key stays below 2^-32
-//! only up to 2^32 encryptions (NIST SP 800-38D, 8.3), and one repeat leaks the GCM
-//! authentication key. So a DEK is retired after a configured number of encryptions, never
+//! NIST SP 800-38D (8.3) allows at most 2^32 GCM invocations per key (the bound for random
+//! 96-bit nonces; the keyring's nonces are a per-DEK prefix and a counter, which cannot repeat,
+//! but the standard's bound is kept). So a DEK is retired after a configured number of encryptions, never
 //! more than [`MAX_RECORDS_PER_DEK`], or after a configured age, whichever comes first.
 //! Every sealed value counts (a record with encrypted headers counts once per header value).
 
@@ -14,7 +14,7 @@ pub const MAX_RECORDS_PER_DEK: u64 = 1 << 32;
 #[non_exhaustive]
 pub enum LimitError {
     /// More than 2^32 encryptions per DEK.
-    #[error("max_records_per_dek {0} exceeds 2^32, the limit for random 96-bit GCM nonces")]
+    #[error("max_records_per_dek {0} exceeds 2^32, the per-key limit of NIST SP 800-38D")]
     TooManyRecords(u64),
     /// Zero records or zero age would never encrypt.
     #[error("DEK limits must be at least 1 record and 1 second")]

@@ -143,7 +143,7 @@ pub fn aad(topic: &str, dek_id: DekId, part: Part<'_>) -> Vec<u8> {
     aad
 }
 
-/// Seals `plaintext` with an explicit nonce. Production callers pass a fresh random nonce;
+/// Seals `plaintext` with an explicit nonce. Production callers pass a nonce never used with this key (the keyring: per-DEK prefix and counter);
 /// the golden-vector test passes a fixed one (this is the seam that makes vectors
 /// deterministic).
 pub(crate) fn seal_with_nonce(

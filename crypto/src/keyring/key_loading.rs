@@ -1,7 +1,6 @@
 //! Creating and loading keys: a topic's first KEK, new DEKs, and unwrapping KEKs and DEKs on
 //! a cache miss (the only places the root-key provider is called on the data path).
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use super::{dek_wrap_aad, lock, ActiveDek, KeyAccess, Keyring};
@@ -39,12 +38,7 @@ impl Keyring {
         lock(&self.caches)
             .deks
             .insert((topic.to_owned(), id), Arc::clone(&aead));
-        Ok(ActiveDek {
-            id,
-            key: aead,
-            used: AtomicU64::new(0),
-            created_at: now,
-        })
+        Ok(ActiveDek::new(id, aead, now)?)
     }
 
     /// Writes KEK v1 then the topic record (in that order: a crash between leaves an unused

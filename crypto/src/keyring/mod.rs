@@ -79,9 +79,41 @@ pub(crate) struct ActiveDek {
     pub(crate) key: Arc<AeadKey>,
     used: AtomicU64,
     created_at: u64,
+    /// The first 4 bytes of every nonce this process seals with the DEK (random per DEK).
+    nonce_prefix: [u8; 4],
+    /// The last 8 bytes of the next nonce (a counter from 0).
+    next_nonce: AtomicU64,
 }
 
 impl ActiveDek {
+    /// A DEK this process just created, with its own nonce space.
+    pub(crate) fn new(
+        id: DekId,
+        key: Arc<AeadKey>,
+        created_at: u64,
+    ) -> Result<ActiveDek, crate::RandomError> {
+        Ok(ActiveDek {
+            id,
+            key,
+            used: AtomicU64::new(0),
+            created_at,
+            nonce_prefix: crate::random::array()?,
+            next_nonce: AtomicU64::new(0),
+        })
+    }
+
+    /// A nonce never used before with this DEK: the DEK's random prefix and a counter
+    /// (NIST SP 800-38D 8.2.1, deterministic construction). Unique because a DEK seals only
+    /// in the process that created it and the counter cannot wrap: `DekLimits` stops a DEK at
+    /// 2^32 seals, far below 2^64.
+    fn nonce(&self) -> [u8; 12] {
+        let n = self.next_nonce.fetch_add(1, Ordering::Relaxed);
+        let mut nonce = [0u8; 12];
+        nonce[..4].copy_from_slice(&self.nonce_prefix);
+        nonce[4..].copy_from_slice(&n.to_be_bytes());
+        nonce
+    }
+
     /// Reserves `uses` encryptions; false if that would pass a limit.
     fn try_reserve(&self, uses: u64, limits: &DekLimits, now: u64) -> bool {
         if now.saturating_sub(self.created_at) >= limits.max_age_secs() {
@@ -224,7 +256,7 @@ impl Keyring {
         part: Part<'_>,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
-        let nonce = crate::random::array()?;
+        let nonce = dek.nonce();
         Ok(format::seal_with_nonce(
             &dek.key, topic, dek.id, part, &nonce, plaintext,
         )?)
