@@ -85,16 +85,16 @@ async fn a_user_over_its_failure_limit_does_not_lock_out_another_user_at_the_sam
     }
     // alice is limited at this address, even with her right password...
     assert_rate_limited(plain_login(&addr, "alice", "alice-secret"), "alice");
-    wait_for_event(&s.proxy, "alice rate limited", |e| {
-        authn_failure(e)
-            && reason_has(e, "rate_limited")
-            && e["details"]["attempted_user"] == "alice"
-    });
     // ... while bob, behind the same address (a NAT), still logs in.
     assert_logged_in(
         plain_login(&addr, "bob", "bob-secret"),
         "bob from the address where alice is limited",
     );
+    wait_for_event(&s.proxy, "alice rate limited", |e| {
+        authn_failure(e)
+            && reason_has(e, "rate_limited")
+            && e["details"]["attempted_user"] == "alice"
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
