@@ -167,6 +167,23 @@ impl Session {
         Ok(())
     }
 
+    /// The mechanism and claimed user of a first login left in the middle (a client
+    /// message was answered, no outcome yet), for the connection to record when it ends
+    /// there. `None` when there is nothing unrecorded: no exchange, one already failed and
+    /// recorded (OAUTHBEARER's error challenge), or a re-authentication.
+    pub fn abandoned_exchange(&self) -> Option<(Mechanism, Option<String>)> {
+        match &self.stage {
+            Stage::Exchange {
+                mechanism,
+                session: Some(_),
+                claimed,
+                failure_recorded: false,
+                ..
+            } if self.principal.is_none() => Some((*mechanism, claimed.clone())),
+            _ => None,
+        }
+    }
+
     /// The session deadline, if it has one.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
