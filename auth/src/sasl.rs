@@ -103,6 +103,9 @@ pub enum FailureKind {
     UnsupportedMechanism,
     /// The source address has too many recent failures; credentials were not checked.
     RateLimited,
+    /// The connection ended in the middle of the exchange (after a client message, before
+    /// an outcome): the login did not succeed.
+    Abandoned,
 }
 
 impl FailureKind {
@@ -118,6 +121,7 @@ impl FailureKind {
             FailureKind::IllegalState => "illegal_state",
             FailureKind::UnsupportedMechanism => "unsupported_mechanism",
             FailureKind::RateLimited => "rate_limited",
+            FailureKind::Abandoned => "abandoned",
         }
     }
 }
@@ -166,6 +170,7 @@ impl AuthFailure {
             FailureKind::RateLimited => {
                 "Authentication failed: too many failed attempts, try again later"
             }
+            FailureKind::Abandoned => "Authentication failed: exchange abandoned",
         }
     }
 }

@@ -732,10 +732,15 @@ fn crowd_input(
 
 /// 50 threads open hostile connections over and over while a normal client produces and
 /// consumes 1000 records through the same proxy; every record arrives byte-identical and
-/// every hostile connection is closed.
+/// every hostile connection is closed. All come from 127.0.0.1, so the per-source
+/// connection rate is raised: the hostile inputs must reach the proxy's parsers rather than
+/// be refused at accept (`preauth_limits.rs` tests that refusal).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_hostile_connections() {
-    let mut rig = Rig::start("frame_timeout_ms = 2000\nhandshake_timeout_ms = 3000");
+    let mut rig = Rig::start(
+        "frame_timeout_ms = 2000\nhandshake_timeout_ms = 3000\n\
+         per_source = { handshakes_per_sec = 100000, handshake_burst = 100000 }",
+    );
     with_test_timeout("many_concurrent_hostile_connections", async {
         let addr = rig.addr.clone();
         let ranges = {

@@ -85,16 +85,16 @@ async fn a_user_over_its_failure_limit_does_not_lock_out_another_user_at_the_sam
     }
     // alice is limited at this address, even with her right password...
     assert_rate_limited(plain_login(&addr, "alice", "alice-secret"), "alice");
-    wait_for_event(&s.proxy, "alice rate limited", |e| {
-        authn_failure(e)
-            && reason_has(e, "rate_limited")
-            && e["details"]["attempted_user"] == "alice"
-    });
     // ... while bob, behind the same address (a NAT), still logs in.
     assert_logged_in(
         plain_login(&addr, "bob", "bob-secret"),
         "bob from the address where alice is limited",
     );
+    wait_for_event(&s.proxy, "alice rate limited", |e| {
+        authn_failure(e)
+            && reason_has(e, "rate_limited")
+            && e["details"]["attempted_user"] == "alice"
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,4 +356,41 @@ async fn a_source_opening_connections_too_fast_is_refused_and_reported_aggregate
         "{summary}"
     );
     drop(flood);
+}
+
+// ---------------------------------------------------------------------------------------
+// A login left in the middle is a failed login too.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scram_login_abandoned_after_the_server_challenge_is_audited_as_failed() {
+    let s = start(Auth::default());
+    let mut raw = RawClient::connect(&s.proxy.bootstrap()).unwrap();
+    assert_eq!(raw.handshake(1, "SCRAM-SHA-256").unwrap().error_code, 0);
+    let first = raw.authenticate(b"n,,n=alice,r=abcdefghijkl").unwrap();
+    assert_eq!(first.error_code, 0);
+    assert!(
+        first.auth_bytes.starts_with(b"r=abcdefghijkl"),
+        "no server-first"
+    );
+    drop(raw);
+    let event = wait_for_event(&s.proxy, "abandoned SCRAM login", |e| {
+        authn_failure(e) && e["mechanism"] == "SCRAM-SHA-256" && reason_has(e, "abandoned")
+    });
+    assert_eq!(event["details"]["attempted_user"], "alice", "{event}");
+    // A connection that only asked for a mechanism, and a completed login, leave none.
+    let mut raw = RawClient::connect(&s.proxy.bootstrap()).unwrap();
+    assert_eq!(raw.handshake(1, "PLAIN").unwrap().error_code, 0);
+    drop(raw);
+    assert_logged_in(
+        plain_login(&s.proxy.bootstrap(), "bob", "bob-secret"),
+        "bob",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let abandoned = s
+        .proxy
+        .audit_events()
+        .into_iter()
+        .filter(|e| authn_failure(e) && reason_has(e, "abandoned"))
+        .count();
+    assert_eq!(abandoned, 1, "only the SCRAM exchange was abandoned");
 }

@@ -48,7 +48,6 @@ pub struct AnchoredNote {
 pub struct KafkaAnchor {
     topic: String,
     at_open: TailReading,
-    read_at_open: Vec<Result<SignedCheckpoint, String>>,
     queue: mpsc::Sender<String>,
     queued: AtomicU64,
     produced: watch::Receiver<u64>,
@@ -114,11 +113,9 @@ impl KafkaAnchor {
             rx,
             (produced_tx, marker),
         ));
-        let read_at_open = reading.notes.iter().cloned().map(Ok).collect();
         Ok(Arc::new(KafkaAnchor {
             topic,
             at_open: reading,
-            read_at_open,
             queue: tx,
             queued: AtomicU64::new(0),
             produced: produced_rx,
@@ -168,7 +165,7 @@ impl Anchor for KafkaAnchor {
     }
 
     fn checkpoints(&self) -> Result<Vec<Result<SignedCheckpoint, String>>, AnchorError> {
-        Ok(self.read_at_open.clone())
+        Ok(self.at_open.notes.iter().cloned().map(Ok).collect())
     }
 }
 

@@ -167,6 +167,23 @@ impl Session {
         Ok(())
     }
 
+    /// The mechanism and claimed user of a first login left in the middle (a client
+    /// message was answered, no outcome yet), for the connection to record when it ends
+    /// there. `None` when there is nothing unrecorded: no exchange, one already failed and
+    /// recorded (OAUTHBEARER's error challenge), or a re-authentication.
+    pub fn abandoned_exchange(&self) -> Option<(Mechanism, Option<String>)> {
+        match &self.stage {
+            Stage::Exchange {
+                mechanism,
+                session: Some(_),
+                claimed,
+                failure_recorded: false,
+                ..
+            } if self.principal.is_none() => Some((*mechanism, claimed.clone())),
+            _ => None,
+        }
+    }
+
     /// The session deadline, if it has one.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
@@ -432,13 +449,10 @@ impl Session {
         service: &AuthService,
         client: &ClientInfo,
     ) -> Outcome {
-        self.failures = self.failures.saturating_add(1);
-        let recorded = service
-            .record_failure(client, mechanism.name(), &failure)
-            .await;
-        tokio::time::sleep(service.settings.failure_delay()).await;
-        if recorded.is_err() {
-            self.stage = Stage::AwaitHandshake;
+        if !self
+            .record_failure(mechanism, &failure, service, client)
+            .await
+        {
             return Outcome::audit_unavailable();
         }
         Outcome::Continue(challenge)
@@ -504,17 +518,36 @@ impl Session {
         service: &AuthService,
         client: &ClientInfo,
     ) -> Outcome {
+        if !self
+            .record_failure(mechanism, &failure, service, client)
+            .await
+        {
+            return Outcome::audit_unavailable();
+        }
+        self.conclude_failure(&failure, service)
+    }
+
+    /// Counts a failure on this connection, records it (metric, per-source count, audit
+    /// event) and waits the failure delay; false (and the exchange over) when the event
+    /// could not be recorded under the `reject` policy.
+    async fn record_failure(
+        &mut self,
+        mechanism: Mechanism,
+        failure: &AuthFailure,
+        service: &AuthService,
+        client: &ClientInfo,
+    ) -> bool {
         self.failures = self.failures.saturating_add(1);
         let recorded = service
-            .record_failure(client, mechanism.name(), &failure)
+            .record_failure(client, mechanism.name(), failure)
             .await;
         // The same pause whatever went wrong, so timing tells a guesser nothing.
         tokio::time::sleep(service.settings.failure_delay()).await;
         if recorded.is_err() {
             self.stage = Stage::AwaitHandshake;
-            return Outcome::audit_unavailable();
+            return false;
         }
-        self.conclude_failure(&failure, service)
+        true
     }
 
     /// Ends a failed exchange whose failure is recorded: the answer, and whether the

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
+use portcullis_auth::{AuthFailure, FailureKind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 
@@ -128,8 +129,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         }
     }
 
-    /// Serves the connection until it ends; returns why.
+    /// Serves the connection until it ends; returns why. A first login left in the middle
+    /// is recorded as a failed one (audit event, metric, per-source count).
     pub async fn run(mut self) -> ConnectionEnd {
+        let end = self.serve_until_end().await;
+        if let Some((mechanism, user)) = self.state.session.abandoned_exchange() {
+            let failure = AuthFailure::new(
+                FailureKind::Abandoned,
+                user,
+                format!("the connection ended during the SASL exchange: {end}"),
+            );
+            self.shared
+                .auth
+                .note_failure(&self.state.client, mechanism.name(), &failure);
+        }
+        end
+    }
+
+    async fn serve_until_end(&mut self) -> ConnectionEnd {
         loop {
             let event = poll_fn(|cx| self.poll_event(cx)).await;
             let step = match event {

@@ -162,7 +162,19 @@ async fn handle_connection(
         }
     };
     open.decrement(1.0);
-    let outcome = match &end {
+    report_close(&ctx, peer, label, &end, &stats, opened);
+}
+
+/// Counts, logs and audits the end of a connection.
+fn report_close(
+    ctx: &ListenerContext,
+    peer: SocketAddr,
+    label: &str,
+    end: &ConnectionEnd,
+    stats: &ConnectionStats,
+    opened: Instant,
+) {
+    let outcome = match end {
         ConnectionEnd::ClientClosed => Outcome::Success,
         _ => {
             metrics::counter!(crate::metrics::CONNECTION_ERRORS, "reason" => end.label())
@@ -170,7 +182,7 @@ async fn handle_connection(
             Outcome::Failure
         }
     };
-    match &end {
+    match end {
         ConnectionEnd::ClientClosed => {
             tracing::debug!(%peer, listener = %label, "connection closed")
         }
