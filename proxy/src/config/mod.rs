@@ -142,6 +142,22 @@ pub struct LimitsConfig {
     /// Time the broker has to answer one request, in milliseconds.
     #[serde(default = "default_upstream_response_timeout_ms")]
     pub upstream_response_timeout_ms: u64,
+    /// Most topics (by name or id) one request may name, counted before decoding.
+    #[serde(default = "default_max_topics_per_request")]
+    pub max_topics_per_request: u64,
+    /// Most partitions one request may name, summed over its topics.
+    #[serde(default = "default_max_partitions_per_request")]
+    pub max_partitions_per_request: u64,
+    /// Most consumer groups one request may name.
+    #[serde(default = "default_max_groups_per_request")]
+    pub max_groups_per_request: u64,
+    /// Most config resources or ACL bindings one request may name.
+    #[serde(default = "default_max_resources_per_request")]
+    pub max_resources_per_request: u64,
+    /// Most other array entries and tagged fields one request may carry (config entries,
+    /// members, assignments, transactional and producer ids, ...).
+    #[serde(default = "default_max_entries_per_request")]
+    pub max_entries_per_request: u64,
 }
 
 /// The admin HTTP listener.
@@ -198,6 +214,20 @@ pub struct AuditConfig {
     /// Batching, checkpoints, per-category durability and failure policy, anchor file.
     #[serde(default)]
     pub log: AuditLogConfig,
+    /// Data-path (authorization and connection) events one principal may write per
+    /// `event_budget_window_ms`; past it they are counted in a summary event.
+    #[serde(default = "default_event_budget")]
+    pub event_budget: u64,
+    /// The window of `event_budget`, in milliseconds.
+    #[serde(default = "default_event_budget_window_ms")]
+    pub event_budget_window_ms: u64,
+}
+
+fn default_event_budget() -> u64 {
+    1_000
+}
+fn default_event_budget_window_ms() -> u64 {
+    60_000
 }
 
 fn default_bind_host() -> String {
@@ -221,6 +251,23 @@ fn default_max_response_frame_bytes() -> usize {
 fn default_max_records_per_batch() -> usize {
     1_000_000
 }
+fn default_max_topics_per_request() -> u64 {
+    100_000
+}
+fn default_max_partitions_per_request() -> u64 {
+    200_000
+}
+fn default_max_groups_per_request() -> u64 {
+    10_000
+}
+fn default_max_resources_per_request() -> u64 {
+    10_000
+}
+fn default_max_entries_per_request() -> u64 {
+    200_000
+}
+/// The highest per-request item limit accepted: about 100 bytes each once decoded.
+const MAX_ITEMS_PER_REQUEST: u64 = 10_000_000;
 fn default_max_connections() -> usize {
     10_000
 }
@@ -264,6 +311,11 @@ impl Default for LimitsConfig {
             frame_timeout_ms: default_frame_timeout_ms(),
             idle_timeout_ms: default_idle_timeout_ms(),
             upstream_response_timeout_ms: default_upstream_response_timeout_ms(),
+            max_topics_per_request: default_max_topics_per_request(),
+            max_partitions_per_request: default_max_partitions_per_request(),
+            max_groups_per_request: default_max_groups_per_request(),
+            max_resources_per_request: default_max_resources_per_request(),
+            max_entries_per_request: default_max_entries_per_request(),
         }
     }
 }
@@ -293,6 +345,8 @@ impl Default for AuditConfig {
         Self {
             data_dir: default_audit_dir(),
             log: AuditLogConfig::default(),
+            event_budget: default_event_budget(),
+            event_budget_window_ms: default_event_budget_window_ms(),
         }
     }
 }
@@ -602,6 +656,26 @@ impl Config {
                 bad(key, "must be above 0".into());
             }
         }
+        for (key, value) in [
+            ("limits.max_topics_per_request", l.max_topics_per_request),
+            (
+                "limits.max_partitions_per_request",
+                l.max_partitions_per_request,
+            ),
+            ("limits.max_groups_per_request", l.max_groups_per_request),
+            (
+                "limits.max_resources_per_request",
+                l.max_resources_per_request,
+            ),
+            ("limits.max_entries_per_request", l.max_entries_per_request),
+        ] {
+            if !(1..=MAX_ITEMS_PER_REQUEST).contains(&value) {
+                bad(
+                    key,
+                    format!("must be between 1 and {MAX_ITEMS_PER_REQUEST}"),
+                );
+            }
+        }
     }
 
     /// `[admin]`: a loopback bind, or a token file that loads.
@@ -641,6 +715,12 @@ impl Config {
         }
         for problem in self.audit.log.validate() {
             bad("audit.log", problem);
+        }
+        if self.audit.event_budget == 0 {
+            bad("audit.event_budget", "must be above 0".into());
+        }
+        if self.audit.event_budget_window_ms == 0 {
+            bad("audit.event_budget_window_ms", "must be above 0".into());
         }
         if let Some(parent) = self.audit.data_dir.parent() {
             if !parent.as_os_str().is_empty() && !parent.is_dir() {

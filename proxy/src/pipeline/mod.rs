@@ -14,8 +14,8 @@
 //! authentication, whose exchange awaits the audit log: a stage may answer with
 //! [`Step::Pending`], a future the connection awaits.
 //!
-//! The order (see [`Chain::new`]): metrics, api gate, session, structural validation,
-//! authorization, address rewriting. A new concern (record encryption, say) is a new
+//! The order (see [`Chain::new`]): metrics, api gate, session, request limits, structural
+//! validation, authorization, address rewriting. A new concern (record encryption, say) is a new
 //! stage inserted where it belongs in that list.
 
 pub mod address_rewrite;
@@ -23,6 +23,7 @@ pub mod api_gate;
 pub mod api_table;
 pub mod authz;
 mod chain;
+pub mod limits;
 pub mod metrics;
 pub mod session;
 pub mod validation;
