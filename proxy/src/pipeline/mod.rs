@@ -93,6 +93,9 @@ pub struct Request {
     pub fire_and_forget: bool,
     /// When the proxy read it.
     pub started: Instant,
+    /// How many topics, partitions, groups, resources and other entries it names (counted
+    /// by the request-limits stage; 0 until then).
+    pub named_items: u64,
     note: Option<Note>,
 }
 
@@ -106,6 +109,7 @@ impl Request {
             body_changed: false,
             fire_and_forget: false,
             started: Instant::now(),
+            named_items: 0,
             note: None,
         }
     }

@@ -64,7 +64,7 @@ impl RequestLimits {
         }
     }
 
-    fn check(&mut self, state: &ConnectionState, request: &Request) -> Flow {
+    fn check(&mut self, state: &ConnectionState, request: &mut Request) -> Flow {
         let header = &request.header;
         let (api, version) = (header.api_key, header.api_version);
         let Some(spec) = specs().get(&(api as i16)) else {
@@ -76,7 +76,10 @@ impl RequestLimits {
         };
         let body = request.frame.get(header.body_offset..).unwrap_or_default();
         match count_items(spec, version, body, &self.limits) {
-            Ok(_) => Flow::Continue,
+            Ok(counts) => {
+                request.named_items = Category::ALL.iter().map(|c| counts.get(*c)).sum();
+                Flow::Continue
+            }
             Err(WalkError::Exceeded {
                 category,
                 count,
