@@ -110,7 +110,17 @@ pub struct AuditLogConfig {
     pub anchor_topic: Option<String>,
     /// Per-category overrides of durability and failure policy.
     pub categories: CategoryOverrides,
+    /// The disk budget of the log's store, in bytes (checked every checkpoint interval).
+    /// Once the store is this large, events of `async` categories (connections,
+    /// authorization: the data path) are dropped and counted, one `audit.disk_budget` event
+    /// is written, and events of `sync` categories (authentication, admin, config, keys)
+    /// are still written, so the log keeps what must be durable while an operator frees
+    /// space (archive with `portcullis audit export`, then start a new data directory).
+    pub max_disk_bytes: u64,
 }
+
+/// The default disk budget: 10 GiB.
+pub const DEFAULT_MAX_DISK_BYTES: u64 = 10 << 30;
 
 impl Default for AuditLogConfig {
     fn default() -> AuditLogConfig {
@@ -124,6 +134,7 @@ impl Default for AuditLogConfig {
             anchor_file: None,
             anchor_topic: None,
             categories: CategoryOverrides::default(),
+            max_disk_bytes: DEFAULT_MAX_DISK_BYTES,
         }
     }
 }
@@ -194,6 +205,9 @@ impl AuditLogConfig {
         }
         if self.sync_timeout_ms == 0 {
             problems.push("sync_timeout_ms: must be at least 1".into());
+        }
+        if self.max_disk_bytes == 0 {
+            problems.push("max_disk_bytes: must be at least 1".into());
         }
         if let Some(path) = &self.anchor_file {
             if path.as_os_str().is_empty() {

@@ -17,6 +17,61 @@ use time::OffsetDateTime;
 /// Version of the event schema written in every event's `schema_version` field.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Longest client id an event keeps (bytes); longer ones are cut and hashed
+/// (see [`Event::client_id`]).
+pub const MAX_CLIENT_ID_BYTES: usize = 256;
+
+/// A client id as events record it: cut to [`MAX_CLIENT_ID_BYTES`] with the SHA-256 of the
+/// whole id when longer (see [`Event::client_id`]). Preparing it once per request keeps the
+/// hashing out of every event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientId {
+    kept: String,
+    digest: Option<String>,
+    bytes: usize,
+}
+
+impl ClientId {
+    /// Prepares `client_id`.
+    pub fn new(client_id: String) -> ClientId {
+        let bytes = client_id.len();
+        if bytes <= MAX_CLIENT_ID_BYTES {
+            return ClientId {
+                kept: client_id,
+                digest: None,
+                bytes,
+            };
+        }
+        let mut cut = MAX_CLIENT_ID_BYTES;
+        while !client_id.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        ClientId {
+            kept: format!("{}…", &client_id[..cut]),
+            digest: Some(hex_digest(client_id.as_bytes())),
+            bytes,
+        }
+    }
+
+    /// The id as recorded (cut when it was too long).
+    pub fn as_str(&self) -> &str {
+        &self.kept
+    }
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+fn hex_digest(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    digest
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
 /// What area of the proxy an event is about.
 ///
 /// Serialized in kebab-case: `connection`, `authn`, `authz`, `admin`, `config`, `key`,
@@ -277,11 +332,26 @@ impl Event {
         self
     }
 
-    /// Sets the Kafka client id.
+    /// Sets the Kafka client id. A client chooses it freely (up to 32 KiB), so one longer
+    /// than [`MAX_CLIENT_ID_BYTES`] is cut there (at a character boundary, marked with `…`)
+    /// and the SHA-256 of the whole id goes into `details.client_id_sha256` (with its length
+    /// in `details.client_id_bytes`), so events stay small and the full id can still be
+    /// matched. For many events of one request, prepare it once ([`ClientId`]).
     #[must_use]
-    pub fn client_id(mut self, client_id: impl Into<String>) -> Event {
-        self.client_id = Some(client_id.into());
-        self
+    pub fn client_id(self, client_id: impl Into<String>) -> Event {
+        self.prepared_client_id(&ClientId::new(client_id.into()))
+    }
+
+    /// Sets a client id prepared (cut and hashed) once; see [`Event::client_id`].
+    #[must_use]
+    pub fn prepared_client_id(mut self, client_id: &ClientId) -> Event {
+        self.client_id = Some(client_id.kept.clone());
+        match &client_id.digest {
+            Some(digest) => self
+                .detail("client_id_sha256", digest.clone())
+                .detail("client_id_bytes", client_id.bytes as u64),
+            None => self,
+        }
     }
 
     /// Sets the listener the client connected to.
@@ -433,6 +503,29 @@ mod tests {
             .reason("principal may not write to topic payments")
             .detail("bytes_in", 1234u64)
             .detail("partial", true)
+    }
+
+    #[test]
+    fn long_client_ids_are_cut_and_hashed() {
+        let short = Event::new(Category::Authz, "a", Outcome::Deny).client_id("rdkafka");
+        assert_eq!(short.client_id.as_deref(), Some("rdkafka"));
+        assert!(short.details.is_none());
+        let long = "é".repeat(16_000); // 32,000 bytes, two per character
+        let e = Event::new(Category::Authz, "a", Outcome::Deny).client_id(long.clone());
+        let kept = e.client_id.clone().unwrap();
+        assert!(
+            kept.len() <= MAX_CLIENT_ID_BYTES + '…'.len_utf8(),
+            "{}",
+            kept.len()
+        );
+        assert!(long.starts_with(kept.trim_end_matches('…')));
+        let details = e.details.unwrap();
+        assert_eq!(details["client_id_bytes"], 32_000);
+        assert_eq!(details["client_id_sha256"], hex_digest(long.as_bytes()));
+        assert_eq!(
+            hex_digest(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -52,7 +52,10 @@ pub mod verify;
 
 pub use config::{AuditLogConfig, Durability, FailurePolicy};
 pub use error::AuditError;
-pub use event::{new_event_id, ApiRef, Category, Event, Outcome, Resource, SCHEMA_VERSION};
+pub use event::{
+    new_event_id, ApiRef, Category, ClientId, Event, Outcome, Resource, MAX_CLIENT_ID_BYTES,
+    SCHEMA_VERSION,
+};
 pub use log::{AuditLog, AuditRejected, AuditStats, OpenError, Recorded, Seq, KEY_FILE, STORE_DIR};
 pub use sequencer::{WriteFailed, KEY_ROTATE_ACTION};
 pub use sink::{AuditSink, EmitOutcome, MemorySink, NullSink, RecordFuture};

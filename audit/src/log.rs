@@ -103,11 +103,20 @@ pub struct AuditStats {
     pub appended: u64,
     /// Group commits since open.
     pub batches: u64,
+    /// The store's size on disk at the last check (every checkpoint interval).
+    pub disk_bytes: u64,
+    /// Whether the store is at or over `max_disk_bytes` (data-path events are dropped).
+    pub over_disk_budget: bool,
 }
 
 struct Inner {
     store: Arc<SledStore>,
+    /// Events of `async` categories (the data path: connections, authorization).
     tx: SyncSender<Queued>,
+    /// Events of `sync` categories (authentication, admin, config, keys): a queue of their
+    /// own that the sequencer empties first, so they never wait behind a flood of data-path
+    /// events.
+    tx_durable: SyncSender<Queued>,
     control: Mutex<std::sync::mpsc::Sender<Control>>,
     counters: Arc<Counters>,
     policies: [CategoryPolicy; 7],
@@ -291,6 +300,7 @@ impl AuditLog {
             anchors,
             unpublished: Vec::new(),
             max_batch: config.max_batch,
+            max_disk_bytes: config.max_disk_bytes,
             checkpoint_interval: Duration::from_millis(config.checkpoint_interval_ms),
             checkpoint_every: config.checkpoint_every,
             last_checkpoint_size: last_size,
@@ -311,15 +321,17 @@ impl AuditLog {
         // Seal whatever an earlier run left unsigned, and give a new log its first checkpoint.
         seq.initial_checkpoint();
         let (tx, rx) = sync_channel(config.queue_capacity);
+        let (tx_durable, rx_durable) = sync_channel(config.queue_capacity);
         let (ctl_tx, ctl_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("audit-sequencer".into())
-            .spawn(move || seq.run(rx, ctl_rx))
+            .spawn(move || seq.run(rx, rx_durable, ctl_rx))
             .map_err(OpenError::Thread)?;
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 store,
                 tx,
+                tx_durable,
                 control: Mutex::new(ctl_tx),
                 counters,
                 policies: config.policies(),
@@ -356,6 +368,8 @@ impl AuditLog {
             write_errors: c.write_errors.load(Ordering::Relaxed),
             appended: c.appended.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
+            disk_bytes: c.disk_bytes.load(Ordering::Relaxed),
+            over_disk_budget: c.over_disk_budget.load(Ordering::Relaxed),
         }
     }
 
@@ -366,7 +380,15 @@ impl AuditLog {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Queued { event, ack });
         }
-        match self.inner.tx.try_send(Queued { event, ack }) {
+        let queue = match self.policy(event.category).durability {
+            Durability::Sync => &self.inner.tx_durable,
+            // Over the disk budget, data-path events are refused (and counted by the caller).
+            Durability::Async if self.inner.counters.over_disk_budget.load(Ordering::Acquire) => {
+                return Err(Queued { event, ack });
+            }
+            Durability::Async => &self.inner.tx,
+        };
+        match queue.try_send(Queued { event, ack }) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(q) | TrySendError::Disconnected(q)) => Err(q),
         }

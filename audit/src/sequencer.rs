@@ -10,7 +10,7 @@
 //! signing) and it must keep running while the runtime is busy.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -67,6 +67,10 @@ pub(crate) struct Counters {
     pub batches: AtomicU64,
     /// `(first, last)` timestamps of drops not yet reported in a gap entry.
     pub drop_window: Mutex<Option<(String, String)>>,
+    /// The store's size on disk at the last check.
+    pub disk_bytes: AtomicU64,
+    /// Set while the store is at or over its disk budget: `async` events are refused.
+    pub over_disk_budget: AtomicBool,
 }
 
 impl Counters {
@@ -96,6 +100,8 @@ pub(crate) struct Sequencer {
     /// Checkpoints signed but not yet published to the anchors (published once fsynced).
     pub unpublished: Vec<String>,
     pub max_batch: usize,
+    /// The store's disk budget in bytes.
+    pub max_disk_bytes: u64,
     pub checkpoint_interval: Duration,
     pub checkpoint_every: u64,
     pub last_checkpoint_size: u64,
@@ -107,45 +113,53 @@ pub(crate) struct Sequencer {
 }
 
 impl Sequencer {
-    pub(crate) fn run(mut self, rx: Receiver<Queued>, control: Receiver<Control>) {
+    /// Appends queued events until the log is shut down. `durable` (events of `sync`
+    /// categories) is emptied before each batch takes data-path events from `rx`, so a
+    /// durable event waits for at most one batch, never for a queue of data-path events.
+    pub(crate) fn run(
+        mut self,
+        rx: Receiver<Queued>,
+        durable: Receiver<Queued>,
+        control: Receiver<Control>,
+    ) {
         let mut batch: Vec<Queued> = Vec::with_capacity(self.max_batch);
         let mut next_tick = Instant::now() + self.checkpoint_interval;
         loop {
-            let now = Instant::now();
-            let wait = next_tick
-                .saturating_duration_since(now)
-                .min(Duration::from_millis(10));
-            match rx.recv_timeout(wait) {
-                Ok(first) => {
-                    batch.push(first);
-                    while batch.len() < self.max_batch {
-                        match rx.try_recv() {
-                            Ok(q) => batch.push(q),
-                            Err(_) => break,
-                        }
+            self.take_available(&durable, &mut batch);
+            if batch.is_empty() {
+                // Short waits: a durable event arriving meanwhile is seen within 2 ms.
+                let wait = next_tick
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(2));
+                match rx.recv_timeout(wait) {
+                    Ok(first) => batch.push(first),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        self.drain(&durable, &rx, &mut batch);
+                        self.finish();
+                        return;
                     }
-                    self.commit(&mut batch);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.finish();
-                    return;
-                }
+                self.take_available(&durable, &mut batch);
+            }
+            self.take_available(&rx, &mut batch);
+            if !batch.is_empty() {
+                self.commit(&mut batch);
             }
             while let Ok(c) = control.try_recv() {
                 match c {
                     // Each request covers everything queued before it was made.
                     Control::Checkpoint(reply) => {
-                        self.drain(&rx, &mut batch);
+                        self.drain(&durable, &rx, &mut batch);
                         let r = self.checkpoint_and_flush(false);
                         let _ = reply.send(r);
                     }
                     Control::Rotate(reply) => {
-                        self.drain(&rx, &mut batch);
+                        self.drain(&durable, &rx, &mut batch);
                         let _ = reply.send(self.rotate());
                     }
                     Control::Shutdown(done) => {
-                        self.drain(&rx, &mut batch);
+                        self.drain(&durable, &rx, &mut batch);
                         self.finish();
                         let _ = done.send(());
                         return;
@@ -153,6 +167,7 @@ impl Sequencer {
                 }
             }
             if Instant::now() >= next_tick {
+                self.check_disk_budget();
                 if self.frontier.size() != self.last_checkpoint_size {
                     if let Err(err) = self.checkpoint_and_flush(false) {
                         tracing::error!(error = %err, "cannot write audit checkpoint");
@@ -163,15 +178,54 @@ impl Sequencer {
         }
     }
 
-    /// Commits everything currently queued.
-    fn drain(&mut self, rx: &Receiver<Queued>, batch: &mut Vec<Queued>) {
-        loop {
-            while batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(q) => batch.push(q),
-                    Err(_) => break,
-                }
+    /// Measures the store and flips the disk-budget state, writing one `audit.disk_budget`
+    /// event whenever it changes.
+    fn check_disk_budget(&mut self) {
+        let Ok(size) = self.store.size_on_disk() else {
+            return;
+        };
+        self.counters.disk_bytes.store(size, Ordering::Relaxed);
+        let over = size >= self.max_disk_bytes;
+        if self.counters.over_disk_budget.swap(over, Ordering::AcqRel) == over {
+            return;
+        }
+        let event = if over {
+            tracing::error!(size, budget = self.max_disk_bytes, "audit log reached its disk budget: data-path audit events are dropped until space is freed");
+            Event::new(Category::AuditSystem, "audit.disk_budget", Outcome::Error).reason(format!(
+                "the audit store holds {size} bytes, its budget is {}: events of async categories (connection, authz) are dropped and counted; sync categories are still written",
+                self.max_disk_bytes
+            ))
+        } else {
+            Event::new(Category::AuditSystem, "audit.disk_budget", Outcome::Success).reason(
+                format!("the audit store is back under its budget ({size} bytes)"),
+            )
+        };
+        let event = event
+            .detail("disk_bytes", size)
+            .detail("max_disk_bytes", self.max_disk_bytes);
+        self.commit(&mut vec![Queued { event, ack: None }]);
+    }
+
+    /// Moves what `rx` holds into `batch`, up to the batch size.
+    fn take_available(&self, rx: &Receiver<Queued>, batch: &mut Vec<Queued>) {
+        while batch.len() < self.max_batch {
+            match rx.try_recv() {
+                Ok(q) => batch.push(q),
+                Err(_) => break,
             }
+        }
+    }
+
+    /// Commits everything currently queued, durable events first.
+    fn drain(
+        &mut self,
+        durable: &Receiver<Queued>,
+        rx: &Receiver<Queued>,
+        batch: &mut Vec<Queued>,
+    ) {
+        loop {
+            self.take_available(durable, batch);
+            self.take_available(rx, batch);
             if batch.is_empty() {
                 return;
             }

@@ -38,8 +38,14 @@ fn event(i: u64) -> Event {
 /// Writes `n` events (every 10th through the sync path) and shuts down.
 async fn write(dir: &Path, n: u64) {
     let log = AuditLog::open(dir, &config()).unwrap();
+    let base = log.stats().appended;
     for i in 0..n {
         if i % 10 == 0 {
+            // Durable events are written ahead of queued data-path ones: wait for those
+            // first, so entry numbers follow emission order (tests pick entries by number).
+            while log.stats().appended - base < i {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
             let ev = Event::new(Category::Authn, "sasl.SCRAM-SHA-512", Outcome::Success)
                 .principal(format!("user{}", i % 4));
             assert!(matches!(
@@ -371,21 +377,26 @@ async fn proofs_and_exports_verify_offline_and_detect_tampering() {
     assert_eq!(report.entries, 60);
     assert!(out_dir.join("events.ocsf.jsonl").exists());
 
-    // Alter entry 33 in the export.
+    // Alter an entry from entry 33 on in the export (durable authn events may be written
+    // ahead of queued data-path ones, so which entry is a Produce event varies).
     let path = out_dir.join("entries.jsonl");
     let mut lines: Vec<String> = std::fs::read_to_string(&path)
         .unwrap()
         .lines()
         .map(String::from)
         .collect();
-    lines[23] = lines[23].replacen("Produce", "Pr0duce", 1);
+    let at = (23..lines.len())
+        .find(|i| lines[*i].contains("Produce"))
+        .unwrap();
+    let altered_seq = 10 + at as u64;
+    lines[at] = lines[at].replacen("Produce", "Pr0duce", 1);
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     let report = verify_export(&out_dir, &keys);
     assert!(
         report
             .problems
             .iter()
-            .any(|p| matches!(p, Problem::EntryAltered { seq: 33, .. })),
+            .any(|p| matches!(p, Problem::EntryAltered { seq, .. } if *seq == altered_seq)),
         "{:?}",
         report.problems
     );

@@ -47,6 +47,28 @@ pub const AUDIT_ANCHOR_PUBLISHED: &str = "portcullis_audit_anchor_publish_total"
 pub const AUDIT_ANCHOR_ALARMS: &str = "portcullis_audit_anchor_alarms_total";
 /// Sources tracked by the per-source pre-authentication gate (gauge).
 pub const PREAUTH_SOURCES: &str = "portcullis_preauth_sources_tracked";
+/// The audit store's size on disk (bytes), measured every checkpoint interval.
+pub const AUDIT_DISK_BYTES: &str = "portcullis_audit_disk_bytes";
+/// 1 while the audit store is at or over `audit.log.max_disk_bytes` (data-path events are
+/// dropped), else 0.
+pub const AUDIT_OVER_DISK_BUDGET: &str = "portcullis_audit_disk_budget_exceeded";
+/// Audit events lost since start (queue full, disk budget, write failures).
+pub const AUDIT_DROPPED: &str = "portcullis_audit_dropped_total";
+
+/// Copies the audit log's counters into gauges every second.
+pub fn spawn_audit_gauges(log: portcullis_audit::AuditLog) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let stats = log.stats();
+            metrics::gauge!(AUDIT_DISK_BYTES).set(stats.disk_bytes as f64);
+            metrics::gauge!(AUDIT_OVER_DISK_BUDGET)
+                .set(f64::from(u8::from(stats.over_disk_budget)));
+            metrics::counter!(AUDIT_DROPPED).absolute(stats.dropped);
+        }
+    });
+}
 
 /// Handles for one api key.
 #[derive(Debug)]

@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use crate::admin::host::AllowedHosts;
 use crate::admin::http::{self as admin_http, AdminState};
 use crate::audit::anchor_alarm;
+use crate::audit::budget::BudgetedSink;
 use crate::audit::kafka_anchor::KafkaAnchor;
 use crate::authn::AuthService;
 use crate::cluster::broker_map::BrokerMap;
@@ -47,7 +48,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let connector = Arc::new(Connector::new(&config.upstream)?);
     let (kafka_anchor, anchored_before) = start_kafka_anchor(&config, &connector).await?;
     let audit_log = open_audit_log(&config, kafka_anchor.as_ref())?;
-    let audit: Arc<dyn AuditSink> = Arc::new(audit_log.clone());
+    // Data-path events go through each principal's event budget (see audit::budget).
+    let budgeted = Arc::new(BudgetedSink::new(
+        Arc::new(audit_log.clone()),
+        config.audit.event_budget,
+        Duration::from_millis(config.audit.event_budget_window_ms),
+    ));
+    budgeted.spawn_flusher();
+    crate::metrics::spawn_audit_gauges(audit_log.clone());
+    let audit: Arc<dyn AuditSink> = budgeted;
     anchor_alarm::report(
         &*audit,
         audit_log.anchor_findings(),

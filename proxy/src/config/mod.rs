@@ -150,6 +150,22 @@ pub struct LimitsConfig {
     /// of one source address.
     #[serde(default)]
     pub per_source: per_source::PerSourceLimits,
+    /// Most topics (by name or id) one request may name, counted before decoding.
+    #[serde(default = "default_max_topics_per_request")]
+    pub max_topics_per_request: u64,
+    /// Most partitions one request may name, summed over its topics.
+    #[serde(default = "default_max_partitions_per_request")]
+    pub max_partitions_per_request: u64,
+    /// Most consumer groups one request may name.
+    #[serde(default = "default_max_groups_per_request")]
+    pub max_groups_per_request: u64,
+    /// Most config resources or ACL bindings one request may name.
+    #[serde(default = "default_max_resources_per_request")]
+    pub max_resources_per_request: u64,
+    /// Most other array entries and tagged fields one request may carry (config entries,
+    /// members, assignments, transactional and producer ids, ...).
+    #[serde(default = "default_max_entries_per_request")]
+    pub max_entries_per_request: u64,
 }
 
 /// The admin HTTP listener.
@@ -206,6 +222,20 @@ pub struct AuditConfig {
     /// Batching, checkpoints, per-category durability and failure policy, anchor file.
     #[serde(default)]
     pub log: AuditLogConfig,
+    /// Data-path (authorization and connection) events one principal may write per
+    /// `event_budget_window_ms`; past it they are counted in a summary event.
+    #[serde(default = "default_event_budget")]
+    pub event_budget: u64,
+    /// The window of `event_budget`, in milliseconds.
+    #[serde(default = "default_event_budget_window_ms")]
+    pub event_budget_window_ms: u64,
+}
+
+fn default_event_budget() -> u64 {
+    1_000
+}
+fn default_event_budget_window_ms() -> u64 {
+    60_000
 }
 
 fn default_bind_host() -> String {
@@ -229,6 +259,23 @@ fn default_max_response_frame_bytes() -> usize {
 fn default_max_records_per_batch() -> usize {
     1_000_000
 }
+fn default_max_topics_per_request() -> u64 {
+    100_000
+}
+fn default_max_partitions_per_request() -> u64 {
+    200_000
+}
+fn default_max_groups_per_request() -> u64 {
+    10_000
+}
+fn default_max_resources_per_request() -> u64 {
+    10_000
+}
+fn default_max_entries_per_request() -> u64 {
+    200_000
+}
+/// The highest per-request item limit accepted: about 100 bytes each once decoded.
+const MAX_ITEMS_PER_REQUEST: u64 = 10_000_000;
 fn default_max_connections() -> usize {
     10_000
 }
@@ -273,6 +320,11 @@ impl Default for LimitsConfig {
             idle_timeout_ms: default_idle_timeout_ms(),
             upstream_response_timeout_ms: default_upstream_response_timeout_ms(),
             per_source: per_source::PerSourceLimits::default(),
+            max_topics_per_request: default_max_topics_per_request(),
+            max_partitions_per_request: default_max_partitions_per_request(),
+            max_groups_per_request: default_max_groups_per_request(),
+            max_resources_per_request: default_max_resources_per_request(),
+            max_entries_per_request: default_max_entries_per_request(),
         }
     }
 }
@@ -302,6 +354,8 @@ impl Default for AuditConfig {
         Self {
             data_dir: default_audit_dir(),
             log: AuditLogConfig::default(),
+            event_budget: default_event_budget(),
+            event_budget_window_ms: default_event_budget_window_ms(),
         }
     }
 }
@@ -617,6 +671,26 @@ impl Config {
         for (key, message) in l.per_source.validate() {
             bad(&format!("limits.per_source.{key}"), message);
         }
+        for (key, value) in [
+            ("limits.max_topics_per_request", l.max_topics_per_request),
+            (
+                "limits.max_partitions_per_request",
+                l.max_partitions_per_request,
+            ),
+            ("limits.max_groups_per_request", l.max_groups_per_request),
+            (
+                "limits.max_resources_per_request",
+                l.max_resources_per_request,
+            ),
+            ("limits.max_entries_per_request", l.max_entries_per_request),
+        ] {
+            if !(1..=MAX_ITEMS_PER_REQUEST).contains(&value) {
+                bad(
+                    key,
+                    format!("must be between 1 and {MAX_ITEMS_PER_REQUEST}"),
+                );
+            }
+        }
     }
 
     /// `[admin]`: a loopback bind, or a token file that loads.
@@ -656,6 +730,12 @@ impl Config {
         }
         for problem in self.audit.log.validate() {
             bad("audit.log", problem);
+        }
+        if self.audit.event_budget == 0 {
+            bad("audit.event_budget", "must be above 0".into());
+        }
+        if self.audit.event_budget_window_ms == 0 {
+            bad("audit.event_budget_window_ms", "must be above 0".into());
         }
         if let Some(parent) = self.audit.data_dir.parent() {
             if !parent.as_os_str().is_empty() && !parent.is_dir() {

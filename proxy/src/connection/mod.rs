@@ -107,6 +107,10 @@ pub enum ConnectionEnd {
     /// The request is malformed or hostile; it was not forwarded.
     #[error("malformed request: {0}")]
     BadRequest(#[from] RequestCheckError),
+    /// The request names more items than `[limits]` allows and its api cannot be answered
+    /// with an error (see `pipeline::limits`).
+    #[error("request over the limits: {0}")]
+    OverLimit(String),
     /// The upstream cluster has not answered yet, so nothing can be served.
     #[error("upstream cluster unavailable")]
     ClusterUnavailable,
@@ -148,6 +152,7 @@ impl ConnectionEnd {
             ConnectionEnd::BadHeader(_) => "bad_header",
             ConnectionEnd::Refused { .. } => "refused_api",
             ConnectionEnd::BadRequest(_) => "bad_request",
+            ConnectionEnd::OverLimit(_) => "request_limit",
             ConnectionEnd::ClusterUnavailable => "cluster_unavailable",
             ConnectionEnd::Upstream(_) => "upstream_connect",
             ConnectionEnd::Broker(_) => "broker",

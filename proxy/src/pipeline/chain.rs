@@ -15,6 +15,7 @@ use crate::pipeline::address_rewrite::AddressRewrite;
 use crate::pipeline::api_gate::ApiGate;
 use crate::pipeline::authz::stage::Authorization;
 use crate::pipeline::encryption::Encryption;
+use crate::pipeline::limits::RequestLimits;
 use crate::pipeline::metrics::Metrics;
 use crate::pipeline::session::SessionStage;
 use crate::pipeline::validation::{decode_request, Validation};
@@ -89,14 +90,19 @@ pub enum RequestOutcome {
 }
 
 impl Chain {
-    /// The chain for one connection: metrics, api gate, session, structural validation,
-    /// authorization (when configured), record encryption (when configured), address
-    /// rewriting.
+    /// The chain for one connection: metrics, api gate, session, request limits,
+    /// structural validation, authorization (when configured), record encryption (when
+    /// configured), address rewriting.
     pub fn new(shared: &Shared) -> Chain {
         let mut stages: Vec<Box<dyn Stage>> = vec![
             Box::new(Metrics),
             Box::new(ApiGate),
             Box::new(SessionStage::new(shared.auth.clone())),
+            // Before validation, the first stage that has the request decoded.
+            Box::new(RequestLimits::new(
+                &shared.limits,
+                shared.auth.audit.clone(),
+            )),
             Box::new(Validation::new(shared.limits.max_records_per_batch)),
         ];
         if let Some(authz) = &shared.authz {

@@ -14,9 +14,9 @@
 //! authentication, whose exchange awaits the audit log: a stage may answer with
 //! [`Step::Pending`], a future the connection awaits.
 //!
-//! The order (see [`Chain::new`]): metrics, api gate, session, structural validation,
-//! authorization, record encryption, address rewriting. A new concern is a new stage
-//! inserted where it belongs in that list.
+//! The order (see [`Chain::new`]): metrics, api gate, session, request limits, structural
+//! validation, authorization, record encryption, address rewriting. A new concern is a new
+//! stage inserted where it belongs in that list.
 
 pub mod address_rewrite;
 pub mod api_gate;
@@ -24,6 +24,7 @@ pub mod api_table;
 pub mod authz;
 mod chain;
 pub mod encryption;
+pub mod limits;
 pub mod metrics;
 pub mod session;
 pub mod validation;
@@ -93,6 +94,9 @@ pub struct Request {
     pub fire_and_forget: bool,
     /// When the proxy read it.
     pub started: Instant,
+    /// How many topics, partitions, groups, resources and other entries it names (counted
+    /// by the request-limits stage; 0 until then).
+    pub named_items: u64,
     note: Option<Note>,
 }
 
@@ -106,6 +110,7 @@ impl Request {
             body_changed: false,
             fire_and_forget: false,
             started: Instant::now(),
+            named_items: 0,
             note: None,
         }
     }

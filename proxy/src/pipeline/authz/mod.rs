@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ApiKey;
-use portcullis_audit::{AuditSink, Category, Event, Outcome};
+use portcullis_audit::{AuditSink, Category, ClientId, Event, Outcome};
 use portcullis_auth::Principal;
 use portcullis_policy::{Authorizer, Decision, Operation, ReloadEvent, ResourceType};
 
@@ -196,7 +196,7 @@ pub struct RequestContext {
     /// Correlation id.
     pub correlation_id: i32,
     /// Client id from the request header.
-    pub client_id: Option<String>,
+    pub client_id: Option<ClientId>,
 }
 
 struct Cached {
@@ -204,6 +204,8 @@ struct Cached {
     counter: metrics::Counter,
     /// Data-path allows audited in aggregate (`audit_allows = "all"`), once the first was.
     allows: Option<AllowWindow>,
+    /// Denials audited in aggregate: the first at once, then one event per window.
+    denies: Option<AllowWindow>,
 }
 
 /// Allows counted since the last aggregate event of one cache entry.
@@ -275,7 +277,7 @@ impl ConnectionPermissions {
                 r.correlation_id,
             );
             if let Some(id) = &r.client_id {
-                event = event.client_id(id.clone());
+                event = event.prepared_client_id(id);
             }
         }
         if let Some(id) = &self.client.tls_identity {
@@ -333,6 +335,7 @@ impl Permissions for ConnectionPermissions {
                     decision,
                     counter,
                     allows: None,
+                    denies: None,
                 },
             );
             self.cached += 1;
@@ -351,8 +354,14 @@ impl Permissions for ConnectionPermissions {
         }
         if !allowed {
             tracing::debug!(principal = %self.principal, resource = %resource, name, operation = %op, rule = %rule, "denied");
-            let event = self.event(Outcome::Deny, resource, name, op, &rule);
-            self.service.audit.emit(event);
+            // Aggregated like allows: the first at once, then a count per window.
+            let window = self.service.allow_window;
+            if let Some(count) = count_allow(&mut entry.denies, window) {
+                let event = self
+                    .event(Outcome::Deny, resource, name, op, &rule)
+                    .detail("denied_requests", count);
+                self.service.audit.emit(event);
+            }
         } else if admin && audit_admin {
             let event = self.event(Outcome::Allow, resource, name, op, &rule);
             self.service.audit.emit(event);
@@ -401,7 +410,7 @@ fn count_allow(allows: &mut Option<AllowWindow>, window: Duration) -> Option<u64
 }
 
 impl ConnectionPermissions {
-    /// Writes the allows counted in open windows (when the cache is emptied and when the
+    /// Writes the allows and denials counted in open windows (when the cache is emptied and when the
     /// connection ends), so none goes unreported.
     fn flush_allow_windows(&mut self) {
         if !self.audited {
@@ -410,22 +419,33 @@ impl ConnectionPermissions {
         let mut pending = Vec::new();
         for ((resource, op), names) in &mut self.cache {
             for (name, cached) in names.iter_mut() {
-                if let Some(w) = cached.allows.as_mut().filter(|w| w.count > 0) {
-                    let count = std::mem::take(&mut w.count);
-                    pending.push((
-                        *resource,
-                        name.to_string(),
-                        *op,
-                        cached.decision.rule.clone(),
-                        count,
-                    ));
+                let windows = [
+                    (Outcome::Allow, cached.allows.as_mut()),
+                    (Outcome::Deny, cached.denies.as_mut()),
+                ];
+                for (outcome, window) in windows {
+                    if let Some(w) = window.filter(|w| w.count > 0) {
+                        let count = std::mem::take(&mut w.count);
+                        pending.push((
+                            outcome,
+                            *resource,
+                            name.to_string(),
+                            *op,
+                            cached.decision.rule.clone(),
+                            count,
+                        ));
+                    }
                 }
             }
         }
-        for (resource, name, op, rule, count) in pending {
+        for (outcome, resource, name, op, rule, count) in pending {
+            let key = match outcome {
+                Outcome::Deny => "denied_requests",
+                _ => "allowed_requests",
+            };
             let event = self
-                .event(Outcome::Allow, resource, &name, op, &rule)
-                .detail("allowed_requests", count);
+                .event(outcome, resource, &name, op, &rule)
+                .detail(key, count);
             self.service.audit.emit(event);
         }
     }
@@ -625,6 +645,32 @@ mod tests {
                 .all(|e| e.rule.as_deref() == Some(reserved::ANCHOR_TOPIC_RULE)),
             "{denies:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn repeated_denials_are_aggregated_per_name_and_operation() {
+        let (service, sink) = service(AuditAllows::None, 60_000);
+        let mut perms = service.connection(None, &client(), true);
+        for _ in 0..100 {
+            assert!(!perms.allows(ResourceType::Topic, "secret", Operation::Read));
+        }
+        assert!(!perms.allows(ResourceType::Topic, "other-secret", Operation::Read));
+        let denied = |sink: &MemorySink| -> Vec<u64> {
+            sink.take()
+                .iter()
+                .filter(|e| e.outcome == Outcome::Deny)
+                .map(|e| {
+                    e.details.as_ref().unwrap()["denied_requests"]
+                        .as_u64()
+                        .unwrap()
+                })
+                .collect()
+        };
+        // The first denial of each name at once, with a count of 1.
+        assert_eq!(denied(&sink), [1, 1]);
+        // The 99 counted since are written when the connection ends.
+        drop(perms);
+        assert_eq!(denied(&sink), [99]);
     }
 
     #[tokio::test]

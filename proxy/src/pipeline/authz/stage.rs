@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::VersionRange;
+use portcullis_audit::ClientId;
 
 use crate::cluster::api_versions::enforceable_range;
 use crate::connection::ConnectionEnd;
@@ -84,9 +85,14 @@ impl Authorization {
             api,
             version,
             correlation_id: header.correlation_id,
-            client_id: header.client_id.take(),
+            // Cut and hashed once for all of the request's events.
+            client_id: header.client_id.take().map(ClientId::new),
         });
-        let verdict = authorize_request(body, version, perms);
+        let verdict = if request.named_items >= OFF_WORKER_ITEMS {
+            off_worker(|| authorize_request(body, version, perms))
+        } else {
+            authorize_request(body, version, perms)
+        };
         match verdict.action {
             Action::Forward => {}
             Action::ForwardModified => request.body_changed = true,
@@ -104,6 +110,22 @@ impl Authorization {
             request.leave_note(fix);
         }
         Flow::Continue
+    }
+}
+
+/// Requests naming at least this many items are authorized off the async worker.
+pub const OFF_WORKER_ITEMS: u64 = 1_000;
+
+/// Runs `f` (a long stretch of decisions) after handing this worker's other tasks to the
+/// rest of the runtime, so a request naming 50,000 topics does not hold up the logins and
+/// requests of other connections queued on the same worker. Outside a multi-threaded
+/// runtime (unit tests) it just runs `f`.
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
