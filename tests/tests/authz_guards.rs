@@ -261,3 +261,131 @@ async fn a_broken_reload_under_deny_all_denies_everything_and_readyz_says_why() 
     );
     assert_eq!(metadata_error(&w, "admin", "orders.eu"), 0);
 }
+
+/// The audit rule of an entry whose name and topic id name different topics.
+const MISMATCH_RULE: &str = "topic id mismatch: the entry's topic id names another topic";
+
+/// Metadata v12 entries carry a topic id next to the name. The proxy authorizes the topic
+/// the id stands for in its own view of the cluster, never the name sent along with it: bob,
+/// who may describe `orders.eu`, sends `orders.eu` with the id of `secret` (refused, audited),
+/// `orders.eu`'s id alone (resolved and served), `secret`'s id alone (denied without naming
+/// it) and an id nobody knows (UNKNOWN_TOPIC_ID). tansu 0.6.0 looks an entry up by its name
+/// when it has one (Kafka 3.1+ by the id), so the test checks the proxy's own answers and
+/// that nothing about `secret` is in the bytes bob receives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_topic_ids_are_resolved_by_the_proxy_not_taken_from_the_client() {
+    let w = World::start();
+    with_test_timeout("metadata topic ids", async {
+        for t in ["orders.eu", "secret"] {
+            kafka::create_topic(&w.user("admin"), t, 1).await;
+        }
+        let broker = w.s.broker.bootstrap();
+        let proxy = w.s.proxy.bootstrap().to_string();
+        tokio::task::spawn_blocking(move || check_topic_ids(&broker, &proxy))
+            .await
+            .unwrap();
+    })
+    .await;
+    let e = w.wait_for_event("topic id mismatch", |e| {
+        e["category"] == "authz" && e["outcome"] == "deny" && e["rule"] == MISMATCH_RULE
+    });
+    assert_eq!(e["principal"], "User:bob", "{e}");
+    assert_eq!(e["resource"]["name"], "orders.eu", "{e}");
+    assert_eq!(e["details"]["topic_id_names"], "secret", "{e}");
+}
+
+fn check_topic_ids(broker: &str, proxy: &str) {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::TopicName;
+    use portcullis_tests::sasl_login::{call_after_login_raw, call_unauthenticated};
+    use uuid::Uuid;
+
+    // The ids, straight from the broker (a client may learn an id from anything that
+    // carries one: a log line, another tool's output, a Fetch v13+ answer elsewhere).
+    let listing: MetadataResponse = call_unauthenticated(
+        broker,
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )
+    .unwrap();
+    let id_of = |name: &str| {
+        listing
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == name))
+            .map(|t| t.topic_id)
+            .unwrap_or_else(|| panic!("{name} not listed by the broker"))
+    };
+    let (orders, secret) = (id_of("orders.eu"), id_of("secret"));
+    assert!(
+        !orders.is_nil() && !secret.is_nil(),
+        "tansu gives topic ids"
+    );
+    let unknown = Uuid::from_u128(0x5eed_5eed);
+    let entry = |name: Option<&str>, id: Uuid| {
+        MetadataRequestTopic::default()
+            .with_name(name.map(|n| TopicName(n.to_string().into())))
+            .with_topic_id(id)
+    };
+    let request = MetadataRequest::default()
+        .with_allow_auto_topic_creation(false)
+        .with_topics(Some(vec![
+            entry(Some("orders.eu"), secret),
+            entry(None, orders),
+            entry(None, secret),
+            entry(None, unknown),
+        ]));
+    let bob = ("SCRAM-SHA-512", "bob", "bob-secret");
+    // The proxy lists ids every refresh (1 s here) and early on an unknown id: an id of a
+    // topic created a moment ago may be unknown at first, as with a broker.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (r, raw) = loop {
+        let (r, raw): (MetadataResponse, bytes::Bytes) =
+            call_after_login_raw(proxy, bob, ApiKey::Metadata, 12, &request).unwrap();
+        let stale = r
+            .topics
+            .iter()
+            .any(|t| t.topic_id == orders && t.name.is_none() && t.error_code == 100);
+        if !stale || Instant::now() > deadline {
+            break (r, raw);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let summary: Vec<_> = r
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.as_ref().map(|n| n.to_string()),
+                t.topic_id,
+                t.error_code,
+            )
+        })
+        .collect();
+    let find = |name: Option<&str>, id: Uuid| {
+        r.topics
+            .iter()
+            .find(|t| t.topic_id == id && t.name.as_ref().map(|n| n.as_str()) == name)
+            .unwrap_or_else(|| panic!("no answer for ({name:?}, {id}): {summary:?}"))
+    };
+    // orders.eu's id alone: resolved to orders.eu, which bob may describe, and served.
+    let served = find(Some("orders.eu"), orders);
+    assert_eq!(served.error_code, 0, "{summary:?}");
+    assert_eq!(served.partitions.len(), 1, "{summary:?}");
+    // orders.eu next to secret's id: refused as an unknown topic id.
+    let mismatch = find(Some("orders.eu"), secret);
+    assert_eq!(mismatch.error_code, 100, "UNKNOWN_TOPIC_ID: {summary:?}");
+    assert!(mismatch.partitions.is_empty());
+    // secret's id alone: TOPIC_AUTHORIZATION_FAILED, without the name.
+    let denied = find(None, secret);
+    assert_eq!(denied.error_code, 29, "{summary:?}");
+    assert!(denied.partitions.is_empty());
+    // An id nobody knows.
+    assert_eq!(find(None, unknown).error_code, 100, "{summary:?}");
+    assert_eq!(r.topics.len(), 4, "{summary:?}");
+    assert!(
+        !raw.windows(b"secret".len()).any(|w| w == b"secret"),
+        "the name of the hidden topic reached bob: {summary:?}"
+    );
+}
