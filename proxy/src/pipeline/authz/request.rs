@@ -579,6 +579,8 @@ fn init_producer_id(r: &mut InitProducerIdRequest, perms: &mut dyn Permissions) 
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod topic_id_tests;
 
 /// Removes the items `allowed` refuses from `items`; returns the keys of those removed.
 fn split_denied<T, K>(
