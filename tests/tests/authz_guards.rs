@@ -1,7 +1,8 @@
 //! Authorization guards end to end (issue 13, items 4 and 8): through the real proxy to tansu,
 //! Metadata v0 with an empty topic list ("all topics" in v0) shows only topics the principal
-//! may describe; the proxy's own audit anchor topic cannot be written or deleted by any
-//! client, whatever the policy grants; and a broken policy reload under
+//! may describe; Metadata v12 entries with topic ids are authorized by the topic the proxy
+//! resolves the id to, not by the name sent next to it; the proxy's own audit anchor topic
+//! cannot be written or deleted by any client, whatever the policy grants; and a broken policy reload under
 //! `on_reload_failure = "deny_all"` denies everything and is reported by `/readyz` and
 //! `/metrics` until a good policy is back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
