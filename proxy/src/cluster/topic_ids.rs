@@ -25,10 +25,12 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use kafka_protocol::messages::{MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// The most topic ids the proxy keeps (about 100 bytes each, so at most ~100 MiB).
+/// The most topic ids the proxy keeps: about 100 bytes each with names of a few dozen
+/// bytes (~100 MiB), at most ~350 MiB with 249-byte names.
 pub const MAX_TOPIC_IDS: usize = 1_000_000;
 
 /// The shortest time between two listings, whatever asks for them.
@@ -127,7 +129,9 @@ impl TopicIds {
                 left_out += 1;
                 continue;
             }
-            map.insert(id, name.clone());
+            // A copy: a decoded name shares the listing's whole frame, which must not stay
+            // alive as long as the map.
+            map.insert(id, TopicName(StrBytes::from_string(name.0.to_string())));
         }
         let known = map.len();
         *self.by_id.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
