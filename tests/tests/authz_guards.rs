@@ -22,9 +22,11 @@ use serde_json::Value;
 /// The proxy's anchor topic in these tests.
 const ANCHOR: &str = "__portcullis_anchor_test";
 
-/// bob (consumers) reads orders topics; admin may do everything to every topic.
+/// bob (consumers) reads orders topics and may delete scratch topics; admin may do
+/// everything to every topic.
 const RULES: &str = "\
 p, Role:consumers, topic, orders*, Read, allow
+p, Role:consumers, topic, scratch*, Delete, allow
 p, Role:admin, cluster, kafka-cluster, All, allow
 p, Role:admin, topic, *, All, allow
 ";
@@ -406,4 +408,118 @@ fn check_topic_ids(broker: &str, proxy: &str) {
         !raw.windows(b"secret".len()).any(|w| w == b"secret"),
         "the name of the hidden topic reached bob: {summary:?}"
     );
+}
+
+/// DeleteTopics v6 names topics by name or by id, and tansu 0.6.0 (like Kafka) deletes by
+/// the id when one is given. bob may delete `scratch*` only: `scratch.2` next to the id of
+/// `secret` is refused (UNKNOWN_TOPIC_ID, audited) and `secret` survives; `scratch.1`'s id
+/// alone deletes `scratch.1`; `secret`'s id alone is TOPIC_AUTHORIZATION_FAILED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_topics_v6_by_id_deletes_only_what_the_id_names_and_the_policy_allows() {
+    let w = World::start();
+    with_test_timeout("delete topics by id", async {
+        for t in ["scratch.1", "scratch.2", "secret", "decoy"] {
+            kafka::create_topic(&w.user("admin"), t, 1).await;
+        }
+        let broker = w.s.broker.bootstrap();
+        let proxy = w.s.proxy.bootstrap().to_string();
+        tokio::task::spawn_blocking(move || check_delete_by_id(&broker, &proxy))
+            .await
+            .unwrap();
+    })
+    .await;
+    let e = w.wait_for_event("topic id mismatch", |e| {
+        e["action"] == "kafka.DeleteTopics" && e["rule"] == MISMATCH_RULE
+    });
+    assert_eq!(e["resource"]["name"], "scratch.2", "{e}");
+    assert_eq!(e["details"]["topic_id_names"], "secret", "{e}");
+}
+
+/// The broker's topics and their ids.
+fn broker_topics(broker: &str) -> Vec<(String, uuid::Uuid)> {
+    use portcullis_tests::sasl_login::call_unauthenticated;
+    let listing: MetadataResponse = call_unauthenticated(
+        broker,
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )
+    .unwrap();
+    listing
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| (n.to_string(), t.topic_id)))
+        .collect()
+}
+
+fn check_delete_by_id(broker: &str, proxy: &str) {
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+    use portcullis_tests::sasl_login::call_after_login;
+    use uuid::Uuid;
+
+    let before = broker_topics(broker);
+    let id_of = |name: &str| before.iter().find(|(n, _)| n == name).unwrap().1;
+    let (scratch1, secret) = (id_of("scratch.1"), id_of("secret"));
+    let delete = |name: Option<&str>, id: Uuid| -> DeleteTopicsResponse {
+        let request = DeleteTopicsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![DeleteTopicState::default()
+                .with_name(name.map(|n| TopicName(n.to_string().into())))
+                .with_topic_id(id)]);
+        call_after_login(
+            proxy,
+            ("SCRAM-SHA-512", "bob", "bob-secret"),
+            ApiKey::DeleteTopics,
+            6,
+            &request,
+        )
+        .unwrap()
+    };
+    // scratch.1 by its id alone (retried while the proxy has not listed the new ids yet).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let deleted = loop {
+        let r = delete(None, scratch1);
+        if r.responses[0].error_code != 100 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(deleted.responses[0].error_code, 0, "{deleted:?}");
+    // An allowed name next to secret's id.
+    let mismatch = delete(Some("scratch.2"), secret);
+    assert_eq!(mismatch.responses[0].error_code, 100, "{mismatch:?}");
+    // secret's id alone.
+    let denied = delete(None, secret);
+    assert_eq!(denied.responses[0].error_code, 29, "{denied:?}");
+    assert_eq!(denied.responses[0].name, None, "{denied:?}");
+
+    let after: Vec<String> = broker_topics(broker).into_iter().map(|(n, _)| n).collect();
+    assert!(
+        after.iter().any(|n| n == "secret"),
+        "secret deleted: {after:?}"
+    );
+    assert!(after.iter().any(|n| n == "scratch.2"), "{after:?}");
+    assert!(!after.iter().any(|n| n == "scratch.1"), "{after:?}");
+
+    // Control: straight to the broker, the same kind of entry deletes the topic of the id,
+    // not the one named (so a proxy trusting the name would have deleted secret above).
+    let direct: DeleteTopicsResponse = portcullis_tests::sasl_login::call_unauthenticated(
+        broker,
+        ApiKey::DeleteTopics,
+        6,
+        &DeleteTopicsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![DeleteTopicState::default()
+                .with_name(Some(TopicName("scratch.2".into())))
+                .with_topic_id(id_of("decoy"))]),
+    )
+    .unwrap();
+    assert_eq!(direct.responses[0].error_code, 0, "{direct:?}");
+    let after: Vec<String> = broker_topics(broker).into_iter().map(|(n, _)| n).collect();
+    assert!(
+        !after.iter().any(|n| n == "decoy"),
+        "tansu deletes by id: {after:?}"
+    );
+    assert!(after.iter().any(|n| n == "scratch.2"), "{after:?}");
 }

@@ -21,7 +21,7 @@ use portcullis_policy::resource::CLUSTER_NAME;
 use portcullis_policy::{Operation, ResourceType};
 
 use crate::pipeline::authz::response::{self as answer, DeniedTopic, ResponseFix};
-use crate::pipeline::authz::topic_id::{self, ExpectedTopics, IdMismatch, Named};
+use crate::pipeline::authz::topic_id::{self, IdMismatch};
 
 /// Answers "may this connection's principal do `op` on this resource?". Implementations
 /// record denials for the audit log.
@@ -302,7 +302,12 @@ fn metadata(r: &mut MetadataRequest, version: i16, perms: &mut dyn Permissions) 
         Some(topics) => {
             let before = topics.len();
             let by_id = topics.iter().any(|t| !t.topic_id.is_nil());
-            let (expected, refused) = metadata_entries(topics, perms);
+            let (expected, refused) = topic_id::authorize_entries(
+                topics,
+                |t| (t.name.as_ref(), t.topic_id),
+                Operation::Describe,
+                perms,
+            );
             denied = refused;
             if topics.is_empty() && before > 0 && version == 0 {
                 // v0 reads an empty list as "all topics".
@@ -339,52 +344,6 @@ fn metadata(r: &mut MetadataRequest, version: i16, perms: &mut dyn Permissions) 
             cluster_ops,
         });
     Verdict::forward_with(modified, fix)
-}
-
-/// Authorizes the entries of a Metadata request naming topics, removing the refused ones.
-/// Returns the topics the broker may answer about, and the refused entries with their
-/// answers (carrying only the name and id the client sent).
-fn metadata_entries(
-    topics: &mut Vec<kafka_protocol::messages::metadata_request::MetadataRequestTopic>,
-    perms: &mut dyn Permissions,
-) -> (ExpectedTopics, Vec<DeniedTopic>) {
-    let mut expected = ExpectedTopics::default();
-    let mut refused = Vec::new();
-    let mut mismatches = Vec::new();
-    topics.retain(|t| {
-        let sent = || DeniedTopic {
-            name: t.name.clone(),
-            id: t.topic_id,
-            error_code: ResponseError::UnknownTopicId.code(),
-        };
-        match topic_id::resolve(t.name.as_ref(), t.topic_id, perms) {
-            Named::Topic(name) => {
-                let ok = perms.allows(ResourceType::Topic, &name, Operation::Describe);
-                if ok {
-                    expected.add(name, t.topic_id);
-                } else {
-                    refused.push(DeniedTopic {
-                        error_code: ResponseError::TopicAuthorizationFailed.code(),
-                        ..sent()
-                    });
-                }
-                ok
-            }
-            Named::UnknownId(_) => {
-                refused.push(sent());
-                false
-            }
-            Named::Mismatch(m) => {
-                refused.push(sent());
-                mismatches.push(m);
-                false
-            }
-        }
-    });
-    if !mismatches.is_empty() {
-        perms.topic_id_mismatches(&mismatches);
-    }
-    (expected, refused)
 }
 
 fn list_offsets(r: &mut ListOffsetsRequest, perms: &mut dyn Permissions) -> Verdict {
@@ -537,17 +496,29 @@ fn create_topics(r: &mut CreateTopicsRequest, perms: &mut dyn Permissions) -> Ve
     )
 }
 
-/// DeleteTopics v0-5 (v6 names topics by id and is not advertised).
+/// DeleteTopics: Delete on each topic. v6 names each topic by name or by id: an id is
+/// authorized by the name the proxy resolves it to ([`topic_id`]).
 fn delete_topics(r: &mut DeleteTopicsRequest, perms: &mut dyn Permissions) -> Verdict {
-    let denied = split_denied(
+    let mut denied = split_denied(
         &mut r.topic_names,
         |t| perms.allows(ResourceType::Topic, t, Operation::Delete),
-        Clone::clone,
+        |t| DeniedTopic {
+            name: Some(t.clone()),
+            id: uuid::Uuid::nil(),
+            error_code: ResponseError::TopicAuthorizationFailed.code(),
+        },
     );
+    let (_, refused) = topic_id::authorize_entries(
+        &mut r.topics,
+        |t| (t.name.as_ref(), t.topic_id),
+        Operation::Delete,
+        perms,
+    );
+    denied.extend(refused);
     settle(
         denied,
         Vec::is_empty,
-        r.topic_names.is_empty(),
+        r.topic_names.is_empty() && r.topics.is_empty(),
         |d| answer::delete_topics_denied(d),
         ResponseFix::DeleteTopics,
     )

@@ -125,8 +125,8 @@ pub enum ResponseFix {
     ListGroups,
     /// Denied CreateTopics topics.
     CreateTopics(Vec<TopicName>),
-    /// Denied DeleteTopics topics.
-    DeleteTopics(Vec<TopicName>),
+    /// Refused DeleteTopics topics (by name, or in v6 by id).
+    DeleteTopics(Vec<DeniedTopic>),
     /// DescribeCluster: compute `cluster_authorized_operations`.
     DescribeCluster,
     /// Denied OffsetForLeaderEpoch partitions.
@@ -671,20 +671,26 @@ pub fn create_topics_denied(denied: &[TopicName]) -> ResponseKind {
         .into()
 }
 
-fn deleted_topics(denied: &[TopicName]) -> Vec<DeletableTopicResult> {
+fn deleted_topics(denied: &[DeniedTopic]) -> Vec<DeletableTopicResult> {
     denied
         .iter()
-        .map(|t| {
+        .map(|d| {
+            let message = if d.error_code == ResponseError::TopicAuthorizationFailed.code() {
+                AUTHORIZATION_FAILED
+            } else {
+                "Unknown topic id."
+            };
             DeletableTopicResult::default()
-                .with_name(Some(t.clone()))
-                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
-                .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)))
+                .with_name(d.name.clone())
+                .with_topic_id(d.id)
+                .with_error_code(d.error_code)
+                .with_error_message(Some(StrBytes::from_static_str(message)))
         })
         .collect()
 }
 
-/// A DeleteTopics whose every topic is denied.
-pub fn delete_topics_denied(denied: &[TopicName]) -> ResponseKind {
+/// A DeleteTopics whose every topic is refused.
+pub fn delete_topics_denied(denied: &[DeniedTopic]) -> ResponseKind {
     DeleteTopicsResponse::default()
         .with_responses(deleted_topics(denied))
         .into()

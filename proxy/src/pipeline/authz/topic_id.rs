@@ -1,4 +1,5 @@
-//! Topics named by id: what an entry of a request really names, before it is authorized.
+//! Topics named by id: what an entry of a request really names, before it is authorized
+//! (Metadata v10+, DeleteTopics v6).
 //!
 //! Why: from Metadata v10 a request entry carries a `topic_id` next to its `name`, and a
 //! broker from Kafka 3.1 on looks the topic up by the id when one is given. Authorizing the
@@ -17,9 +18,12 @@ use std::collections::HashSet;
 
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::TopicName;
+use kafka_protocol::ResponseError;
+use portcullis_policy::{Operation, ResourceType};
 use uuid::Uuid;
 
 use crate::pipeline::authz::request::Permissions;
+use crate::pipeline::authz::response::DeniedTopic;
 
 /// The audit rule of a refused name / id pair.
 pub const MISMATCH_RULE: &str = "topic id mismatch: the entry's topic id names another topic";
@@ -67,6 +71,55 @@ pub fn resolve(name: Option<&TopicName>, id: Uuid, perms: &mut dyn Permissions) 
     }
 }
 
+/// Authorizes `op` on every entry of a request naming topics by name and / or id (`key`
+/// gives an entry's name and id), removing the refused entries. Returns the topics the
+/// broker may answer about, and the refused entries with their answers: carrying only the
+/// name and id the client sent, TOPIC_AUTHORIZATION_FAILED for a denied topic,
+/// UNKNOWN_TOPIC_ID for an unknown id or a name next to another topic's id (audited once
+/// per request through [`Permissions::topic_id_mismatches`]).
+pub fn authorize_entries<T>(
+    entries: &mut Vec<T>,
+    key: impl Fn(&T) -> (Option<&TopicName>, Uuid),
+    op: Operation,
+    perms: &mut dyn Permissions,
+) -> (ExpectedTopics, Vec<DeniedTopic>) {
+    let mut expected = ExpectedTopics::default();
+    let mut refused = Vec::new();
+    let mut mismatches = Vec::new();
+    entries.retain(|entry| {
+        let (name, id) = key(entry);
+        let sent = |error_code: i16| DeniedTopic {
+            name: name.cloned(),
+            id,
+            error_code,
+        };
+        match resolve(name, id, perms) {
+            Named::Topic(topic) => {
+                let ok = perms.allows(ResourceType::Topic, &topic, op);
+                if ok {
+                    expected.add(topic, id);
+                } else {
+                    refused.push(sent(ResponseError::TopicAuthorizationFailed.code()));
+                }
+                ok
+            }
+            Named::UnknownId(_) => {
+                refused.push(sent(ResponseError::UnknownTopicId.code()));
+                false
+            }
+            Named::Mismatch(m) => {
+                refused.push(sent(ResponseError::UnknownTopicId.code()));
+                mismatches.push(m);
+                false
+            }
+        }
+    });
+    if !mismatches.is_empty() {
+        perms.topic_id_mismatches(&mismatches);
+    }
+    (expected, refused)
+}
+
 /// The topics a forwarded request may be answered about: the broker's answer keeps only
 /// these (by name, or for a topic answered without a name, by id).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -99,7 +152,6 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use portcullis_policy::{Operation, ResourceType};
 
     /// Knows the ids of `public` and `secret`.
     struct Ids(HashMap<Uuid, TopicName>);

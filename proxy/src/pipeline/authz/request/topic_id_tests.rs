@@ -181,3 +181,69 @@ fn only_refused_entries_forward_an_empty_list_and_nothing_comes_back_from_it() {
         )]
     );
 }
+
+#[test]
+fn delete_topics_v6_deletes_by_the_resolved_name_only() {
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    /// bob may delete `public` only.
+    struct Deleter(Bob);
+    impl Permissions for Deleter {
+        fn allows(&mut self, resource: ResourceType, name: &str, op: Operation) -> bool {
+            resource == ResourceType::Topic && name == "public" && op == Operation::Delete
+        }
+        fn topic_name(&mut self, id: Uuid) -> Option<TopicName> {
+            self.0.topic_name(id)
+        }
+        fn topic_id_mismatches(&mut self, mismatches: &[IdMismatch]) {
+            self.0.topic_id_mismatches(mismatches);
+        }
+    }
+    let state = |name: Option<&str>, id: Uuid| {
+        DeleteTopicState::default()
+            .with_name(name.map(topic))
+            .with_topic_id(id)
+    };
+    let mut perms = Deleter(Bob::default());
+    let mut r: RequestKind = DeleteTopicsRequest::default()
+        .with_topics(vec![
+            state(Some("public"), SECRET),
+            state(None, PUBLIC),
+            state(None, SECRET),
+            state(None, UNKNOWN),
+        ])
+        .into();
+    let verdict = authorize_request(&mut r, 6, &mut perms);
+    let RequestKind::DeleteTopics(forwarded) = &r else {
+        panic!()
+    };
+    assert_eq!(forwarded.topics, [state(None, PUBLIC)]);
+    assert_eq!(perms.0.mismatches.len(), 1);
+    let mut response: ResponseKind = DeleteTopicsResponse::default().into();
+    fix_response(&verdict.fix.unwrap(), &mut response, &mut perms);
+    let ResponseKind::DeleteTopics(response) = response else {
+        panic!()
+    };
+    let got: Vec<_> = response
+        .responses
+        .iter()
+        .map(|t| {
+            (
+                t.name.as_ref().map(|n| n.to_string()),
+                t.topic_id,
+                t.error_code,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                Some("public".to_string()),
+                SECRET,
+                ResponseError::UnknownTopicId.code()
+            ),
+            (None, SECRET, ResponseError::TopicAuthorizationFailed.code()),
+            (None, UNKNOWN, ResponseError::UnknownTopicId.code()),
+        ]
+    );
+}
