@@ -151,8 +151,8 @@ pub fn enforcement(key: ApiKey) -> Enforcement {
         DescribeGroups => checked(DESCRIBE_GROUPS, None),
         ListGroups => checked(LIST_GROUPS, None),
         CreateTopics => checked(CREATE_TOPICS, None),
-        // v6 names topics by id.
-        DeleteTopics => checked(DELETE_TOPICS, Some(5)),
+        // v6 may name topics by id: the proxy resolves them (its own map of topic ids).
+        DeleteTopics => checked(DELETE_TOPICS, None),
         InitProducerId => checked(INIT_PRODUCER_ID, None),
         DescribeCluster => checked(CLUSTER_DESCRIBE, None),
         OffsetForLeaderEpoch => checked(TOPIC_DESCRIBE, None),
@@ -317,7 +317,10 @@ mod tests {
         assert!(!enforced(ApiKey::Produce, 13));
         assert!(enforced(ApiKey::Fetch, 12));
         assert!(!enforced(ApiKey::Fetch, 13));
-        assert!(!enforced(ApiKey::DeleteTopics, 6));
+        assert!(
+            enforced(ApiKey::DeleteTopics, 6),
+            "ids resolved by the proxy"
+        );
         assert!(enforced(ApiKey::ApiVersions, 4));
         assert!(!enforced(ApiKey::CreateAcls, 0));
     }

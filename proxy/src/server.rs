@@ -84,7 +84,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         brokers: brokers.clone(),
         cluster: cluster.clone(),
         auth: start_auth(&config, &audit)?,
-        authz: start_authz(&config, &audit)?,
+        authz: start_authz(&config, &audit, &cluster)?,
         encryption: start_encryption(&config, &audit).await?,
     });
     let ctx = ListenerContext {
@@ -212,11 +212,17 @@ fn start_auth(config: &Config, audit: &Arc<dyn AuditSink>) -> anyhow::Result<Arc
 fn start_authz(
     config: &Config,
     audit: &Arc<dyn AuditSink>,
+    cluster: &ClusterView,
 ) -> anyhow::Result<Option<Arc<AuthzService>>> {
     match &config.authorization {
         Some(authz_config) => {
             let reserved = ReservedTopics::of_config(config);
-            let service = AuthzService::start_with_reserved(authz_config, audit.clone(), reserved)?;
+            let service = AuthzService::start_with(
+                authz_config,
+                audit.clone(),
+                reserved,
+                cluster.topic_ids(),
+            )?;
             tracing::info!(dir = %authz_config.policy_dir.display(), "policies loaded");
             spawn_sighup_reload(service.clone())?;
             Ok(Some(service))

@@ -254,6 +254,12 @@ impl Default for Auth<'_> {
 
 /// Starts a broker and a proxy with `auth`, users alice and bob, and a token issuer.
 pub fn start(auth: Auth<'_>) -> Setup {
+    start_tuned(auth, |_| {})
+}
+
+/// [`start`], with further proxy options set by `tune` (for example a slower
+/// `metadata_refresh_ms`).
+pub fn start_tuned(auth: Auth<'_>, tune: impl FnOnce(&mut ProxyOptions)) -> Setup {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users.toml");
@@ -269,11 +275,12 @@ pub fn start(auth: Auth<'_>) -> Setup {
         auth.auth_extra,
         issuer.proxy_toml(),
     );
-    let options = ProxyOptions {
+    let mut options = ProxyOptions {
         tls: auth.tls,
         extra_toml: extra,
         ..ProxyOptions::default()
     };
+    tune(&mut options);
     let proxy = Proxy::start_with(&broker, options);
     Setup {
         broker,

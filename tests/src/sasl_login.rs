@@ -39,6 +39,17 @@ impl Conn {
         version: i16,
         request: &Req,
     ) -> io::Result<Resp> {
+        let mut body = self.call_raw(api, version, request)?;
+        Resp::decode(&mut body, version).map_err(io::Error::other)
+    }
+
+    /// Sends `request` and returns the answer's body (after the response header).
+    fn call_raw<Req: Encodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> io::Result<Bytes> {
         self.correlation += 1;
         let mut buf = BytesMut::new();
         buf.put_i32(0);
@@ -72,7 +83,7 @@ impl Conn {
             // Tagged fields of a flexible response header: none expected.
             let _tags = body.get_u8();
         }
-        Resp::decode(&mut body, version).map_err(io::Error::other)
+        Ok(body)
     }
 
     fn authenticate(&mut self, token: &[u8]) -> io::Result<SaslAuthenticateResponse> {
@@ -124,6 +135,40 @@ pub fn call_after_login<Req: Encodable, Resp: Decodable>(
             Err(io::Error::other(format!("login refused: {code} {message}")))
         }
     }
+}
+
+/// [`call_after_login`] returning the answer's raw body too, for tests that check what
+/// bytes a client received.
+pub fn call_after_login_raw<Resp: Decodable>(
+    addr: &str,
+    (mechanism, user, password): (&str, &str, &str),
+    api: ApiKey,
+    version: i16,
+    request: &impl Encodable,
+) -> io::Result<(Resp, Bytes)> {
+    let (mut c, _) = connect(addr)?;
+    match login_on(&mut c, mechanism, user, password)? {
+        LoginAnswer::Success => {
+            let raw = c.call_raw(api, version, request)?;
+            let decoded = Resp::decode(&mut raw.clone(), version).map_err(io::Error::other)?;
+            Ok((decoded, raw))
+        }
+        LoginAnswer::Failure(code, message) => {
+            Err(io::Error::other(format!("login refused: {code} {message}")))
+        }
+    }
+}
+
+/// Sends `request` on a fresh connection without logging in (straight to a broker that
+/// needs no authentication) and decodes the answer.
+pub fn call_unauthenticated<Req: Encodable, Resp: Decodable>(
+    addr: &str,
+    api: ApiKey,
+    version: i16,
+    request: &Req,
+) -> io::Result<Resp> {
+    let (mut c, _) = connect(addr)?;
+    c.call(api, version, request)
 }
 
 fn connect(addr: &str) -> io::Result<(Conn, SocketAddr)> {

@@ -5,16 +5,22 @@
 //! every `metadata_refresh_ms`. New brokers get listeners (through the `BrokerMap`); the
 //! negotiated api versions are what the proxy answers ApiVersions with. Readiness (`/readyz`)
 //! follows whether the last refresh reached the cluster.
+//!
+//! While authorization resolves topic ids ([`TopicIds::enabled`]), each refresh also lists
+//! every topic with its id (Metadata v10+) into the view's [`TopicIds`]; an unknown id met
+//! by a connection wakes the task early, at most once per [`ON_DEMAND_MIN_INTERVAL`]. A
+//! listing that fails keeps the last good map and does not affect readiness.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 use tokio::sync::watch;
 
 use crate::cluster::api_versions::Negotiated;
 use crate::cluster::broker_map::BrokerMap;
+use crate::cluster::topic_ids::{TopicIds, ON_DEMAND_MIN_INTERVAL};
 use crate::net::upstream::{Connector, KafkaClient, UpstreamError};
 
 /// Shared, always-current cluster view.
@@ -22,6 +28,7 @@ use crate::net::upstream::{Connector, KafkaClient, UpstreamError};
 pub struct ClusterView {
     negotiated: watch::Sender<Option<Arc<Negotiated>>>,
     ready: Arc<AtomicBool>,
+    topic_ids: Arc<TopicIds>,
 }
 
 impl Default for ClusterView {
@@ -36,7 +43,13 @@ impl ClusterView {
         Self {
             negotiated: watch::Sender::new(None),
             ready: Arc::new(AtomicBool::new(false)),
+            topic_ids: Arc::new(TopicIds::new()),
         }
+    }
+
+    /// The cluster's topic ids (id -> name), as the last listing saw them.
+    pub fn topic_ids(&self) -> Arc<TopicIds> {
+        self.topic_ids.clone()
     }
 
     /// The readiness flag the admin listener reports.
@@ -77,10 +90,15 @@ impl ClusterView {
     }
 }
 
-/// Asks the cluster once for api versions and brokers; registers every broker.
+/// Metadata versions from which a topic listing carries topic ids.
+const TOPIC_IDS_FROM_VERSION: i16 = 10;
+
+/// Asks the cluster once for api versions and brokers; registers every broker; lists the
+/// topics with their ids into `topic_ids` when it is enabled.
 pub async fn refresh_once(
     connector: &Connector,
     brokers: &BrokerMap,
+    topic_ids: &TopicIds,
     max_response: usize,
     timeout: Duration,
 ) -> Result<Negotiated, UpstreamError> {
@@ -101,7 +119,30 @@ pub async fn refresh_once(
             tracing::error!(error = %e, "cannot offer broker through the proxy");
         }
     }
+    if topic_ids.enabled() && metadata_version >= TOPIC_IDS_FROM_VERSION {
+        list_topic_ids(&mut client, metadata_version, topic_ids).await;
+    }
     Ok(negotiated)
+}
+
+/// Lists every topic with its id into `topic_ids`. A failure keeps the last good map.
+async fn list_topic_ids(client: &mut KafkaClient, version: i16, topic_ids: &TopicIds) {
+    let request = MetadataRequest::default()
+        .with_topics(None)
+        .with_allow_auto_topic_creation(false);
+    let listing: Result<MetadataResponse, _> =
+        client.call(ApiKey::Metadata, version, &request).await;
+    match listing {
+        Ok(listing) => {
+            let listed = topic_ids.replace_from(&listing);
+            tracing::debug!(known = listed.known, "topic ids listed");
+        }
+        Err(e) => {
+            metrics::counter!(crate::metrics::CLUSTER_REFRESHES, "outcome" => "topic_ids_error")
+                .increment(1);
+            tracing::warn!(error = %e, "cannot list the cluster's topic ids; the last listing stays in use");
+        }
+    }
 }
 
 /// Refreshes forever: quickly (every second) until the cluster first answers, then every
@@ -115,8 +156,10 @@ pub async fn run_discovery(
     timeout: Duration,
 ) {
     let mut ever_succeeded = false;
+    let topic_ids = view.topic_ids();
     loop {
-        match refresh_once(&connector, &brokers, max_response, timeout).await {
+        let started = Instant::now();
+        match refresh_once(&connector, &brokers, &topic_ids, max_response, timeout).await {
             Ok(negotiated) => {
                 if !ever_succeeded {
                     tracing::info!(
@@ -144,6 +187,12 @@ pub async fn run_discovery(
         } else {
             Duration::from_secs(1).min(interval)
         };
-        tokio::time::sleep(pause).await;
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = topic_ids.refresh_wanted() => {
+                // An unknown topic id: refresh early, but never more often than this.
+                tokio::time::sleep_until((started + ON_DEMAND_MIN_INTERVAL).into()).await;
+            }
+        }
     }
 }

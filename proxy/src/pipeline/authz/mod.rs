@@ -5,23 +5,26 @@ pub mod request;
 pub mod reserved;
 pub mod response;
 pub mod stage;
+pub mod topic_id;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, TopicName};
 use portcullis_audit::{AuditSink, Category, ClientId, Event, Outcome};
 use portcullis_auth::Principal;
 use portcullis_policy::{Authorizer, Decision, Operation, ReloadEvent, ResourceType};
 
 use crate::authn::ClientInfo;
+use crate::cluster::topic_ids::TopicIds;
 #[cfg(test)]
 use crate::config::authz::OnReloadFailure;
 use crate::config::authz::{AuditAllows, AuthorizationConfig};
 use crate::metrics::label_cap;
 use crate::pipeline::authz::request::Permissions;
 use crate::pipeline::authz::reserved::ReservedTopics;
+use crate::pipeline::authz::topic_id::IdMismatch;
 
 /// Metric: authorization decisions by principal, resource and outcome.
 pub const AUTHZ_DECISIONS: &str = "portcullis_authz_decisions_total";
@@ -47,6 +50,8 @@ pub struct AuthzService {
     allow_window: Duration,
     /// Topics no client may change, whatever the policy says.
     reserved: ReservedTopics,
+    /// The cluster's topic ids, to authorize topics named by id by their real name.
+    topic_ids: Arc<TopicIds>,
 }
 
 impl std::fmt::Debug for AuthzService {
@@ -74,6 +79,18 @@ impl AuthzService {
         audit: Arc<dyn AuditSink>,
         reserved: ReservedTopics,
     ) -> anyhow::Result<Arc<AuthzService>> {
+        AuthzService::start_with(config, audit, reserved, Arc::new(TopicIds::new()))
+    }
+
+    /// [`AuthzService::start_with_reserved`], resolving topic ids through `topic_ids` (the
+    /// cluster view's map, which this enables). Without it every id is unknown.
+    pub fn start_with(
+        config: &AuthorizationConfig,
+        audit: Arc<dyn AuditSink>,
+        reserved: ReservedTopics,
+        topic_ids: Arc<TopicIds>,
+    ) -> anyhow::Result<Arc<AuthzService>> {
+        topic_ids.enable();
         let authorizer = Authorizer::load(&config.policy_config()).map_err(|e| {
             anyhow::anyhow!(
                 "authorization.policy_dir {}: {e}",
@@ -93,6 +110,7 @@ impl AuthzService {
             audit_allows: config.audit_allows,
             allow_window: config.audit_allows_window(),
             reserved,
+            topic_ids,
         });
         let watcher = service.clone();
         service
@@ -382,6 +400,33 @@ impl Permissions for ConnectionPermissions {
         let allowed = self.allows(resource, name, op);
         self.quiet_denies = false;
         allowed
+    }
+
+    fn topic_name(&mut self, id: uuid::Uuid) -> Option<TopicName> {
+        self.service.topic_ids.name_of(id)
+    }
+
+    fn topic_id_mismatches(&mut self, mismatches: &[IdMismatch]) {
+        let Some(first) = mismatches.first() else {
+            return;
+        };
+        if !self.audited {
+            return;
+        }
+        tracing::debug!(principal = %self.principal, entries = mismatches.len(), "topic name and id disagree");
+        // One event per request: the first entry in full, and how many there were.
+        let event = self
+            .event(
+                Outcome::Deny,
+                ResourceType::Topic,
+                &first.claimed,
+                Operation::Describe,
+                topic_id::MISMATCH_RULE,
+            )
+            .detail("topic_id", first.id.to_string())
+            .detail("topic_id_names", first.actual.0.to_string())
+            .detail("mismatched_entries", mismatches.len() as u64);
+        self.service.audit.emit(event);
     }
 }
 

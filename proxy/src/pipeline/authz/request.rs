@@ -20,7 +20,8 @@ use kafka_protocol::ResponseError;
 use portcullis_policy::resource::CLUSTER_NAME;
 use portcullis_policy::{Operation, ResourceType};
 
-use crate::pipeline::authz::response::{self as answer, ResponseFix};
+use crate::pipeline::authz::response::{self as answer, DeniedTopic, ResponseFix};
+use crate::pipeline::authz::topic_id::{self, IdMismatch};
 
 /// Answers "may this connection's principal do `op` on this resource?". Implementations
 /// record denials for the audit log.
@@ -34,6 +35,17 @@ pub trait Permissions {
     fn probe(&mut self, resource: ResourceType, name: &str, op: Operation) -> bool {
         self.allows(resource, name, op)
     }
+
+    /// The name of the topic whose id is `id`, as the proxy's own view of the cluster knows
+    /// it (`None`: unknown, and the id is answered UNKNOWN_TOPIC_ID). Without a view, no id
+    /// is known.
+    fn topic_name(&mut self, _id: uuid::Uuid) -> Option<TopicName> {
+        None
+    }
+
+    /// Records the entries of one request that named a topic next to the id of another
+    /// (each refused): one audit event per request, however many entries.
+    fn topic_id_mismatches(&mut self, _mismatches: &[IdMismatch]) {}
 }
 
 /// What to do with an authorized request.
@@ -276,38 +288,36 @@ fn fetch(r: &mut FetchRequest, perms: &mut dyn Permissions) -> Verdict {
 /// Metadata: a named topic needs Describe (else TOPIC_AUTHORIZATION_FAILED, and the
 /// broker never hears of it); listing all topics hides those without Describe;
 /// auto-creation needs Create. In v0 the topic list cannot be null and an empty one means
-/// "all topics", so it is filtered like a null list of a later version.
+/// "all topics", so it is filtered like a null list of a later version. An entry with a
+/// topic id (v10+) is authorized by the name the id stands for ([`topic_id`]).
 fn metadata(r: &mut MetadataRequest, version: i16, perms: &mut dyn Permissions) -> Verdict {
     let topic_ops = r.include_topic_authorized_operations && version >= 8;
     let cluster_ops = r.include_cluster_authorized_operations && (8..=10).contains(&version);
     let mut modified = false;
     let mut denied = Vec::new();
-    let mut named = Vec::new();
+    let mut only = None;
     let list_all = match &mut r.topics {
         None => true,
         Some(topics) if version == 0 && topics.is_empty() => true,
         Some(topics) => {
             let before = topics.len();
-            topics.retain(|t| match &t.name {
-                Some(name) => {
-                    let ok = perms.allows(ResourceType::Topic, name, Operation::Describe);
-                    if !ok {
-                        denied.push(answer::DeniedTopic::Name(name.clone()));
-                    }
-                    ok
-                }
-                None => {
-                    denied.push(answer::DeniedTopic::Id(t.topic_id));
-                    false
-                }
-            });
+            let by_id = topics.iter().any(|t| !t.topic_id.is_nil());
+            let (expected, refused) = topic_id::authorize_entries(
+                topics,
+                |t| (t.name.as_ref(), t.topic_id),
+                Operation::Describe,
+                perms,
+            );
+            denied = refused;
             if topics.is_empty() && before > 0 && version == 0 {
                 // v0 reads an empty list as "all topics".
                 return Verdict::answer(answer::metadata_denied(&denied));
             }
             modified = topics.len() != before;
-            if modified {
-                named = topics.iter().filter_map(|t| t.name.clone()).collect();
+            if modified || by_id {
+                // Only what was authorized may come back: a broker may read a list emptied
+                // by the proxy as "all topics", and answers entries with ids by the id.
+                only = Some(expected);
             }
             if r.allow_auto_topic_creation {
                 let may_create =
@@ -325,15 +335,14 @@ fn metadata(r: &mut MetadataRequest, version: i16, perms: &mut dyn Permissions) 
             false
         }
     };
-    let fix = (list_all || !denied.is_empty() || topic_ops || cluster_ops).then(|| {
-        ResponseFix::Metadata {
+    let fix =
+        (list_all || only.is_some() || topic_ops || cluster_ops).then(|| ResponseFix::Metadata {
             hide_unauthorized: list_all,
-            only_named: (!list_all && !denied.is_empty()).then_some(named),
+            only,
             denied,
             topic_ops,
             cluster_ops,
-        }
-    });
+        });
     Verdict::forward_with(modified, fix)
 }
 
@@ -487,17 +496,29 @@ fn create_topics(r: &mut CreateTopicsRequest, perms: &mut dyn Permissions) -> Ve
     )
 }
 
-/// DeleteTopics v0-5 (v6 names topics by id and is not advertised).
+/// DeleteTopics: Delete on each topic. v6 names each topic by name or by id: an id is
+/// authorized by the name the proxy resolves it to ([`topic_id`]).
 fn delete_topics(r: &mut DeleteTopicsRequest, perms: &mut dyn Permissions) -> Verdict {
-    let denied = split_denied(
+    let mut denied = split_denied(
         &mut r.topic_names,
         |t| perms.allows(ResourceType::Topic, t, Operation::Delete),
-        Clone::clone,
+        |t| DeniedTopic {
+            name: Some(t.clone()),
+            id: uuid::Uuid::nil(),
+            error_code: ResponseError::TopicAuthorizationFailed.code(),
+        },
     );
+    let (_, refused) = topic_id::authorize_entries(
+        &mut r.topics,
+        |t| (t.name.as_ref(), t.topic_id),
+        Operation::Delete,
+        perms,
+    );
+    denied.extend(refused);
     settle(
         denied,
         Vec::is_empty,
-        r.topic_names.is_empty(),
+        r.topic_names.is_empty() && r.topics.is_empty(),
         |d| answer::delete_topics_denied(d),
         ResponseFix::DeleteTopics,
     )
@@ -529,6 +550,8 @@ fn init_producer_id(r: &mut InitProducerIdRequest, perms: &mut dyn Permissions) 
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod topic_id_tests;
 
 /// Removes the items `allowed` refuses from `items`; returns the keys of those removed.
 fn split_denied<T, K>(

@@ -57,19 +57,24 @@ use portcullis_policy::resource::CLUSTER_NAME;
 use portcullis_policy::{Operation, ResourceType};
 
 use crate::pipeline::authz::request::{DeniedConfig, DeniedPartitions, Permissions};
+use crate::pipeline::authz::topic_id::ExpectedTopics;
 
 /// The value of an `authorized_operations` field the client did not ask for.
 const OPS_NOT_REQUESTED: i32 = i32::MIN;
 /// Message Kafka sends with authorization errors.
 const AUTHORIZATION_FAILED: &str = "Authorization failed.";
 
-/// A Metadata topic the request named but may not see.
+/// A Metadata topic entry the proxy refused, answered with the name and id the client sent
+/// (never the name an id resolved to).
 #[derive(Debug, Clone, PartialEq)]
-pub enum DeniedTopic {
-    /// Named by name.
-    Name(TopicName),
-    /// Named only by id (v10+): the proxy cannot authorize it.
-    Id(uuid::Uuid),
+pub struct DeniedTopic {
+    /// The entry's name, as sent.
+    pub name: Option<TopicName>,
+    /// The entry's topic id, as sent (nil: none).
+    pub id: uuid::Uuid,
+    /// TOPIC_AUTHORIZATION_FAILED, or UNKNOWN_TOPIC_ID for an id the proxy cannot resolve
+    /// or one that names another topic than the entry's name.
+    pub error_code: i16,
 }
 
 /// What the proxy changes in a forwarded request's response.
@@ -83,9 +88,10 @@ pub enum ResponseFix {
     Metadata {
         /// The request listed all topics: hide those without Describe.
         hide_unauthorized: bool,
-        /// The request named topics and some were removed: only these may come back
-        /// (a broker may read a list emptied by the proxy as "all topics").
-        only_named: Option<Vec<TopicName>>,
+        /// The request named topics and some were removed, or named some by id: only
+        /// these may come back (a broker may read a list emptied by the proxy as "all
+        /// topics", and answers an entry with an id about the topic of that id).
+        only: Option<ExpectedTopics>,
         /// Named topics the principal may not describe.
         denied: Vec<DeniedTopic>,
         /// Compute `topic_authorized_operations`.
@@ -119,8 +125,8 @@ pub enum ResponseFix {
     ListGroups,
     /// Denied CreateTopics topics.
     CreateTopics(Vec<TopicName>),
-    /// Denied DeleteTopics topics.
-    DeleteTopics(Vec<TopicName>),
+    /// Refused DeleteTopics topics (by name, or in v6 by id).
+    DeleteTopics(Vec<DeniedTopic>),
     /// DescribeCluster: compute `cluster_authorized_operations`.
     DescribeCluster,
     /// Denied OffsetForLeaderEpoch partitions.
@@ -259,16 +265,15 @@ fn fix_cluster_view(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut 
         (
             ResponseFix::Metadata {
                 hide_unauthorized,
-                only_named,
+                only,
                 denied,
                 topic_ops,
                 cluster_ops,
             },
             ResponseKind::Metadata(r),
         ) => {
-            if let Some(named) = only_named {
-                r.topics
-                    .retain(|t| t.name.as_ref().is_some_and(|n| named.contains(n)));
+            if let Some(expected) = only {
+                r.topics.retain(|t| expected.admits(t));
             }
             if *hide_unauthorized {
                 r.topics.retain(|t| {
@@ -279,10 +284,13 @@ fn fix_cluster_view(fix: &ResponseFix, response: &mut ResponseKind, perms: &mut 
             }
             if *topic_ops {
                 for t in &mut r.topics {
-                    if let Some(name) = &t.name {
-                        t.topic_authorized_operations =
-                            authorized_operations(perms, ResourceType::Topic, name, TOPIC_OPS);
-                    }
+                    t.topic_authorized_operations = match &t.name {
+                        Some(name) => {
+                            authorized_operations(perms, ResourceType::Topic, name, TOPIC_OPS)
+                        }
+                        // An unknown id: nothing is allowed on it.
+                        None => 0,
+                    };
                 }
             }
             r.topics.extend(metadata_topics(denied, *topic_ops));
@@ -449,13 +457,11 @@ fn metadata_topics(denied: &[DeniedTopic], topic_ops: bool) -> Vec<MetadataRespo
     denied
         .iter()
         .map(|d| {
-            let t = MetadataResponseTopic::default()
-                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
-                .with_topic_authorized_operations(if topic_ops { 0 } else { OPS_NOT_REQUESTED });
-            match d {
-                DeniedTopic::Name(name) => t.with_name(Some(name.clone())),
-                DeniedTopic::Id(id) => t.with_topic_id(*id),
-            }
+            MetadataResponseTopic::default()
+                .with_name(d.name.clone())
+                .with_topic_id(d.id)
+                .with_error_code(d.error_code)
+                .with_topic_authorized_operations(if topic_ops { 0 } else { OPS_NOT_REQUESTED })
         })
         .collect()
 }
@@ -665,20 +671,26 @@ pub fn create_topics_denied(denied: &[TopicName]) -> ResponseKind {
         .into()
 }
 
-fn deleted_topics(denied: &[TopicName]) -> Vec<DeletableTopicResult> {
+fn deleted_topics(denied: &[DeniedTopic]) -> Vec<DeletableTopicResult> {
     denied
         .iter()
-        .map(|t| {
+        .map(|d| {
+            let message = if d.error_code == ResponseError::TopicAuthorizationFailed.code() {
+                AUTHORIZATION_FAILED
+            } else {
+                "Unknown topic id."
+            };
             DeletableTopicResult::default()
-                .with_name(Some(t.clone()))
-                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
-                .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)))
+                .with_name(d.name.clone())
+                .with_topic_id(d.id)
+                .with_error_code(d.error_code)
+                .with_error_message(Some(StrBytes::from_static_str(message)))
         })
         .collect()
 }
 
-/// A DeleteTopics whose every topic is denied.
-pub fn delete_topics_denied(denied: &[TopicName]) -> ResponseKind {
+/// A DeleteTopics whose every topic is refused.
+pub fn delete_topics_denied(denied: &[DeniedTopic]) -> ResponseKind {
     DeleteTopicsResponse::default()
         .with_responses(deleted_topics(denied))
         .into()

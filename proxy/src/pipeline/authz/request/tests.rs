@@ -942,7 +942,7 @@ proptest::proptest! {
             4 => (ApiKey::ListGroups, ResponseFix::ListGroups),
             _ => (ApiKey::Metadata, ResponseFix::Metadata {
                 hide_unauthorized: true,
-                only_named: None,
+                only: None,
                 denied: vec![],
                 topic_ops: true,
                 cluster_ops: true,
