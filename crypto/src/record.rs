@@ -62,6 +62,24 @@ fn occurrences<'a>(headers: &'a [Header]) -> impl Iterator<Item = (&'a Header, u
     })
 }
 
+/// What a marker header's value says: `Ok(false)` for `1` (the value is encrypted),
+/// `Ok(true)` for `1h` (header values too).
+///
+/// # Errors
+///
+/// [`FormatError::UnsupportedVersion`] for another format version's marker,
+/// [`FormatError::BadMarker`] for anything else.
+pub fn marker_covers_headers(marker: Option<&[u8]>) -> Result<bool, CryptoError> {
+    match marker {
+        Some(MARKER_VALUE_ONLY) => Ok(false),
+        Some(MARKER_WITH_HEADERS) => Ok(true),
+        Some([v, ..]) if *v != b'0' + FORMAT_VERSION && v.is_ascii_digit() => {
+            Err(FormatError::UnsupportedVersion(v - b'0').into())
+        }
+        _ => Err(FormatError::BadMarker.into()),
+    }
+}
+
 impl Keyring {
     /// Encrypts `record` for `topic` in place: the value (if not null), the header values if
     /// `options.encrypt_headers`, then appends the marker header. A record with nothing to
@@ -180,14 +198,7 @@ impl Keyring {
         if markers.next().is_some() {
             return Err(FormatError::DuplicateMarker.into());
         }
-        let with_headers = match marker.value.as_deref() {
-            Some(MARKER_VALUE_ONLY) => false,
-            Some(MARKER_WITH_HEADERS) => true,
-            Some([v, ..]) if *v != b'0' + FORMAT_VERSION && v.is_ascii_digit() => {
-                return Err(FormatError::UnsupportedVersion(v - b'0').into())
-            }
-            _ => return Err(FormatError::BadMarker.into()),
-        };
+        let with_headers = marker_covers_headers(marker.value.as_deref())?;
         let value = match &record.value {
             Some(v) => Some(self.open(topic, Part::Value, v, access)?),
             None => None,

@@ -234,8 +234,41 @@ impl Keyring {
     /// [`CryptoError::Shredded`] for a shredded topic, [`CryptoError::InvalidTopic`], or a
     /// provider, registry or randomness failure while creating keys.
     pub fn encrypt_value(&self, topic: &str, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let dek = self.reserve(topic, 1, KeyAccess::Load)?;
+        self.encrypt_value_with(topic, plaintext, KeyAccess::Load)
+    }
+
+    /// [`Keyring::encrypt_value`] with a choice of whether a new DEK may be created here
+    /// ([`KeyAccess::CachedOnly`] fails with [`CryptoError::KeyNotCached`] instead). The same
+    /// bytes [`Keyring::encrypt_record`] puts in a record's value: the data path uses it for
+    /// topics whose headers stay in clear, without copying the record into a
+    /// [`crate::RecordPayload`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Keyring::encrypt_value`], and [`CryptoError::KeyNotCached`].
+    pub fn encrypt_value_with(
+        &self,
+        topic: &str,
+        plaintext: &[u8],
+        access: KeyAccess,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let dek = self.reserve(topic, 1, access)?;
         self.seal(&dek, topic, Part::Value, plaintext)
+    }
+
+    /// [`Keyring::decrypt_value`] with a choice of whether a DEK missing from memory may be
+    /// loaded here ([`KeyAccess::CachedOnly`] fails with [`CryptoError::KeyNotCached`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Keyring::decrypt_value`], and [`CryptoError::KeyNotCached`].
+    pub fn decrypt_value_with(
+        &self,
+        topic: &str,
+        bytes: &[u8],
+        access: KeyAccess,
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.open(topic, Part::Value, bytes, access)
     }
 
     /// Decrypts a v1 value read from `topic`.

@@ -6,6 +6,7 @@
 //! on Produce and removed on Fetch).
 
 use bytes::Bytes;
+use portcullis_crypto::record::{marker_covers_headers, MARKER_VALUE_ONLY};
 use portcullis_crypto::{
     CryptoError, Header as CryptoHeader, KeyAccess, Keyring, RecordOptions, RecordPayload,
     MARKER_HEADER,
@@ -57,6 +58,9 @@ pub fn encrypt(
     record: &mut Record,
     access: KeyAccess,
 ) -> Result<bool, Option<Refusal>> {
+    if !policy.encrypt_headers {
+        return encrypt_value_only(keyring, topic, record, access);
+    }
     let mut p = payload(record).map_err(Some)?;
     let options = RecordOptions {
         encrypt_headers: policy.encrypt_headers,
@@ -71,6 +75,55 @@ pub fn encrypt(
         store(record, p);
     }
     Ok(changed)
+}
+
+/// [`encrypt`] for a topic whose header values stay in clear: the same bytes as the crypto
+/// crate's `encrypt_record` (sealed value, marker `1` appended), without copying the record's
+/// headers and value into and out of a `RecordPayload` (the hot path: most topics).
+fn encrypt_value_only(
+    keyring: &Keyring,
+    topic: &str,
+    record: &mut Record,
+    access: KeyAccess,
+) -> Result<bool, Option<Refusal>> {
+    check_header_keys(record).map_err(Some)?;
+    if record.headers.iter().any(is_marker) {
+        return Err(Some(CryptoError::AlreadyEncrypted.into()));
+    }
+    let Some(value) = &record.value else {
+        return Ok(false);
+    };
+    let sealed = match keyring.encrypt_value_with(topic, value, access) {
+        Ok(sealed) => sealed,
+        Err(CryptoError::KeyNotCached { .. }) => return Err(None),
+        Err(e) => return Err(Some(e.into())),
+    };
+    record.value = Some(Bytes::from(sealed));
+    record.headers.push(Header {
+        key: Bytes::from_static(MARKER_HEADER.as_bytes()),
+        value: Some(Bytes::from_static(MARKER_VALUE_ONLY)),
+    });
+    Ok(true)
+}
+
+fn is_marker(h: &Header) -> bool {
+    &h.key[..] == MARKER_HEADER.as_bytes()
+}
+
+/// Header keys must be UTF-8 (the format binds them as text), encrypted or not.
+fn check_header_keys(record: &Record) -> Result<(), Refusal> {
+    if record
+        .headers
+        .iter()
+        .all(|h| std::str::from_utf8(&h.key).is_ok())
+    {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            Failure::BadHeaderKey,
+            "a record header key is not UTF-8",
+        ))
+    }
 }
 
 /// Whether an unmarked record is acceptable on a topic that requires encryption: only if
@@ -106,6 +159,9 @@ pub fn decrypt(
             ))
         };
     }
+    if let Some(position) = value_only_marker(record) {
+        return decrypt_value_only(keyring, topic, record, position, load);
+    }
     let mut p = payload(record)?;
     let result = match keyring.decrypt_record_with(topic, &mut p, KeyAccess::CachedOnly) {
         Err(CryptoError::KeyNotCached { .. }) => {
@@ -123,6 +179,53 @@ pub fn decrypt(
     };
     result?;
     store(record, p);
+    Ok(true)
+}
+
+/// The position of the record's marker header when it is the only one and says `1` (value
+/// encrypted, headers in clear): the case [`decrypt_value_only`] handles. Anything else
+/// (`1h`, duplicates, unknown markers) takes the general path and its errors.
+fn value_only_marker(record: &Record) -> Option<usize> {
+    let mut markers = record
+        .headers
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| is_marker(h));
+    let (position, marker) = markers.next()?;
+    let value_only = markers.next().is_none()
+        && matches!(marker_covers_headers(marker.value.as_deref()), Ok(false));
+    value_only.then_some(position)
+}
+
+/// [`decrypt`] of a record marked `1`: the value opened, the marker removed, every other
+/// header untouched (the same result as the crypto crate's `decrypt_record`, without the
+/// copies).
+fn decrypt_value_only(
+    keyring: &Keyring,
+    topic: &str,
+    record: &mut Record,
+    marker: usize,
+    load: &dyn Fn(&mut dyn FnMut()),
+) -> Result<bool, Refusal> {
+    check_header_keys(record)?;
+    if let Some(value) = &record.value {
+        let plain = match keyring.decrypt_value_with(topic, value, KeyAccess::CachedOnly) {
+            Err(CryptoError::KeyNotCached { .. }) => {
+                let mut outcome = None;
+                load(&mut || {
+                    outcome = Some(keyring.decrypt_value_with(topic, value, KeyAccess::Load));
+                });
+                outcome.unwrap_or_else(|| {
+                    Err(CryptoError::KeyNotCached {
+                        topic: topic.to_owned(),
+                    })
+                })
+            }
+            other => other,
+        }?;
+        record.value = Some(Bytes::from(plain));
+    }
+    record.headers.remove(marker);
     Ok(true)
 }
 
