@@ -403,6 +403,31 @@ async fn kill_9_during_rotate_rewrap_and_shred_loses_nothing_readable() {
             );
             assert!(!ok && out.lines().count() == doomed_recs.len(), "{out}");
             assert!(out.lines().all(|l| l.contains("shredded")), "{out}");
+            // Offline key commands are audited in the (stopped) proxy's audit log.
+            let (ok, out, err) = portcullis(
+                &[
+                    "audit",
+                    "--config",
+                    &config_copy.to_string_lossy(),
+                    "query",
+                    "--action",
+                    "key.shred",
+                    "--output",
+                    "json",
+                ],
+                keys.path(),
+            );
+            assert!(ok, "audit query failed:\n{out}\n{err}");
+            let shreds: Vec<Value> = out
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert!(
+                shreds
+                    .iter()
+                    .any(|e| e["details"]["phase"] == "done" && e["principal"] == "cli"),
+                "no audited offline shred:\n{out}"
+            );
             let writer = proxy(&broker, &keys, "");
             same_payloads(
                 &read_through(&writer, &kept, expected.len()).await,

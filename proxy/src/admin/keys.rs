@@ -22,10 +22,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use portcullis_audit::{AuditLog, Category, Event, Outcome};
+use portcullis_audit::{AuditLog, Outcome};
 use portcullis_crypto::Keyring;
 
 use crate::encryption::key_admin::{self, KeyCommand};
+
+/// Who the audit events of these routes name.
+const BY: &str = "admin-api";
 
 /// What the key routes need.
 #[derive(Clone)]
@@ -94,7 +97,7 @@ async fn change(
                 .into_response()
         }
     };
-    let requested = event(&command, Outcome::Success).detail("phase", "requested");
+    let requested = key_admin::audit_event(&command, Outcome::Success, "requested", BY);
     if let Err(e) = state.audit.record(requested).await {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -121,7 +124,7 @@ async fn execute(state: KeysState, command: KeyCommand) -> Response {
         } else {
             Outcome::Failure
         };
-        let mut done = event(&command, outcome).detail("phase", "done");
+        let mut done = key_admin::audit_event(&command, outcome, "done", BY);
         if let Err(reason) = &result {
             done = done.reason(reason.clone());
         }
@@ -134,15 +137,6 @@ async fn execute(state: KeysState, command: KeyCommand) -> Response {
         Ok(answer) => Json(answer).into_response(),
         Err(reason) => (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response(),
     }
-}
-
-fn event(command: &KeyCommand, outcome: Outcome) -> Event {
-    let mut event = Event::new(Category::Key, format!("key.{}", command.name()), outcome)
-        .principal("admin-api");
-    if let Some(topic) = command.topic() {
-        event = event.resource("topic", topic);
-    }
-    event
 }
 
 #[cfg(test)]

@@ -7,10 +7,13 @@
 //! - `list`, `status`, `rotate`, `rewrap`, `retire`, `shred` run
 //!   [`crate::encryption::key_admin`] either on a running proxy through its admin API
 //!   (`--admin URL`, bearer token; audited there) or offline on the registry the
-//!   configuration names (the sled store of a stopped proxy, or the fleet's registry topic).
+//!   configuration names (the sled store of a stopped proxy, or the fleet's registry topic),
+//!   audited in the stopped proxy's audit log (a command that changes keys is refused when
+//!   that log cannot be written).
 
 use std::path::{Path, PathBuf};
 
+use portcullis_audit::Outcome;
 use portcullis_crypto::{LocalKeyFile, RootKeyProvider as _};
 
 use crate::config::encryption::{EncryptionConfig, RootKeyConfig};
@@ -140,6 +143,19 @@ pub fn run_offline(config: &Path, command: &KeyCommand) -> Result<serde_json::Va
         .encryption
         .clone()
         .ok_or_else(|| KeysError::NoEncryption(config.display().to_string()))?;
+    let audit = if command.mutates() {
+        Some(OfflineAudit::open(&full)?)
+    } else {
+        None
+    };
+    if let Some(a) = &audit {
+        a.record(key_admin::audit_event(
+            command,
+            Outcome::Success,
+            "requested",
+            "cli",
+        ))?;
+    }
     let (keyring, _registry) = open_keyring(&encryption, &full.upstream).map_err(|e| {
         let text = e.to_string();
         if text.contains("lock") || text.contains("WouldBlock") {
@@ -150,7 +166,58 @@ pub fn run_offline(config: &Path, command: &KeyCommand) -> Result<serde_json::Va
             KeysError::Open(text)
         }
     })?;
-    key_admin::run(&keyring, command).map_err(|e| KeysError::Command(e.to_string()))
+    let result = key_admin::run(&keyring, command).map_err(|e| e.to_string());
+    if let Some(a) = audit {
+        let outcome = if result.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        let mut done = key_admin::audit_event(command, outcome, "done", "cli");
+        if let Err(reason) = &result {
+            done = done.reason(reason.clone());
+        }
+        a.record(done)?;
+        a.close();
+    }
+    result.map_err(KeysError::Command)
+}
+
+/// The stopped proxy's audit log, opened by an offline key command to record what it does.
+struct OfflineAudit {
+    log: portcullis_audit::AuditLog,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl OfflineAudit {
+    /// Opens `audit.data_dir` of `config`; a running proxy holds it, and then the command
+    /// is refused (run it through that proxy's admin API, which audits it).
+    fn open(config: &Config) -> Result<OfflineAudit, KeysError> {
+        let log = portcullis_audit::AuditLog::open(&config.audit.data_dir, &config.audit.log)
+            .map_err(|e| {
+                KeysError::Open(format!(
+                    "cannot open the audit log in {} to record the key command ({e}); if a proxy is running, run the command through it with --admin URL",
+                    config.audit.data_dir.display()
+                ))
+            })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| KeysError::Open(format!("cannot start a runtime: {e}")))?;
+        Ok(OfflineAudit { log, runtime })
+    }
+
+    /// Records `event` durably, or refuses.
+    fn record(&self, event: portcullis_audit::Event) -> Result<(), KeysError> {
+        self.runtime
+            .block_on(self.log.record(event))
+            .map(drop)
+            .map_err(|e| KeysError::Open(format!("the key command could not be audited: {e}")))
+    }
+
+    fn close(self) {
+        self.runtime.block_on(self.log.shutdown());
+    }
 }
 
 /// Runs a key command on a running proxy through its admin API and returns its JSON answer.

@@ -3,10 +3,11 @@
 //! stopped proxy's registry (or on the fleet's registry topic).
 //!
 //! One implementation for both ways in, so the admin API and the offline command answer the
-//! same JSON and change keys in the same order. Each command that changes keys is a `key`
-//! audit event (durable before the answer) on the admin API; offline, the command prints what
-//! it did and the operator's shell history is the record (the proxy is not running).
+//! same JSON and change keys in the same order. Each command that changes keys is audited
+//! ([`audit_event`], category `key`, durable): by the proxy on the admin API, by the command
+//! itself in the stopped proxy's audit log offline.
 
+use portcullis_audit::{Category, Event, Outcome};
 use portcullis_crypto::registry::{DekState, TopicState};
 use portcullis_crypto::{CryptoError, Keyring};
 use serde_json::{json, Value};
@@ -102,6 +103,19 @@ impl KeyCommand {
             other => return Err(format!("unknown key command {other:?}")),
         })
     }
+}
+
+/// The audit event of a key command: action `key.<command>`, the topic as resource, `phase`
+/// (`requested` before anything changes, `done` with the outcome) and who ran it
+/// (`admin-api`, or `cli` offline).
+pub fn audit_event(command: &KeyCommand, outcome: Outcome, phase: &str, by: &str) -> Event {
+    let mut event = Event::new(Category::Key, format!("key.{}", command.name()), outcome)
+        .principal(by)
+        .detail("phase", phase.to_owned());
+    if let Some(topic) = command.topic() {
+        event = event.resource("topic", topic);
+    }
+    event
 }
 
 /// Runs `command` on `keyring` (blocking: registry and root-key provider I/O) and returns
