@@ -4,7 +4,7 @@
 //! histograms are registered once and looked up by api key in a vector. Names are listed
 //! here so `/metrics` and docs/configuration.md agree.
 
-pub mod label_cap;
+pub mod decision_series;
 
 use std::sync::OnceLock;
 

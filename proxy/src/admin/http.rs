@@ -172,10 +172,9 @@ fn router(state: AdminState) -> Router {
 }
 
 async fn metrics_handler(State(state): State<AdminState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)],
-        state.prometheus.render(),
-    )
+    let mut text = state.prometheus.render();
+    crate::metrics::decision_series::render(&mut text);
+    ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text)
 }
 
 async fn healthz() -> &'static str {

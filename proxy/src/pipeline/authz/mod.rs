@@ -21,13 +21,11 @@ use crate::cluster::topic_ids::TopicIds;
 #[cfg(test)]
 use crate::config::authz::OnReloadFailure;
 use crate::config::authz::{AuditAllows, AuthorizationConfig};
-use crate::metrics::label_cap;
+use crate::metrics::decision_series;
 use crate::pipeline::authz::request::Permissions;
 use crate::pipeline::authz::reserved::ReservedTopics;
 use crate::pipeline::authz::topic_id::IdMismatch;
 
-/// Metric: authorization decisions by principal, resource and outcome.
-pub const AUTHZ_DECISIONS: &str = "portcullis_authz_decisions_total";
 /// Metric: policy reloads by outcome.
 pub const POLICY_RELOADS: &str = "portcullis_policy_reloads_total";
 /// Metric: the generation of the policy in force.
@@ -219,7 +217,7 @@ pub struct RequestContext {
 
 struct Cached {
     decision: Decision,
-    counter: metrics::Counter,
+    counter: std::sync::Arc<decision_series::Series>,
     /// Data-path allows audited in aggregate (`audit_allows = "all"`), once the first was.
     allows: Option<AllowWindow>,
     /// Denials audited in aggregate: the first at once, then one event per window.
@@ -337,15 +335,14 @@ impl Permissions for ConnectionPermissions {
                     op,
                 ),
             };
-            // Client-controlled labels are capped (see `metrics::label_cap`).
-            let (principal, resource_label) = label_cap::decision_labels(&self.principal, name);
-            let counter = metrics::counter!(
-                AUTHZ_DECISIONS,
-                "principal" => principal,
-                "resource_type" => resource.as_str(),
-                "resource" => resource_label,
-                "operation" => op.as_str(),
-                "outcome" => if decision.allowed { "allow" } else { "deny" },
+            // Client-controlled labels are capped and idle series expire (see
+            // `metrics::decision_series`).
+            let counter = decision_series::series(
+                &self.principal,
+                resource.as_str(),
+                name,
+                op.as_str(),
+                decision.allowed,
             );
             names.insert(
                 name.into(),
