@@ -270,18 +270,7 @@ impl RootKeyProvider for LocalKeyFile {
         wrapped: &WrappedKey,
         context: WrapContext<'_>,
     ) -> Result<SecretKey, ProviderError> {
-        if wrapped.provider != KIND {
-            return Err(ProviderError::WrongProvider {
-                expected: KIND.to_owned(),
-                found: wrapped.provider.clone(),
-            });
-        }
-        if wrapped.root_key_id != self.id {
-            return Err(ProviderError::WrongRootKey {
-                expected: self.id.clone(),
-                found: wrapped.root_key_id.clone(),
-            });
-        }
+        wrapped.check_origin(KIND, &self.id)?;
         crate::key_wrap::open(&self.key, &context.aad(), &wrapped.blob).map_err(|e| match e {
             crate::key_wrap::OpenError::Malformed(what) => ProviderError::Malformed(what),
             crate::key_wrap::OpenError::Authentication => ProviderError::Unwrap {

@@ -58,6 +58,30 @@ pub struct WrappedKey {
     pub blob: Vec<u8>,
 }
 
+impl WrappedKey {
+    /// Checks that this key was wrapped by the provider kind `provider` with the root key
+    /// `root_key_id`, before any unwrapping is tried.
+    ///
+    /// # Errors
+    ///
+    /// [`ProviderError::WrongProvider`] or [`ProviderError::WrongRootKey`].
+    pub fn check_origin(&self, provider: &str, root_key_id: &str) -> Result<(), ProviderError> {
+        if self.provider != provider {
+            return Err(ProviderError::WrongProvider {
+                expected: provider.to_owned(),
+                found: self.provider.clone(),
+            });
+        }
+        if self.root_key_id != root_key_id {
+            return Err(ProviderError::WrongRootKey {
+                expected: root_key_id.to_owned(),
+                found: self.root_key_id.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Debug for WrappedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WrappedKey")

@@ -331,18 +331,7 @@ impl RootKeyProvider for AwsKmsRoot {
         wrapped: &WrappedKey,
         context: WrapContext<'_>,
     ) -> Result<SecretKey, ProviderError> {
-        if wrapped.provider != KIND {
-            return Err(ProviderError::WrongProvider {
-                expected: KIND.to_owned(),
-                found: wrapped.provider.clone(),
-            });
-        }
-        if wrapped.root_key_id != self.key_arn {
-            return Err(ProviderError::WrongRootKey {
-                expected: self.key_arn.clone(),
-                found: wrapped.root_key_id.clone(),
-            });
-        }
+        wrapped.check_origin(KIND, &self.key_arn)?;
         if wrapped.blob.is_empty() || wrapped.blob.len() > MAX_BLOB_LEN {
             return Err(ProviderError::Malformed(
                 "AWS KMS ciphertext blob has an impossible length",

@@ -313,18 +313,7 @@ impl RootKeyProvider for Pkcs11Root {
         wrapped: &WrappedKey,
         context: WrapContext<'_>,
     ) -> Result<SecretKey, ProviderError> {
-        if wrapped.provider != KIND {
-            return Err(ProviderError::WrongProvider {
-                expected: KIND.to_owned(),
-                found: wrapped.provider.clone(),
-            });
-        }
-        if wrapped.root_key_id != self.id {
-            return Err(ProviderError::WrongRootKey {
-                expected: self.id.clone(),
-                found: wrapped.root_key_id.clone(),
-            });
-        }
+        wrapped.check_origin(KIND, &self.id)?;
         if wrapped.blob.len() != BLOB_LEN {
             return Err(ProviderError::Malformed(
                 "PKCS#11 blob has the wrong length",
