@@ -35,21 +35,7 @@ p, Role:producers, topic, orders*, Write, allow
 const NAMES: usize = 50_000;
 const CLIENT_ID_BYTES: usize = 32_000;
 
-/// A `kB` field of `/proc/<pid>/status`, in bytes.
-fn status_bytes(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kb| kb * 1024)
-}
+use portcullis_tests::process::proc_status_bytes as status_bytes;
 
 /// Total size of the files under `dir`.
 fn dir_bytes(dir: &Path) -> u64 {

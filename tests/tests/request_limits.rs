@@ -26,21 +26,7 @@ const FRAME: usize = 100 << 20;
 /// Room left in a frame for the request header and a body's fixed fields.
 const HEADER_ROOM: usize = 256;
 
-/// A `kB` field of `/proc/<pid>/status`, in bytes.
-fn status_bytes(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kb| kb * 1024)
-}
+use portcullis_tests::process::proc_status_bytes as status_bytes;
 
 /// What the proxy must do with a hostile request.
 #[derive(Debug, Clone, Copy, PartialEq)]
