@@ -16,18 +16,8 @@ use kafka_protocol::records::RecordBatchDecoder;
 
 /// A `kB` field of `/proc/self/status`, in bytes.
 fn status_bytes(field: &str) -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<usize>()
-                .ok()
-        })
-        .map_or(0, |kb| kb * 1024)
+    let bytes = portcullis_tests::process::proc_status_bytes(std::process::id(), field);
+    usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
 /// Size of each hostile body: large enough that a reservation proportional to the element

@@ -352,12 +352,11 @@ async fn kill_9_during_rotate_rewrap_and_shred_loses_nothing_readable() {
                 expected.extend(sent(&recs));
                 writer.stop();
                 // The sled store is free now: rotate and rewrap offline, killed at random points.
-                for (i, command) in ["rotate", "rewrap", "rotate"].iter().enumerate() {
+                for command in ["rotate", "rewrap", "rotate"] {
                     let delay = Duration::from_millis(portcullis_tests::ports::random_u64() % 40);
                     if !kill_during(command, &kept, &config_copy, delay) {
                         interrupted += 1;
                     }
-                    let _ = i;
                 }
                 writer = proxy(&broker, &keys, "");
                 same_payloads(
