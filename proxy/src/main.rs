@@ -10,6 +10,12 @@ use portcullis::cli::certs::{init_dev_certs, DevCertsRequest};
 use portcullis::config::{Config, LogFormat};
 use portcullis_auth::users::UsersCommand;
 
+/// mimalloc instead of glibc malloc: glibc returned the freed megabyte-sized request
+/// buffers to the kernel and faulted them back in on the next Produce or Fetch (a third of
+/// the encrypting proxy's CPU; `scripts/bench.sh`, README "Record encryption").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Portcullis: a security and governance proxy for Apache Kafka.
 #[derive(Debug, Parser)]
 #[command(name = "portcullis", version, about)]
