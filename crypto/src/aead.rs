@@ -145,6 +145,68 @@ impl AeadKey {
         Ok(())
     }
 
+    /// Encrypts `in_out` in place and returns the tag: [`AeadKey::seal_append`] without
+    /// the copy, for callers that put the plaintext where the ciphertext goes.
+    ///
+    /// # Errors
+    ///
+    /// [`AeadError::Backend`] if the input is larger than GCM allows.
+    pub fn seal_in_place_separate_tag(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], AeadError> {
+        match &self.prepared {
+            Prepared::AwsLc(key) => {
+                let tag = key
+                    .seal_in_place_separate_tag(
+                        aws_lc_rs::aead::Nonce::assume_unique_for_key(*nonce),
+                        aws_lc_rs::aead::Aad::from(aad),
+                        in_out,
+                    )
+                    .map_err(|_| AeadError::Backend)?;
+                tag.as_ref().try_into().map_err(|_| AeadError::Backend)
+            }
+            Prepared::RustCrypto(key) => Ok(key
+                .encrypt_in_place_detached(nonce.into(), aad, in_out)
+                .map_err(|_| AeadError::Backend)?
+                .into()),
+        }
+    }
+
+    /// Verifies `tag` and decrypts `in_out` (the ciphertext) in place. On failure `in_out`
+    /// is wiped (AES-GCM may have decrypted it before the tag check failed).
+    ///
+    /// # Errors
+    ///
+    /// [`AeadError::Authentication`].
+    pub fn open_in_place_separate_tag(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        tag: &[u8; TAG_LEN],
+        in_out: &mut [u8],
+    ) -> Result<(), AeadError> {
+        let opened = match &self.prepared {
+            Prepared::AwsLc(key) => key
+                .open_in_place_separate_tag(
+                    aws_lc_rs::aead::Nonce::assume_unique_for_key(*nonce),
+                    aws_lc_rs::aead::Aad::from(aad),
+                    tag,
+                    in_out,
+                )
+                .map(|_| ()),
+            Prepared::RustCrypto(key) => key
+                .decrypt_in_place_detached(nonce.into(), aad, in_out, tag.into())
+                .map_err(|_| aws_lc_rs::error::Unspecified),
+        };
+        opened.map_err(|_| {
+            zeroize::Zeroize::zeroize(in_out);
+            AeadError::Authentication
+        })
+    }
+
     /// Verifies and decrypts `sealed` (`ciphertext || tag`), returning the plaintext.
     ///
     /// # Errors
@@ -264,6 +326,33 @@ mod tests {
                 Err(AeadError::Authentication)
             );
             assert_eq!(k.open(&nonce, b"a", &sealed[..3]), Err(AeadError::TooShort));
+        }
+    }
+
+    #[test]
+    fn in_place_matches_copying() {
+        let nonce = [9u8; NONCE_LEN];
+        for backend in AeadBackend::ALL {
+            let k = AeadKey::new(backend, &key(4)).unwrap();
+            for len in [0usize, 1, 100, 1024] {
+                let pt: Vec<u8> = (0..len).map(|i| (i % 13) as u8).collect();
+                let mut sealed = Vec::new();
+                k.seal_append(&nonce, b"x", &pt, &mut sealed).unwrap();
+                let mut buf = pt.clone();
+                let tag = k
+                    .seal_in_place_separate_tag(&nonce, b"x", &mut buf)
+                    .unwrap();
+                assert_eq!([buf.as_slice(), &tag].concat(), sealed);
+                k.open_in_place_separate_tag(&nonce, b"x", &tag, &mut buf)
+                    .unwrap();
+                assert_eq!(buf, pt);
+                let mut wrong = sealed[..len].to_vec();
+                assert_eq!(
+                    k.open_in_place_separate_tag(&nonce, b"y", &tag, &mut wrong),
+                    Err(AeadError::Authentication)
+                );
+                assert!(wrong.iter().all(|b| *b == 0), "wiped after a failed open");
+            }
         }
     }
 

@@ -39,7 +39,7 @@ pub use dek_id::DekId;
 pub use dek_limits::{DekLimits, MAX_RECORDS_PER_DEK};
 pub use error::CryptoError;
 pub use format::{FormatError, FORMAT_VERSION, MARKER_HEADER};
-pub use keyring::{KeyAccess, Keyring, RotationReport};
+pub use keyring::{KeyAccess, Keyring, RotationReport, ValueOpener, ValueSealer};
 pub use local_key_file::{KeyFileError, LocalKeyFile};
 pub use random::RandomError;
 pub use record::{Header, RecordOptions, RecordPayload};

@@ -28,6 +28,7 @@
 //! lock, so a DEK can never be created under a KEK version that a concurrent destroy is
 //! removing. Across a fleet the same guarantee needs the replicated registry (next session).
 
+pub use batch::{ValueOpener, ValueSealer};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -41,6 +42,7 @@ use crate::registry::{DekState, Registry, RegistryStore};
 use crate::root_key::RootKeyProvider;
 use crate::topic_name;
 
+mod batch;
 mod key_loading;
 mod operations;
 

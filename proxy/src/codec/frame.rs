@@ -205,6 +205,30 @@ fn body_length(buf: &[u8]) -> Option<usize> {
     usize::try_from(i32::from_be_bytes(prefix)).ok()
 }
 
+/// A frame re-encoded from `original` (a request or response a stage changed): its header
+/// bytes (`original[4..body_offset]`) as received, then the body `encode` writes, in one
+/// buffer sized from the original (an eighth more for bodies that grew, such as encrypted
+/// Produce requests), so a megabyte body is neither reallocated as it grows nor copied
+/// again behind a length prefix.
+///
+/// # Errors
+///
+/// What `encode` returns, or a body too large for the length prefix.
+pub fn reencoded_frame(
+    original: &[u8],
+    body_offset: usize,
+    encode: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>,
+) -> anyhow::Result<Bytes> {
+    let header = original.get(LENGTH_PREFIX..body_offset).unwrap_or_default();
+    let mut out = BytesMut::with_capacity(original.len() + original.len() / 8 + 64);
+    out.extend_from_slice(&[0; LENGTH_PREFIX]);
+    out.extend_from_slice(header);
+    encode(&mut out)?;
+    let body_len = i32::try_from(out.len() - LENGTH_PREFIX)?;
+    out[..LENGTH_PREFIX].copy_from_slice(&body_len.to_be_bytes());
+    Ok(out.freeze())
+}
+
 /// Builds a frame (length prefix + `parts` concatenated).
 pub fn build_frame(parts: &[&[u8]]) -> Bytes {
     let body_len: usize = parts.iter().map(|p| p.len()).sum();

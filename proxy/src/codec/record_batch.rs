@@ -40,10 +40,12 @@ mod tests;
 
 pub use check::check_batch_headers;
 pub use compression::SnappyFraming;
-pub use encode::{build_batch, rewrite_batches, BatchEdit, DecodedBatch, NewRecord};
+pub use encode::{
+    build_batch, rewrite_batches, rewrite_batches_with, BatchEdit, DecodedBatch, NewRecord,
+};
 pub use error::{CodecError, RecordFault};
 pub use header::{
     Attributes, BatchHeader, Compression, TimestampType, BATCH_HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2,
 };
-pub use records::{encode_records, Header, Record};
+pub use records::{encode_record_with, encode_records, Header, Record};
 pub use split::{split_batches, BatchPiece, Batches, RawBatch};

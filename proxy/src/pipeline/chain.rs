@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 use crate::cluster::api_versions::Negotiated;
-use crate::codec::frame::build_frame;
+use crate::codec::frame::reencoded_frame;
 use crate::codec::header::{peek_response_header, RequestHeader};
 use crate::codec::response_frame::response_kind_frame;
 use crate::connection::{ConnectionEnd, Shared};
@@ -252,11 +252,9 @@ impl Chain {
         }
         match (response.body_changed, response.body) {
             (true, Some(body)) => {
-                let mut out = BytesMut::new();
-                body.encode(&mut out, version).map_err(|e| {
-                    ConnectionEnd::Broker(format!("cannot re-encode {api:?} response: {e}"))
-                })?;
-                Ok(build_frame(&[&frame[4..body_offset], &out]))
+                reencoded_frame(&frame, body_offset, |out| body.encode(out, version)).map_err(
+                    |e| ConnectionEnd::Broker(format!("cannot re-encode {api:?} response: {e}")),
+                )
             }
             _ => Ok(frame),
         }
@@ -323,13 +321,13 @@ fn encode_request_frame(
     header: &RequestHeader,
     request: &RequestKind,
 ) -> Result<Bytes, ConnectionEnd> {
-    let mut body = BytesMut::new();
-    request.encode(&mut body, header.api_version).map_err(|e| {
+    reencoded_frame(frame, header.body_offset, |out| {
+        request.encode(out, header.api_version)
+    })
+    .map_err(|e| {
         ConnectionEnd::Broker(format!(
             "cannot re-encode {:?} request: {e}",
             header.api_key
         ))
-    })?;
-    let header_bytes = frame.get(4..header.body_offset).unwrap_or_default();
-    Ok(build_frame(&[header_bytes, &body]))
+    })
 }

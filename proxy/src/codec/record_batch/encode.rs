@@ -9,7 +9,7 @@ use super::header::batch_crc;
 use super::header::{
     Attributes, BatchHeader, Compression, BATCH_HEADER_SIZE, CRC_OFFSET, LOG_OVERHEAD, MAGIC_V2,
 };
-use super::records::{encode_records, to_i32, Header, Record};
+use super::records::{encode_records, to_i32, Header, Record, MIN_RECORD_BYTES};
 use super::split::{split_batches, BatchPiece};
 
 /// A v2 batch with its records parsed: what a caller reads and changes.
@@ -35,6 +35,35 @@ impl DecodedBatch {
     /// [`CodecError::UnknownCompression`], [`CodecError::Compress`],
     /// [`CodecError::TooLargeToEncode`].
     pub fn encode(&self, out: &mut BytesMut) -> Result<(), CodecError> {
+        self.encode_with(out, |section| encode_records(&self.records, section))
+    }
+
+    /// [`DecodedBatch::encode`] with the record section written by `write_records` (which
+    /// must write as many records as `self.records` holds, in order; see
+    /// [`super::encode_record_with`]): straight into `out` for an uncompressed batch, into a
+    /// section buffer that is then compressed otherwise. On error `out` is left as it was.
+    ///
+    /// # Errors
+    ///
+    /// As [`DecodedBatch::encode`], and what `write_records` returns.
+    pub fn encode_with<E, W>(&self, out: &mut BytesMut, write_records: W) -> Result<(), E>
+    where
+        E: From<CodecError>,
+        W: FnOnce(&mut BytesMut) -> Result<(), E>,
+    {
+        let start = out.len();
+        let result = self.encode_unchecked(out, write_records);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    fn encode_unchecked<E, W>(&self, out: &mut BytesMut, write_records: W) -> Result<(), E>
+    where
+        E: From<CodecError>,
+        W: FnOnce(&mut BytesMut) -> Result<(), E>,
+    {
         let codec = self.header.attributes.compression()?;
         let record_count = to_i32(self.records.len(), "record count")?;
         let start = out.len();
@@ -42,10 +71,10 @@ impl DecodedBatch {
         // length and the crc.
         self.header.write(out, 0, record_count);
         if codec == Compression::None {
-            encode_records(&self.records, out)?;
+            write_records(out)?;
         } else {
             let mut section = BytesMut::new();
-            encode_records(&self.records, &mut section)?;
+            write_records(&mut section)?;
             compress(codec, &section, self.snappy_framing, out)?;
         }
         let length = to_i32(out.len() - start - LOG_OVERHEAD, "batch length")?;
@@ -99,31 +128,74 @@ where
     E: From<CodecError>,
     F: FnMut(&mut DecodedBatch) -> Result<BatchEdit, E>,
 {
-    let mut out: Option<BytesMut> = None;
-    // Input bytes up to here are already in `out`.
-    let mut copied = 0;
-    let mut pos = 0;
+    rewrite_batches_with(records, max_decompressed_bytes, 0, |batch, out| {
+        Ok(match edit(batch)? {
+            BatchEdit::Keep => false,
+            BatchEdit::Reencode => {
+                batch.encode(out)?;
+                true
+            }
+        })
+    })
+}
+
+/// [`rewrite_batches`] where `write` encodes a changed batch itself (with
+/// [`DecodedBatch::encode_with`]) and returns true, or returns false to keep the original
+/// bytes (appending nothing). `growth_per_record` sizes the new field's buffer once
+/// (bytes a record may grow by), so it is not reallocated batch after batch.
+///
+/// # Errors
+///
+/// As [`rewrite_batches`].
+pub fn rewrite_batches_with<E, F>(
+    records: &Bytes,
+    max_decompressed_bytes: usize,
+    growth_per_record: usize,
+    mut write: F,
+) -> Result<Bytes, E>
+where
+    E: From<CodecError>,
+    F: FnMut(&mut DecodedBatch, &mut BytesMut) -> Result<bool, E>,
+{
+    let mut out = BytesMut::with_capacity(records.len() + growth(records, growth_per_record));
+    let mut changed = false;
     for piece in split_batches(records) {
         let piece = piece?;
-        let len = piece.bytes().len();
         if let BatchPiece::Records(raw) = &piece {
             let mut batch = raw.decode(max_decompressed_bytes)?;
-            if edit(&mut batch)? == BatchEdit::Reencode {
-                let out = out.get_or_insert_with(|| BytesMut::with_capacity(records.len()));
-                out.put_slice(&records[copied..pos]);
-                batch.encode(out)?;
-                copied = pos + len;
+            if write(&mut batch, &mut out)? {
+                changed = true;
+                continue;
             }
         }
-        pos += len;
+        out.put_slice(piece.bytes());
     }
-    Ok(match out {
-        None => records.clone(),
-        Some(mut out) => {
-            out.put_slice(&records[copied..]);
-            out.freeze()
-        }
+    Ok(if changed {
+        out.freeze()
+    } else {
+        records.clone()
     })
+}
+
+/// How many bytes the records of `records` grow by at `per_record` bytes each (the counts
+/// are the batch headers', each capped by what its bytes can hold), at most `records`'
+/// own length: a capacity hint, never an allocation an attacker can multiply.
+fn growth(records: &Bytes, per_record: usize) -> usize {
+    if per_record == 0 {
+        return 0;
+    }
+    split_batches(records)
+        .filter_map(Result::ok)
+        .map(|piece| match piece {
+            BatchPiece::Records(raw) => {
+                let claimed = usize::try_from(raw.header().record_count).unwrap_or(0);
+                claimed.min(raw.bytes().len() / MIN_RECORD_BYTES)
+            }
+            _ => 0,
+        })
+        .sum::<usize>()
+        .saturating_mul(per_record)
+        .min(records.len())
 }
 
 /// One record for [`build_batch`].

@@ -116,6 +116,15 @@ pub enum CodecError {
         /// Its value.
         value: usize,
     },
+    /// A value writer of [`super::encode_record_with`] wrote another length than it
+    /// announced (a bug in the caller; the record is not emitted).
+    #[error("a record value writer announced {announced} bytes and wrote {written}")]
+    ValueLengthMismatch {
+        /// The length announced.
+        announced: usize,
+        /// The length written.
+        written: usize,
+    },
     /// [`super::build_batch`] was given no records.
     #[error("a new batch needs at least one record")]
     NoRecords,

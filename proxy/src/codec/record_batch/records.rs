@@ -3,7 +3,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::{CodecError, RecordFault};
-use super::varint::{put_varint, put_varlong, read_varint, read_varlong};
+use super::varint::{put_varint, put_varlong, read_varint, read_varlong, varint_len, varlong_len};
 
 /// Smallest encoding of one record: length, attributes, timestamp delta, offset delta,
 /// key length, value length, header count, one byte each.
@@ -162,24 +162,93 @@ pub(super) fn parse_records(section: &Bytes, count: i32) -> Result<Vec<Record>, 
 /// [`CodecError::TooLargeToEncode`] for a key, value, header or record longer than
 /// `i32::MAX` bytes or more than `i32::MAX` headers.
 pub fn encode_records(records: &[Record], out: &mut BytesMut) -> Result<(), CodecError> {
-    let mut body = BytesMut::new();
     for record in records {
-        body.clear();
-        body.put_i8(record.attributes);
-        put_varlong(&mut body, record.timestamp_delta);
-        put_varint(&mut body, record.offset_delta);
-        put_nullable(&mut body, record.key.as_deref(), "key length")?;
-        put_nullable(&mut body, record.value.as_deref(), "value length")?;
-        put_varint(&mut body, to_i32(record.headers.len(), "header count")?);
-        for header in &record.headers {
-            put_varint(&mut body, to_i32(header.key.len(), "header key length")?);
-            body.put_slice(&header.key);
-            put_nullable(&mut body, header.value.as_deref(), "header value length")?;
-        }
-        put_varint(out, to_i32(body.len(), "record length")?);
-        out.put_slice(&body);
+        let value = record.value.as_deref();
+        encode_record_with(
+            record,
+            record.headers.iter(),
+            value.map(<[u8]>::len),
+            |out| {
+                out.put_slice(value.unwrap_or_default());
+                Ok::<(), CodecError>(())
+            },
+            out,
+        )?;
     }
     Ok(())
+}
+
+/// Appends one record to `out` straight, without an intermediate buffer: `record`'s
+/// attributes, deltas and key, then a value of `value_len` bytes (`None`: null) that
+/// `write_value` appends itself (it must append exactly that many), then `headers` in
+/// place of the record's own. This is how the encryption stage seals or opens a value where
+/// it lands in the new batch.
+///
+/// # Errors
+///
+/// [`CodecError::TooLargeToEncode`] as [`encode_records`], or what `write_value` returns.
+pub fn encode_record_with<'h, H, E, W>(
+    record: &Record,
+    headers: H,
+    value_len: Option<usize>,
+    write_value: W,
+    out: &mut BytesMut,
+) -> Result<(), E>
+where
+    H: Iterator<Item = &'h Header> + Clone,
+    E: From<CodecError>,
+    W: FnOnce(&mut BytesMut) -> Result<(), E>,
+{
+    let header_count = to_i32(headers.clone().count(), "header count")?;
+    let mut length = 1
+        + varlong_len(record.timestamp_delta)
+        + varint_len(record.offset_delta)
+        + nullable_len(record.key.as_ref().map(Bytes::len), "key length")?
+        + nullable_len(value_len, "value length")?
+        + varint_len(header_count);
+    for header in headers.clone() {
+        length += varint_len(to_i32(header.key.len(), "header key length")?)
+            + header.key.len()
+            + nullable_len(header.value.as_ref().map(Bytes::len), "header value length")?;
+    }
+    let length = to_i32(length, "record length")?;
+    out.reserve(varint_len(length) + length as usize);
+    put_varint(out, length);
+    out.put_i8(record.attributes);
+    put_varlong(out, record.timestamp_delta);
+    put_varint(out, record.offset_delta);
+    put_nullable(out, record.key.as_deref(), "key length")?;
+    match value_len {
+        None => put_varint(out, -1),
+        Some(len) => {
+            put_varint(out, to_i32(len, "value length")?);
+            let start = out.len();
+            write_value(out)?;
+            let written = out.len() - start;
+            if written != len {
+                return Err(CodecError::ValueLengthMismatch {
+                    announced: len,
+                    written,
+                }
+                .into());
+            }
+        }
+    }
+    put_varint(out, header_count);
+    for header in headers {
+        put_varint(out, to_i32(header.key.len(), "header key length")?);
+        out.put_slice(&header.key);
+        put_nullable(out, header.value.as_deref(), "header value length")?;
+    }
+    Ok(())
+}
+
+/// The encoded length of a nullable byte string of `len` bytes (`None`: null).
+fn nullable_len(len: Option<usize>, what: &'static str) -> Result<usize, CodecError> {
+    Ok(match len {
+        None => varint_len(-1),
+        Some(len) => varint_len(to_i32(len, what)?) + len,
+    })
 }
 
 fn put_nullable(

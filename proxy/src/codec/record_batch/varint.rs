@@ -49,6 +49,21 @@ fn put_unsigned(out: &mut BytesMut, mut value: u64) {
     out.put_u8(value as u8);
 }
 
+fn unsigned_len(value: u64) -> usize {
+    // 7 bits per byte; 0 still takes one.
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// The encoded length of `value` as a zigzag varint.
+pub(super) fn varint_len(value: i32) -> usize {
+    unsigned_len(u64::from(((value << 1) ^ (value >> 31)) as u32))
+}
+
+/// The encoded length of `value` as a zigzag varlong.
+pub(super) fn varlong_len(value: i64) -> usize {
+    unsigned_len(((value << 1) ^ (value >> 63)) as u64)
+}
+
 /// Appends `value` as a zigzag varint.
 pub(super) fn put_varint(out: &mut BytesMut, value: i32) {
     put_unsigned(out, u64::from(((value << 1) ^ (value >> 31)) as u32));
@@ -64,6 +79,19 @@ pub(super) fn put_varlong(out: &mut BytesMut, value: i64) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn lengths_match_encodings(v in any::<i64>()) {
+            let mut out = BytesMut::new();
+            put_varlong(&mut out, v);
+            prop_assert_eq!(out.len(), varlong_len(v));
+            let v = v as i32;
+            out.clear();
+            put_varint(&mut out, v);
+            prop_assert_eq!(out.len(), varint_len(v));
+        }
+    }
 
     #[test]
     fn known_encodings() {

@@ -15,7 +15,7 @@ use portcullis_crypto::Keyring;
 use crate::codec::record_batch::{split_batches, BatchPiece};
 use crate::config::encryption::{TopicPolicies, TopicPolicy};
 use crate::pipeline::encryption::failure::{Failure, Refusal};
-use crate::pipeline::encryption::records;
+use crate::pipeline::encryption::in_place;
 
 /// A partition refused on Fetch.
 #[derive(Debug, Clone)]
@@ -103,8 +103,9 @@ fn decrypt_partition(
     }
 }
 
-/// Decodes one batch, decrypts its records and appends its new encoding to `out`; returns
-/// the number of records decrypted.
+/// Decodes one batch, decrypts its records and appends its new encoding to `out` (its
+/// original bytes if nothing in it was encrypted); returns the number of records decrypted.
+/// On error `out` is as it was.
 fn decrypt_batch(
     keyring: &Keyring,
     topic: &str,
@@ -113,17 +114,10 @@ fn decrypt_batch(
     max_decompressed_bytes: usize,
     out: &mut BytesMut,
 ) -> Result<u64, Refusal> {
-    let mut batch = raw.decode(max_decompressed_bytes)?;
-    let mut decrypted = 0;
-    for record in &mut batch.records {
-        if records::decrypt(keyring, topic, policy, record, &records::blocking)? {
-            decrypted += 1;
-        }
-    }
+    let batch = raw.decode(max_decompressed_bytes)?;
+    let decrypted = in_place::open_batch(keyring, topic, policy, &batch, out)?;
     if decrypted == 0 {
         out.put_slice(raw.bytes());
-    } else {
-        batch.encode(out)?;
     }
     Ok(decrypted)
 }

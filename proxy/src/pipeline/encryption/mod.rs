@@ -23,6 +23,7 @@
 
 mod failure;
 mod fetch;
+mod in_place;
 mod produce;
 mod records;
 #[cfg(test)]

@@ -12,9 +12,10 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use portcullis_crypto::KeyAccess;
 
-use crate::codec::record_batch::{rewrite_batches, BatchEdit};
-use crate::config::encryption::TopicPolicies;
-use crate::pipeline::encryption::failure::Refusal;
+use crate::codec::record_batch::{rewrite_batches, rewrite_batches_with, BatchEdit, DecodedBatch};
+use crate::config::encryption::{TopicPolicies, TopicPolicy};
+use crate::pipeline::encryption::failure::{Failure, Refusal};
+use crate::pipeline::encryption::in_place;
 use crate::pipeline::encryption::records;
 use portcullis_crypto::Keyring;
 
@@ -54,41 +55,60 @@ pub fn touches_encrypted(request: &ProduceRequest, policies: &TopicPolicies) -> 
 fn encrypt_partition(
     keyring: &Keyring,
     topic: &str,
-    policy: crate::config::encryption::TopicPolicy,
+    policy: TopicPolicy,
     records: &Bytes,
     max_decompressed_bytes: usize,
     access: KeyAccess,
     count: &mut u64,
 ) -> Result<Result<Bytes, Refusal>, NeedsNewKey> {
     let mut needs_key = false;
-    let result = rewrite_batches::<Refusal, _>(records, max_decompressed_bytes, |batch| {
-        let mut changed = false;
-        for record in &mut batch.records {
-            match records::encrypt(keyring, topic, policy, record, access) {
-                Ok(c) => {
-                    changed |= c;
-                    *count += u64::from(c);
-                }
-                Err(Some(refusal)) => return Err(refusal),
-                Err(None) => {
-                    needs_key = true;
-                    return Err(Refusal::new(
-                        super::failure::Failure::KeyUnavailable,
-                        "needs a new DEK",
-                    ));
-                }
-            }
+    let mut outcome = |result: Result<u64, Option<Refusal>>| match result {
+        Ok(n) => {
+            *count += n;
+            Ok(n > 0)
         }
-        Ok(if changed {
-            BatchEdit::Reencode
-        } else {
-            BatchEdit::Keep
+        Err(Some(refusal)) => Err(refusal),
+        Err(None) => {
+            needs_key = true;
+            Err(Refusal::new(Failure::KeyUnavailable, "needs a new DEK"))
+        }
+    };
+    let result = if policy.encrypt_headers {
+        rewrite_batches::<Refusal, _>(records, max_decompressed_bytes, |batch| {
+            let changed = outcome(encrypt_records(keyring, topic, policy, batch, access))?;
+            Ok(if changed {
+                BatchEdit::Reencode
+            } else {
+                BatchEdit::Keep
+            })
         })
-    });
+    } else {
+        rewrite_batches_with::<Refusal, _>(
+            records,
+            max_decompressed_bytes,
+            in_place::GROWTH_PER_RECORD,
+            |batch, out| outcome(in_place::seal_batch(keyring, topic, batch, access, out)),
+        )
+    };
     if needs_key {
         return Err(NeedsNewKey);
     }
     Ok(result)
+}
+
+/// Encrypts the records of `batch` one by one (value and header values); how many changed.
+fn encrypt_records(
+    keyring: &Keyring,
+    topic: &str,
+    policy: TopicPolicy,
+    batch: &mut DecodedBatch,
+    access: KeyAccess,
+) -> Result<u64, Option<Refusal>> {
+    let mut changed = 0;
+    for record in &mut batch.records {
+        changed += u64::from(records::encrypt(keyring, topic, policy, record, access)?);
+    }
+    Ok(changed)
 }
 
 /// Encrypts every partition of `request` that writes to an encrypted topic. The request is

@@ -6,7 +6,7 @@
 //! on Produce and removed on Fetch).
 
 use bytes::Bytes;
-use portcullis_crypto::record::{marker_covers_headers, MARKER_VALUE_ONLY};
+use portcullis_crypto::record::marker_covers_headers;
 use portcullis_crypto::{
     CryptoError, Header as CryptoHeader, KeyAccess, Keyring, RecordOptions, RecordPayload,
     MARKER_HEADER,
@@ -48,9 +48,11 @@ fn store(record: &mut Record, payload: RecordPayload) {
         .collect();
 }
 
-/// Encrypts `record` for `topic` in place. Returns whether it changed (a tombstone with
-/// nothing to encrypt stays as it is, unmarked). With [`KeyAccess::CachedOnly`] it fails
-/// with [`CryptoError::KeyNotCached`] (as a `Err(None)`) where a new DEK is needed.
+/// Encrypts `record` for `topic` in place (value and header values: topics whose header
+/// values stay in clear take [`super::in_place::seal_batch`]). Returns whether it changed
+/// (a record with nothing to encrypt stays as it is, unmarked). With
+/// [`KeyAccess::CachedOnly`] it fails with [`CryptoError::KeyNotCached`] (as a `Err(None)`)
+/// where a new DEK is needed.
 pub fn encrypt(
     keyring: &Keyring,
     topic: &str,
@@ -58,9 +60,6 @@ pub fn encrypt(
     record: &mut Record,
     access: KeyAccess,
 ) -> Result<bool, Option<Refusal>> {
-    if !policy.encrypt_headers {
-        return encrypt_value_only(keyring, topic, record, access);
-    }
     let mut p = payload(record).map_err(Some)?;
     let options = RecordOptions {
         encrypt_headers: policy.encrypt_headers,
@@ -77,41 +76,13 @@ pub fn encrypt(
     Ok(changed)
 }
 
-/// [`encrypt`] for a topic whose header values stay in clear: the same bytes as the crypto
-/// crate's `encrypt_record` (sealed value, marker `1` appended), without copying the record's
-/// headers and value into and out of a `RecordPayload` (the hot path: most topics).
-fn encrypt_value_only(
-    keyring: &Keyring,
-    topic: &str,
-    record: &mut Record,
-    access: KeyAccess,
-) -> Result<bool, Option<Refusal>> {
-    check_header_keys(record).map_err(Some)?;
-    if record.headers.iter().any(is_marker) {
-        return Err(Some(CryptoError::AlreadyEncrypted.into()));
-    }
-    let Some(value) = &record.value else {
-        return Ok(false);
-    };
-    let sealed = match keyring.encrypt_value_with(topic, value, access) {
-        Ok(sealed) => sealed,
-        Err(CryptoError::KeyNotCached { .. }) => return Err(None),
-        Err(e) => return Err(Some(e.into())),
-    };
-    record.value = Some(Bytes::from(sealed));
-    record.headers.push(Header {
-        key: Bytes::from_static(MARKER_HEADER.as_bytes()),
-        value: Some(Bytes::from_static(MARKER_VALUE_ONLY)),
-    });
-    Ok(true)
-}
-
-fn is_marker(h: &Header) -> bool {
+/// Whether `h` is the `portcullis.enc` marker header.
+pub fn is_marker(h: &Header) -> bool {
     &h.key[..] == MARKER_HEADER.as_bytes()
 }
 
 /// Header keys must be UTF-8 (the format binds them as text), encrypted or not.
-fn check_header_keys(record: &Record) -> Result<(), Refusal> {
+pub fn check_header_keys(record: &Record) -> Result<(), Refusal> {
     if record
         .headers
         .iter()
@@ -134,6 +105,19 @@ fn unmarked_is_acceptable(record: &Record, policy: TopicPolicy) -> bool {
         && (!policy.encrypt_headers || record.headers.iter().all(|h| h.value.is_none()))
 }
 
+/// Refuses an unmarked `record` read from `topic` if the topic requires encryption and the
+/// record has something the proxy would have encrypted.
+pub fn check_unmarked(topic: &str, policy: TopicPolicy, record: &Record) -> Result<(), Refusal> {
+    if !policy.require_encryption || unmarked_is_acceptable(record, policy) {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            Failure::Plaintext,
+            format!("unencrypted record in topic {topic:?}, which requires encryption"),
+        ))
+    }
+}
+
 /// Decrypts `record` read from `topic` in place. An unmarked record passes unchanged when
 /// the topic does not require encryption, or when it has nothing the proxy would have
 /// encrypted (a tombstone); otherwise it is refused as plaintext. A DEK not yet in memory is
@@ -145,22 +129,9 @@ pub fn decrypt(
     record: &mut Record,
     load: &dyn Fn(&mut dyn FnMut()),
 ) -> Result<bool, Refusal> {
-    let marked = record
-        .headers
-        .iter()
-        .any(|h| &h.key[..] == MARKER_HEADER.as_bytes());
-    if !marked {
-        return if !policy.require_encryption || unmarked_is_acceptable(record, policy) {
-            Ok(false)
-        } else {
-            Err(Refusal::new(
-                Failure::Plaintext,
-                format!("unencrypted record in topic {topic:?}, which requires encryption"),
-            ))
-        };
-    }
-    if let Some(position) = value_only_marker(record) {
-        return decrypt_value_only(keyring, topic, record, position, load);
+    if !record.headers.iter().any(is_marker) {
+        check_unmarked(topic, policy, record)?;
+        return Ok(false);
     }
     let mut p = payload(record)?;
     let result = match keyring.decrypt_record_with(topic, &mut p, KeyAccess::CachedOnly) {
@@ -183,9 +154,9 @@ pub fn decrypt(
 }
 
 /// The position of the record's marker header when it is the only one and says `1` (value
-/// encrypted, headers in clear): the case [`decrypt_value_only`] handles. Anything else
+/// encrypted, headers in clear): the case [`super::in_place`] opens in place. Anything else
 /// (`1h`, duplicates, unknown markers) takes the general path and its errors.
-fn value_only_marker(record: &Record) -> Option<usize> {
+pub fn value_only_marker(record: &Record) -> Option<usize> {
     let mut markers = record
         .headers
         .iter()
@@ -195,38 +166,6 @@ fn value_only_marker(record: &Record) -> Option<usize> {
     let value_only = markers.next().is_none()
         && matches!(marker_covers_headers(marker.value.as_deref()), Ok(false));
     value_only.then_some(position)
-}
-
-/// [`decrypt`] of a record marked `1`: the value opened, the marker removed, every other
-/// header untouched (the same result as the crypto crate's `decrypt_record`, without the
-/// copies).
-fn decrypt_value_only(
-    keyring: &Keyring,
-    topic: &str,
-    record: &mut Record,
-    marker: usize,
-    load: &dyn Fn(&mut dyn FnMut()),
-) -> Result<bool, Refusal> {
-    check_header_keys(record)?;
-    if let Some(value) = &record.value {
-        let plain = match keyring.decrypt_value_with(topic, value, KeyAccess::CachedOnly) {
-            Err(CryptoError::KeyNotCached { .. }) => {
-                let mut outcome = None;
-                load(&mut || {
-                    outcome = Some(keyring.decrypt_value_with(topic, value, KeyAccess::Load));
-                });
-                outcome.unwrap_or_else(|| {
-                    Err(CryptoError::KeyNotCached {
-                        topic: topic.to_owned(),
-                    })
-                })
-            }
-            other => other,
-        }?;
-        record.value = Some(Bytes::from(plain));
-    }
-    record.headers.remove(marker);
-    Ok(true)
 }
 
 /// Runs `f`, telling the runtime it blocks when called on a multi-threaded tokio worker
