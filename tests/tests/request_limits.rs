@@ -257,14 +257,16 @@ async fn huge_declared_counts_in_100_mib_frames_are_refused_within_bounded_memor
         );
         assert!(peak > 0, "cannot read /proc/{pid}/status");
         // The attack may cost the frame being read (its buffer is the frame) and a little
-        // more, never its decoded form: the peak stays within one frame (plus 8 MiB of slack
-        // for allocator rounding) of what the proxy held before. With an idle proxy under
+        // more, never its decoded form: the peak stays within one frame (plus 16 MiB of
+        // slack: the first megabyte of the frame is copied once when the rest is reserved,
+        // and mimalloc keeps the pages alice's traffic used meanwhile, about 7 MiB) of what
+        // the proxy held before. With an idle proxy under
         // the frame limit (about 60 MiB in release builds; a debug build with its sled audit
         // store already holds about 100 MiB) that is the issue's "under twice the frame
         // limit".
         let growth = peak.saturating_sub(rss_before);
         assert!(
-            growth < FRAME as u64 + (8 << 20),
+            growth < FRAME as u64 + (16 << 20),
             "proxy peak RSS {} MiB is {} MiB over its {} MiB before the attack: more than one \
              {} MiB frame",
             peak >> 20,

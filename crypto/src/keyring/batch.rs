@@ -96,27 +96,29 @@ impl std::fmt::Debug for ValueOpener<'_> {
 }
 
 impl ValueOpener<'_> {
-    /// The plaintext length of the v1 value `sealed`.
+    /// The ciphertext inside the v1 value `sealed`: what the caller copies to where the
+    /// plaintext belongs before [`ValueOpener::open_in_place`] (as long as the plaintext).
     ///
     /// # Errors
     ///
     /// [`CryptoError::BadFormat`] for bytes that are not a v1 value.
-    pub fn plaintext_len(sealed: &[u8]) -> Result<usize, CryptoError> {
-        Ok(format::parse(sealed)?.sealed.len() - TAG_LEN)
+    pub fn ciphertext(sealed: &[u8]) -> Result<&[u8], CryptoError> {
+        let value = format::parse(sealed)?;
+        Ok(&value.sealed[..value.sealed.len() - TAG_LEN])
     }
 
-    /// Verifies and decrypts the v1 value `sealed` into `out`, which must be
-    /// [`ValueOpener::plaintext_len`] bytes (of any content). On failure `out` holds no
-    /// plaintext.
+    /// Verifies the v1 value `sealed` and decrypts `buf`, a copy of its
+    /// [`ValueOpener::ciphertext`], in place. On failure `buf` holds no plaintext (and is
+    /// untouched when the DEK is not available).
     ///
     /// # Errors
     ///
-    /// As [`Keyring::decrypt_value_with`]; [`CryptoError::BadFormat`] if `out` has the
-    /// wrong length.
-    pub fn open_into(
+    /// As [`Keyring::decrypt_value_with`]; [`CryptoError::BadFormat`] if `buf` has another
+    /// length than the ciphertext.
+    pub fn open_in_place(
         &mut self,
         sealed: &[u8],
-        out: &mut [u8],
+        buf: &mut [u8],
         access: KeyAccess,
     ) -> Result<(), CryptoError> {
         let value = format::parse(sealed)?;
@@ -124,12 +126,11 @@ impl ValueOpener<'_> {
         let tag: &[u8; TAG_LEN] = tag
             .try_into()
             .map_err(|_| format::FormatError::TooShort { len: sealed.len() })?;
-        if out.len() != ciphertext.len() {
-            return Err(format::FormatError::TooShort { len: out.len() }.into());
+        if buf.len() != ciphertext.len() {
+            return Err(format::FormatError::TooShort { len: buf.len() }.into());
         }
         let (key, aad) = self.key(value.dek_id, access)?;
-        out.copy_from_slice(ciphertext);
-        key.open_in_place_separate_tag(&value.nonce, aad, tag, out)
+        key.open_in_place_separate_tag(&value.nonce, aad, tag, buf)
             .map_err(|_| CryptoError::Tampered {
                 topic: self.topic.to_owned(),
                 dek_id: value.dek_id,
@@ -222,10 +223,9 @@ mod tests {
             assert_eq!(sealed.len(), ValueSealer::sealed_len(plain.len()));
             assert_eq!(ring.decrypt_value("orders", &sealed).unwrap(), plain);
             let one_at_a_time = ring.encrypt_value("orders", plain).unwrap();
-            let len = ValueOpener::plaintext_len(&one_at_a_time).unwrap();
-            let mut out = vec![1u8; len];
+            let mut out = ValueOpener::ciphertext(&one_at_a_time).unwrap().to_vec();
             opener
-                .open_into(&one_at_a_time, &mut out, KeyAccess::CachedOnly)
+                .open_in_place(&one_at_a_time, &mut out, KeyAccess::CachedOnly)
                 .unwrap();
             assert_eq!(out, plain);
         }
@@ -242,22 +242,33 @@ mod tests {
         let mut sealer = ring.value_sealer("orders", 1, KeyAccess::Load).unwrap();
         ring.ensure_topic("payments").unwrap();
         let mut sealed = seal(&mut sealer, b"secret value");
-        let mut out = vec![0u8; 12];
+        let copy = |sealed: &[u8]| ValueOpener::ciphertext(sealed).unwrap().to_vec();
         let mut other = ring.value_opener("payments").unwrap();
-        assert!(other.open_into(&sealed, &mut out, KeyAccess::Load).is_err());
+        assert!(other
+            .open_in_place(&sealed, &mut copy(&sealed), KeyAccess::Load)
+            .is_err());
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
         let mut opener = ring.value_opener("orders").unwrap();
+        let mut out = copy(&sealed);
         assert!(matches!(
-            opener.open_into(&sealed, &mut out, KeyAccess::Load),
+            opener.open_in_place(&sealed, &mut out, KeyAccess::Load),
             Err(CryptoError::Tampered { .. })
         ));
-        assert!(out.iter().all(|b| *b == 0));
-        let mut short = vec![0u8; 3];
+        assert!(
+            out.iter().all(|b| *b == 0),
+            "no plaintext left after a failure"
+        );
         sealed[last] ^= 1;
+        let mut short = vec![0u8; 3];
         assert!(opener
-            .open_into(&sealed, &mut short, KeyAccess::Load)
+            .open_in_place(&sealed, &mut short, KeyAccess::Load)
             .is_err());
+        let mut out = copy(&sealed);
+        opener
+            .open_in_place(&sealed, &mut out, KeyAccess::Load)
+            .unwrap();
+        assert_eq!(out, b"secret value");
     }
 
     #[test]

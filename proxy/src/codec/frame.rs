@@ -17,10 +17,13 @@ use tokio::time::Instant;
 /// Size of the length prefix.
 pub const LENGTH_PREFIX: usize = 4;
 
-/// How much of an announced frame is reserved at once. Typical frames (produce batches,
-/// fetch responses) then arrive in one allocation without regrowth copies; larger frames
-/// grow in steps of this size as their bytes actually arrive, so a peer that announces a
-/// huge frame and sends nothing costs at most this much (and only as untouched memory).
+/// How much of an announced frame is reserved before its bytes arrive. Typical frames
+/// (produce batches, fetch responses) then arrive in one allocation; a peer that announces
+/// a huge frame and sends nothing costs at most this much (and only as untouched memory).
+/// Once this much of a larger frame has arrived, the rest of it is reserved in one step:
+/// growing by doubling would copy the frame several times and, with an allocator that
+/// cannot grow a block in place, hold the old and the new block at once (a 100 MiB frame
+/// would peak near 200 MiB).
 pub const UPFRONT_RESERVE: usize = 1024 * 1024;
 
 /// Why a frame could not be read.
@@ -157,7 +160,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// reserving room for the frame in progress first. Returns 0 at end of stream.
     async fn read_more(&mut self) -> std::io::Result<usize> {
         let wanted = self.bytes_still_needed();
-        self.buf.reserve(wanted.clamp(1, UPFRONT_RESERVE));
+        let proven = self.buf.len() >= UPFRONT_RESERVE;
+        self.buf
+            .reserve(wanted.clamp(1, if proven { usize::MAX } else { UPFRONT_RESERVE }));
         self.inner.read_buf(&mut self.buf).await
     }
 

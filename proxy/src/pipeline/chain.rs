@@ -251,11 +251,10 @@ impl Chain {
             }
         }
         match (response.body_changed, response.body) {
-            (true, Some(body)) => {
-                reencoded_frame(&frame, body_offset, |out| body.encode(out, version)).map_err(
-                    |e| ConnectionEnd::Broker(format!("cannot re-encode {api:?} response: {e}")),
-                )
-            }
+            (true, Some(body)) => reencoded_frame(&frame, body_offset, |out| {
+                body.encode(out, version)
+            })
+            .map_err(|e| ConnectionEnd::Broker(format!("cannot re-encode {api:?} response: {e}"))),
             _ => Ok(frame),
         }
     }

@@ -168,14 +168,14 @@ fn open_record(
         encode_record_with(record, headers, None, |_| Ok::<(), Refusal>(()), out)?;
         return Ok(true);
     };
-    let plain_len = ValueOpener::plaintext_len(value)?;
+    let ciphertext = ValueOpener::ciphertext(value)?;
     encode_record_with(
         record,
         headers,
-        Some(plain_len),
+        Some(ciphertext.len()),
         |out| {
             let start = out.len();
-            out.put_bytes(0, plain_len);
+            out.put_slice(ciphertext);
             open_value(opener, value, &mut out[start..])
         },
         out,
@@ -183,13 +183,14 @@ fn open_record(
     Ok(true)
 }
 
-/// Opens `value` into `plain`, loading its DEK (blocking) if it is not in memory yet.
-fn open_value(opener: &mut ValueOpener<'_>, value: &[u8], plain: &mut [u8]) -> Result<(), Refusal> {
-    match opener.open_into(value, plain, KeyAccess::CachedOnly) {
+/// Decrypts `buf` (a copy of `value`'s ciphertext) in place, loading its DEK (blocking) if
+/// it is not in memory yet.
+fn open_value(opener: &mut ValueOpener<'_>, value: &[u8], buf: &mut [u8]) -> Result<(), Refusal> {
+    match opener.open_in_place(value, buf, KeyAccess::CachedOnly) {
         Err(CryptoError::KeyNotCached { .. }) => {
             let mut outcome = None;
             records::blocking(&mut || {
-                outcome = Some(opener.open_into(value, plain, KeyAccess::Load));
+                outcome = Some(opener.open_in_place(value, buf, KeyAccess::Load));
             });
             outcome.unwrap_or(Err(CryptoError::KeyNotCached {
                 topic: String::new(),
