@@ -5,6 +5,8 @@
 #
 #   scripts/bench.sh                      # defaults: 200000 records/path, 4 rounds, 300 s soak
 #   scripts/bench.sh --records 50000 --soak-secs 0
+#   scripts/bench.sh --pin-proxy          # below 8 cores: proxies on the last core, broker and
+#                                         # client on the others (8+ cores always pin)
 #   scripts/bench.sh --baseline-bin OLD/portcullis  # also runs OLD as "baseline" proxies in the
 #                                                   # same rounds (before/after a change)
 #   scripts/bench.sh --auth [--connections N]   # connection set-up cost per mechanism

@@ -20,6 +20,10 @@ use portcullis::config::encryption::EncryptionConfig;
 use portcullis::pipeline::encryption::{decrypt_fetch, encrypt_produce};
 use portcullis_crypto::{DekLimits, KeyAccess, Keyring, LocalKeyFile, MemoryStore, SecretKey};
 
+/// The proxy's allocator (see `src/main.rs`), so the figures are the proxy's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let per_batch: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(500);

@@ -26,6 +26,8 @@ pub struct Args {
     /// Another proxy binary measured in the same run (`--baseline-bin`), e.g. the build
     /// before a change.
     pub baseline_bin: Option<std::path::PathBuf>,
+    /// Give the proxies a core of their own even below 8 cores (`--pin-proxy`).
+    pub pin_proxy: bool,
 }
 
 pub fn parse_args() -> Args {
@@ -36,6 +38,7 @@ pub fn parse_args() -> Args {
         soak_secs: 300,
         baseline_bin: None,
         rounds: 4,
+        pin_proxy: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -44,6 +47,10 @@ pub fn parse_args() -> Args {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| panic!("{flag} needs a number"))
         };
+        if flag == "--pin-proxy" {
+            args.pin_proxy = true;
+            continue;
+        }
         if flag == "--baseline-bin" {
             let path = it
                 .next()
@@ -58,7 +65,7 @@ pub fn parse_args() -> Args {
             "--soak-secs" => args.soak_secs = value(),
             "--rounds" => args.rounds = (value() as usize).max(1),
             other => panic!(
-                "unknown flag {other}; flags: --records N --record-bytes N --latency-samples N --soak-secs N --rounds N --baseline-bin PATH"
+                "unknown flag {other}; flags: --records N --record-bytes N --latency-samples N --soak-secs N --rounds N --baseline-bin PATH --pin-proxy"
             ),
         }
     }

@@ -196,16 +196,23 @@ async fn soak(ep: &Endpoint, pid: u32, secs: u64, args: &Args) -> Vec<(u64, f64)
 
 /// With 8 or more cores, pins the brokers, the middleboxes (proxies, terminator) and this
 /// client to separate cores (`taskset`), so ratios measure the proxy rather than contention
-/// for shared cores; says which it did.
-fn pin_parties(brokers: &[u32], middleboxes: &[u32]) {
+/// for shared cores; says which it did. With `--pin-proxy` on a smaller machine, the
+/// middleboxes get the last core to themselves and the brokers and the client share the
+/// rest: every path's client and broker compete alike, and a proxy's ratio shows whether it
+/// keeps up on one core of its own.
+fn pin_parties(brokers: &[u32], middleboxes: &[u32], pin_proxy: bool) {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    if cores < 8 {
+    let (broker_set, proxy_set, client_set) = if cores >= 8 {
+        let quarter = cores / 4;
+        let set = |from: usize| format!("{}-{}", from, from + quarter - 1);
+        (set(0), set(quarter), set(2 * quarter))
+    } else if pin_proxy && cores >= 2 {
+        let rest = format!("0-{}", cores - 2);
+        (rest.clone(), format!("{}", cores - 1), rest)
+    } else {
         println!("cores: {cores}, not pinned (client, broker and proxy share them)");
         return;
-    }
-    let quarter = cores / 4;
-    let set = |from: usize| format!("{}-{}", from, from + quarter - 1);
-    let (broker_set, proxy_set, client_set) = (set(0), set(quarter), set(2 * quarter));
+    };
     let pin = |pid: u32, cpus: &str| {
         let ok = std::process::Command::new("taskset")
             .args(["-apc", cpus, &pid.to_string()])
@@ -345,7 +352,11 @@ async fn main() {
     if let Some((p, t)) = &baseline {
         middleboxes.extend([p.pid(), t.pid()]);
     }
-    pin_parties(&[broker.pid(), bare.broker.pid()], &middleboxes);
+    pin_parties(
+        &[broker.pid(), bare.broker.pid()],
+        &middleboxes,
+        args.pin_proxy,
+    );
     let mut results: Vec<Vec<PathResult>> = vec![Vec::new(); paths.len()];
     for round in 0..args.rounds {
         let mut order: Vec<usize> = (0..paths.len()).collect();
