@@ -242,6 +242,61 @@ fn header_values_are_encrypted_where_the_rule_says_so() {
     assert_eq!(response.responses[0].partitions[0].records, Some(original));
 }
 
+/// A topic whose rule changed: records sealed with their header values (marker `1h`) and
+/// records sealed value-only (`1`) in one batch, read where the topic is value-only now. The
+/// batch is opened in place and the `1h` records take the record-by-record path.
+#[test]
+fn records_sealed_under_either_rule_read_back_in_one_batch() {
+    let ring = keyring();
+    let with_headers = |v: &[u8]| {
+        let mut request = produce(&[("hr.people", vec![batch(Compression::None, 0, &[Some(v)])])]);
+        encrypt(&ring, &mut request);
+        decoded(&records_of(&request, "hr.people", 0))[0].records[0].clone()
+    };
+    let (v0, v1) = (value(0), value(1));
+    // Both sealed for topic "hr.people" (the AAD binds the topic): the value-only one by a
+    // policy set where hr.people is value-only.
+    let value_only_policies: TopicPolicies = toml::from_str::<EncryptionConfig>(
+        "topics = [\"hr.people\"]\nroot_key = { kind = \"local-file\", path = \"k\" }\n",
+    )
+    .unwrap()
+    .topic_policies();
+    let mut request = produce(&[("hr.people", vec![batch(Compression::None, 0, &[Some(&v1)])])]);
+    encrypt_produce(
+        &ring,
+        &value_only_policies,
+        &mut request,
+        1 << 24,
+        KeyAccess::Load,
+    )
+    .unwrap();
+    let sealed_value_only = decoded(&records_of(&request, "hr.people", 0))[0].records[0].clone();
+    let mut first = with_headers(&v0);
+    let mut second = sealed_value_only;
+    (first.offset_delta, second.offset_delta) = (0, 1);
+    let mut template = decoded(&batch(Compression::Zstd, 0, &[Some(&v0), Some(&v1)]))[0].clone();
+    let mut expected = template.clone();
+    expected.records[1] = Record {
+        offset_delta: 1,
+        ..record(0, Some(&v1))
+    };
+    let marker_of = |r: &Record| r.headers.last().and_then(|h| h.value.clone());
+    assert_eq!(marker_of(&first).as_deref(), Some(&b"1h"[..]));
+    assert_eq!(marker_of(&second).as_deref(), Some(&b"1"[..]));
+    template.records = vec![first, second];
+    let mixed = template.to_bytes().unwrap();
+    let mut response = fetch(&[("hr.people", vec![mixed])]);
+    let done = decrypt_fetch(&ring, &value_only_policies, &mut response, 1 << 24);
+    assert!(done.refused.is_empty(), "{:?}", done.refused);
+    assert_eq!(done.records, 2);
+    let back = response.responses[0].partitions[0].records.clone().unwrap();
+    assert_eq!(
+        back,
+        expected.to_bytes().unwrap(),
+        "both records restored byte for byte"
+    );
+}
+
 #[test]
 fn plaintext_and_foreign_ciphertext_fail_only_their_partition() {
     let ring = keyring();
