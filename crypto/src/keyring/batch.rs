@@ -18,23 +18,33 @@ use crate::error::CryptoError;
 use crate::format::{self, Part, CIPHER_AES_256_GCM, FORMAT_VERSION, OVERHEAD, PREFIX_LEN};
 use crate::topic_name;
 
-/// Seals up to a reserved number of record values of one topic with one DEK.
-pub struct ValueSealer {
+/// Seals a given number of record values of one topic: the DEK uses are reserved in as few
+/// reservations as the DEK limits allow (one, unless the batch holds more values than a DEK
+/// may seal, or the current DEK runs out), a new DEK taken as
+/// [`Keyring::encrypt_value_with`] would.
+pub struct ValueSealer<'k> {
+    keyring: &'k Keyring,
+    topic: &'k str,
+    access: KeyAccess,
     dek: Arc<ActiveDek>,
     aad: Vec<u8>,
-    remaining: u64,
+    /// Seals left on the current reservation.
+    reserved: u64,
+    /// Seals left after those.
+    unreserved: u64,
 }
 
-impl std::fmt::Debug for ValueSealer {
+impl std::fmt::Debug for ValueSealer<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ValueSealer")
             .field("dek_id", &self.dek.id)
-            .field("remaining", &self.remaining)
+            .field("reserved", &self.reserved)
+            .field("unreserved", &self.unreserved)
             .finish_non_exhaustive()
     }
 }
 
-impl ValueSealer {
+impl ValueSealer<'_> {
     /// The length of the sealed form of a `plaintext_len`-byte value.
     #[must_use]
     pub const fn sealed_len(plaintext_len: usize) -> usize {
@@ -47,18 +57,19 @@ impl ValueSealer {
     ///
     /// # Errors
     ///
-    /// [`CryptoError::TooManyParts`] once the reserved number of values is sealed,
+    /// [`CryptoError::TooManyParts`] once the announced number of values is sealed, a
+    /// key failure where a new DEK is needed (as [`Keyring::encrypt_value_with`]),
     /// [`CryptoError::BadFormat`] if `buf` is shorter than the overhead.
     pub fn seal_in_place(&mut self, buf: &mut [u8]) -> Result<(), CryptoError> {
-        if self.remaining == 0 {
-            return Err(CryptoError::TooManyParts { parts: 1, limit: 0 });
-        }
         let len = buf.len();
         let plain_end = len
             .checked_sub(TAG_LEN)
             .filter(|end| *end >= PREFIX_LEN)
             .ok_or(format::FormatError::TooShort { len })?;
-        self.remaining -= 1;
+        if self.reserved == 0 {
+            self.reserve_more()?;
+        }
+        self.reserved -= 1;
         let nonce = self.dek.nonce();
         let (prefix, rest) = buf.split_at_mut(PREFIX_LEN);
         write_prefix(prefix, self.dek.id, &nonce);
@@ -68,6 +79,25 @@ impl ValueSealer {
             .key
             .seal_in_place_separate_tag(&nonce, &self.aad, plain)?;
         tag_out.copy_from_slice(&tag);
+        Ok(())
+    }
+}
+
+impl ValueSealer<'_> {
+    /// The next reservation, on the current DEK or a new one.
+    fn reserve_more(&mut self) -> Result<(), CryptoError> {
+        if self.unreserved == 0 {
+            return Err(CryptoError::TooManyParts { parts: 1, limit: 0 });
+        }
+        let (dek, uses) = self
+            .keyring
+            .reserve_up_to(self.topic, self.unreserved, self.access)?;
+        if dek.id != self.dek.id {
+            self.aad = format::aad(self.topic, dek.id, Part::Value);
+            self.dek = dek;
+        }
+        self.reserved = uses;
+        self.unreserved -= uses;
         Ok(())
     }
 }
@@ -154,26 +184,42 @@ impl ValueOpener<'_> {
 }
 
 impl Keyring {
-    /// A sealer for `values` record values of `topic`: the topic's active DEK with that many
-    /// uses reserved (a new DEK where the current one would pass a limit), as
-    /// [`Keyring::encrypt_value_with`] does for one.
+    /// A sealer for `values` record values of `topic`: the topic's active DEK with as many
+    /// of them reserved as a DEK may seal (a new DEK where the current one cannot take
+    /// them), the rest reserved as the sealer needs them.
     ///
     /// # Errors
     ///
     /// As [`Keyring::encrypt_value_with`].
-    pub fn value_sealer(
-        &self,
-        topic: &str,
+    pub fn value_sealer<'k>(
+        &'k self,
+        topic: &'k str,
         values: u64,
         access: KeyAccess,
-    ) -> Result<ValueSealer, CryptoError> {
-        let dek = self.reserve(topic, values, access)?;
+    ) -> Result<ValueSealer<'k>, CryptoError> {
+        let (dek, reserved) = self.reserve_up_to(topic, values.max(1), access)?;
         let aad = format::aad(topic, dek.id, Part::Value);
         Ok(ValueSealer {
+            keyring: self,
+            topic,
+            access,
             dek,
             aad,
-            remaining: values,
+            reserved: reserved.min(values),
+            unreserved: values.saturating_sub(reserved),
         })
+    }
+
+    /// Reserves `wanted` uses, at most a DEK's limit, on the topic's active DEK (or a new
+    /// one); returns it and how many were reserved.
+    fn reserve_up_to(
+        &self,
+        topic: &str,
+        wanted: u64,
+        access: KeyAccess,
+    ) -> Result<(Arc<ActiveDek>, u64), CryptoError> {
+        let uses = wanted.min(self.limits.max_records());
+        Ok((self.reserve(topic, uses, access)?, uses))
     }
 
     /// An opener for record values read from `topic`.
@@ -205,7 +251,7 @@ mod tests {
         )
     }
 
-    fn seal(sealer: &mut ValueSealer, plain: &[u8]) -> Vec<u8> {
+    fn seal(sealer: &mut ValueSealer<'_>, plain: &[u8]) -> Vec<u8> {
         let mut buf = vec![0u8; PREFIX_LEN];
         buf.extend_from_slice(plain);
         buf.extend_from_slice(&[0u8; TAG_LEN]);
@@ -272,14 +318,34 @@ mod tests {
     }
 
     #[test]
-    fn sealer_counts_against_the_dek_limit() {
+    fn a_batch_larger_than_a_dek_limit_spans_several_deks() {
         let ring = Keyring::new(
             Arc::new(LocalKeyFile::from_key(&SecretKey::from_bytes([5; 32])).unwrap()),
             Arc::new(MemoryStore::new()),
             DekLimits::new(4, 3600).unwrap(),
         );
-        let first = ring.value_sealer("t", 3, KeyAccess::Load).unwrap();
-        let second = ring.value_sealer("t", 3, KeyAccess::Load).unwrap();
-        assert_ne!(first.dek.id, second.dek.id, "3 + 3 uses pass a limit of 4");
+        let mut sealer = ring.value_sealer("t", 10, KeyAccess::Load).unwrap();
+        let sealed: Vec<Vec<u8>> = (0..10u8).map(|i| seal(&mut sealer, &[i; 8])).collect();
+        let mut ids: Vec<DekId> = sealed
+            .iter()
+            .map(|s| format::parse(s).unwrap().dek_id)
+            .collect();
+        for (i, s) in sealed.iter().enumerate() {
+            assert_eq!(ring.decrypt_value("t", s).unwrap(), vec![i as u8; 8]);
+        }
+        assert!(ids[..4].iter().all(|id| *id == ids[0]));
+        ids.dedup();
+        assert_eq!(ids.len(), 3, "4 + 4 + 2 values under a limit of 4");
+        let mut buf = vec![0u8; OVERHEAD];
+        assert!(matches!(
+            sealer.seal_in_place(&mut buf),
+            Err(CryptoError::TooManyParts { .. })
+        ));
+        // A new sealer goes on with the DEK that still has room (2 of 4 used), and the
+        // reservation that does not fit takes a new one.
+        let next = ring.value_sealer("t", 2, KeyAccess::Load).unwrap();
+        assert_eq!(next.dek.id, ids[2]);
+        let another = ring.value_sealer("t", 1, KeyAccess::Load).unwrap();
+        assert_ne!(another.dek.id, ids[2], "that DEK is spent");
     }
 }

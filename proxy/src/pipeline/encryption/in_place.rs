@@ -14,7 +14,7 @@ use portcullis_crypto::format::{OVERHEAD, PREFIX_LEN};
 use portcullis_crypto::record::MARKER_VALUE_ONLY;
 use portcullis_crypto::{CryptoError, KeyAccess, Keyring, ValueOpener, ValueSealer, MARKER_HEADER};
 
-use crate::codec::record_batch::{encode_record_with, DecodedBatch, Header, Record};
+use crate::codec::record_batch::{encode_record_with, CodecError, DecodedBatch, Header, Record};
 use crate::config::encryption::TopicPolicy;
 use crate::pipeline::encryption::failure::Refusal;
 use crate::pipeline::encryption::records;
@@ -46,11 +46,9 @@ pub fn seal_batch(
     if values == 0 {
         return Ok(0);
     }
-    let mut sealer = match keyring.value_sealer(topic, values, access) {
-        Ok(sealer) => sealer,
-        Err(CryptoError::KeyNotCached { .. }) => return Err(None),
-        Err(e) => return Err(Some(e.into())),
-    };
+    let mut sealer = keyring
+        .value_sealer(topic, values, access)
+        .map_err(|e| SealError::from(e).refusal())?;
     let marker = [Header {
         key: Bytes::from_static(MARKER_HEADER.as_bytes()),
         value: Some(Bytes::from_static(MARKER_VALUE_ONLY)),
@@ -60,18 +58,50 @@ pub fn seal_batch(
             for record in &batch.records {
                 seal_record(&mut sealer, record, &marker, section)?;
             }
-            Ok::<(), Refusal>(())
+            Ok::<(), SealError>(())
         })
-        .map_err(Some)?;
+        .map_err(SealError::refusal)?;
     Ok(values)
 }
 
+/// Why a batch was not sealed: a new DEK is needed where none may be created now (the
+/// request is tried again where it may), or a refusal of the partition.
+enum SealError {
+    NeedsKey,
+    Refused(Refusal),
+}
+
+impl SealError {
+    /// As [`seal_batch`] reports it: `None` for a needed key.
+    fn refusal(self) -> Option<Refusal> {
+        match self {
+            SealError::NeedsKey => None,
+            SealError::Refused(refusal) => Some(refusal),
+        }
+    }
+}
+
+impl From<CryptoError> for SealError {
+    fn from(e: CryptoError) -> Self {
+        match e {
+            CryptoError::KeyNotCached { .. } => SealError::NeedsKey,
+            e => SealError::Refused(e.into()),
+        }
+    }
+}
+
+impl From<CodecError> for SealError {
+    fn from(e: CodecError) -> Self {
+        SealError::Refused(e.into())
+    }
+}
+
 fn seal_record(
-    sealer: &mut ValueSealer,
+    sealer: &mut ValueSealer<'_>,
     record: &Record,
     marker: &[Header; 1],
     out: &mut BytesMut,
-) -> Result<(), Refusal> {
+) -> Result<(), SealError> {
     let Some(value) = &record.value else {
         return encode_record_with(record, record.headers.iter(), None, |_| Ok(()), out);
     };

@@ -346,6 +346,65 @@ fn plaintext_and_foreign_ciphertext_fail_only_their_partition() {
     );
 }
 
+/// Partitions large enough to be decrypted on several threads (on a machine with more than
+/// one core): the batches come back in order, and a bad batch in a later run still ends the
+/// partition exactly there.
+#[test]
+fn large_partitions_decrypt_in_order_and_stop_at_the_first_bad_batch() {
+    let ring = keyring();
+    let big = vec![0x5au8; 1000];
+    let plain_batch = |base: i64| {
+        let values: Vec<Option<&[u8]>> = (0..1100).map(|_| Some(&big[..])).collect();
+        batch(Compression::None, base, &values)
+    };
+    let originals: Vec<Bytes> = (0..4).map(|i| plain_batch(i * 1100)).collect();
+    let sealed: Vec<Bytes> = originals
+        .iter()
+        .map(|b| {
+            let mut request = produce(&[("orders", vec![b.clone()])]);
+            encrypt(&ring, &mut request);
+            records_of(&request, "orders", 0)
+        })
+        .collect();
+    assert!(sealed.iter().map(Bytes::len).sum::<usize>() > 4 * 1024 * 1024);
+    let mut response = fetch(&[("orders", vec![Bytes::from(sealed.concat())])]);
+    let done = decrypt_fetch(&ring, &policies(), &mut response, 1 << 24);
+    assert!(done.refused.is_empty());
+    assert_eq!(done.records, 4 * 1100);
+    let back = response.responses[0].partitions[0].records.clone().unwrap();
+    assert_eq!(
+        back,
+        Bytes::from(originals.concat()),
+        "batches in their order"
+    );
+
+    // The third batch in clear on a topic that requires encryption.
+    let field = [
+        &sealed[0][..],
+        &sealed[1][..],
+        &originals[2][..],
+        &sealed[3][..],
+    ]
+    .concat();
+    let mut response = fetch(&[("orders", vec![Bytes::from(field)])]);
+    let done = decrypt_fetch(&ring, &policies(), &mut response, 1 << 24);
+    assert!(done.refused.is_empty(), "the good prefix is served");
+    let served = response.responses[0].partitions[0].records.clone().unwrap();
+    assert_eq!(served, Bytes::from(originals[..2].concat()));
+    // And the next Fetch, starting at the bad batch, gets the error.
+    let field = [
+        &originals[2][..],
+        &sealed[3][..],
+        &sealed[0][..],
+        &sealed[1][..],
+    ]
+    .concat();
+    let mut response = fetch(&[("orders", vec![Bytes::from(field)])]);
+    let done = decrypt_fetch(&ring, &policies(), &mut response, 1 << 24);
+    assert_eq!(done.refused.len(), 1);
+    assert_eq!(done.refused[0].offset, 2 * 1100);
+}
+
 #[test]
 fn a_bad_batch_after_good_ones_ends_the_partition_there() {
     let ring = keyring();
@@ -409,6 +468,48 @@ fn a_forged_marker_refuses_its_partition_and_the_rest_is_encrypted() {
     assert_eq!(
         answer[0].partition_responses[0].error_code,
         ResponseError::InvalidRecord.code()
+    );
+}
+
+/// A batch with more values than a DEK may seal: sealed under several DEKs; where the
+/// next DEK would have to be created on the async path, the request is left unchanged and
+/// tried again where keys may be created.
+#[test]
+fn a_batch_over_the_dek_limit_spans_deks_and_asks_for_the_next_one() {
+    let root = LocalKeyFile::from_key(&SecretKey::from_bytes([9; 32])).unwrap();
+    let ring = Keyring::new(
+        Arc::new(root),
+        Arc::new(MemoryStore::new()),
+        DekLimits::new(4, 3600).unwrap(),
+    );
+    let v = value(7);
+    let values: Vec<Option<&[u8]>> = (0..10).map(|_| Some(&v[..])).collect();
+    let original_batch = batch(Compression::Lz4, 0, &values);
+    let original = produce(&[("orders", vec![original_batch.clone()])]);
+    ring.value_sealer("orders", 1, KeyAccess::Load).unwrap();
+    let mut request = original.clone();
+    let cached_only = encrypt_produce(
+        &ring,
+        &policies(),
+        &mut request,
+        1 << 24,
+        KeyAccess::CachedOnly,
+    );
+    assert_eq!(
+        cached_only.unwrap_err(),
+        NeedsNewKey,
+        "3 values fit the cached DEK, 7 do not"
+    );
+    assert_eq!(request, original);
+    let done = encrypt(&ring, &mut request);
+    assert_eq!(done.records, 10);
+    let sealed = records_of(&request, "orders", 0);
+    let mut response = fetch(&[("orders", vec![sealed])]);
+    let done = decrypt_fetch(&ring, &policies(), &mut response, 1 << 24);
+    assert!(done.refused.is_empty());
+    assert_eq!(
+        response.responses[0].partitions[0].records,
+        Some(original_batch)
     );
 }
 
