@@ -1,5 +1,6 @@
 //! What the encryption stage and `portcullis decrypt` parse on Fetch: an encrypted value
-//! (format v1) and a record's headers with a marker, from bytes anyone who can write to the
+//! (format v1; opened record by record and, as the stage does for values marked `1`, in
+//! place) and a record's headers with a marker, from bytes anyone who can write to the
 //! broker controls. Any input must decrypt or fail with an error, never panic or allocate
 //! without bound; a record that fails is left unchanged.
 //!
@@ -11,7 +12,9 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use portcullis_crypto::record::{Header, RecordPayload};
-use portcullis_crypto::{DekLimits, Keyring, LocalKeyFile, MemoryStore, SecretKey};
+use portcullis_crypto::{
+    DekLimits, KeyAccess, Keyring, LocalKeyFile, MemoryStore, SecretKey, ValueOpener,
+};
 
 fn keyring() -> &'static Keyring {
     static RING: OnceLock<Keyring> = OnceLock::new();
@@ -29,6 +32,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = portcullis_crypto::format::parse(rest);
+    // The stage's in-place path for values marked `1`.
+    if let Ok(ciphertext) = ValueOpener::ciphertext(rest) {
+        let mut buf = ciphertext.to_vec();
+        if let Ok(mut opener) = keyring().value_opener("fuzz") {
+            let _ = opener.open_in_place(rest, &mut buf, KeyAccess::Load);
+        }
+    }
     let parts: Vec<&[u8]> = rest.chunks(rest.len() / (usize::from(n % 4) + 1) + 1).collect();
     let mut headers: Vec<Header> = parts
         .iter()
