@@ -346,9 +346,8 @@ fn plaintext_and_foreign_ciphertext_fail_only_their_partition() {
     );
 }
 
-/// Partitions large enough to be decrypted on several threads (on a machine with more than
-/// one core): the batches come back in order, and a bad batch in a later run still ends the
-/// partition exactly there.
+/// A partition of several megabyte batches: the batches come back in order, and a bad
+/// batch among them ends the partition exactly there.
 #[test]
 fn large_partitions_decrypt_in_order_and_stop_at_the_first_bad_batch() {
     let ring = keyring();
