@@ -124,25 +124,16 @@ impl AeadKey {
         let start = out.len();
         out.reserve(plaintext.len() + TAG_LEN);
         out.extend_from_slice(plaintext);
-        let in_out = &mut out[start..];
-        let tag: [u8; TAG_LEN] = match &self.prepared {
-            Prepared::AwsLc(key) => {
-                let tag = key
-                    .seal_in_place_separate_tag(
-                        aws_lc_rs::aead::Nonce::assume_unique_for_key(*nonce),
-                        aws_lc_rs::aead::Aad::from(aad),
-                        in_out,
-                    )
-                    .map_err(|_| AeadError::Backend)?;
-                tag.as_ref().try_into().map_err(|_| AeadError::Backend)?
+        match self.seal_in_place_separate_tag(nonce, aad, &mut out[start..]) {
+            Ok(tag) => {
+                out.extend_from_slice(&tag);
+                Ok(())
             }
-            Prepared::RustCrypto(key) => key
-                .encrypt_in_place_detached(nonce.into(), aad, in_out)
-                .map_err(|_| AeadError::Backend)?
-                .into(),
-        };
-        out.extend_from_slice(&tag);
-        Ok(())
+            Err(e) => {
+                out.truncate(start);
+                Err(e)
+            }
+        }
     }
 
     /// Encrypts `in_out` in place and returns the tag: [`AeadKey::seal_append`] without
