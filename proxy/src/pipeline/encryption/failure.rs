@@ -35,6 +35,9 @@ pub enum Failure {
     BadHeaderKey,
     /// The keys could not be read or created (registry, root key provider, randomness).
     KeyUnavailable,
+    /// Produce: the encrypted records would pass the request size limit (values of a few
+    /// bytes grow by the format's overhead many times over).
+    TooLarge,
 }
 
 impl Failure {
@@ -51,6 +54,7 @@ impl Failure {
             Failure::ForgedMarker => "forged_marker",
             Failure::BadHeaderKey => "bad_header_key",
             Failure::KeyUnavailable => "key_unavailable",
+            Failure::TooLarge => "too_large",
         }
     }
 
@@ -65,11 +69,13 @@ impl Failure {
 
     /// The Kafka error code a Produce partition gets: INVALID_RECORD for records the proxy
     /// will not encrypt (forged marker, non-UTF-8 header key, shredded topic),
-    /// CORRUPT_MESSAGE for a batch that does not decode, UNKNOWN_SERVER_ERROR when the keys
+    /// CORRUPT_MESSAGE for a batch that does not decode, MESSAGE_TOO_LARGE when the
+    /// encrypted records would pass the request limit, UNKNOWN_SERVER_ERROR when the keys
     /// could not be created or read.
     pub fn produce_code(self) -> i16 {
         match self {
             Failure::KeyUnavailable => ResponseError::UnknownServerError.code(),
+            Failure::TooLarge => ResponseError::MessageTooLarge.code(),
             Failure::Undecodable => ResponseError::CorruptMessage.code(),
             _ => ResponseError::InvalidRecord.code(),
         }

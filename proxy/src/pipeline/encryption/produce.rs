@@ -12,7 +12,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use portcullis_crypto::KeyAccess;
 
-use crate::codec::record_batch::{rewrite_batches, rewrite_batches_with, BatchEdit, DecodedBatch};
+use crate::codec::record_batch::{rewrite_batches_with, DecodedBatch};
 use crate::config::encryption::{TopicPolicies, TopicPolicy};
 use crate::pipeline::encryption::failure::{Failure, Refusal};
 use crate::pipeline::encryption::in_place;
@@ -51,6 +51,15 @@ pub fn touches_encrypted(request: &ProduceRequest, policies: &TopicPolicies) -> 
         .any(|t| policies.of(&t.name).is_some())
 }
 
+/// What encrypting a request has used so far.
+struct Progress {
+    /// Records encrypted.
+    records: u64,
+    /// Bytes the encrypted records may still take (the request limit, less what the
+    /// partitions before took).
+    budget: usize,
+}
+
 /// The new `records` field of one partition, or why it is refused.
 fn encrypt_partition(
     keyring: &Keyring,
@@ -59,10 +68,18 @@ fn encrypt_partition(
     records: &Bytes,
     max_decompressed_bytes: usize,
     access: KeyAccess,
-    count: &mut u64,
+    progress: &mut Progress,
 ) -> Result<Result<Bytes, Refusal>, NeedsNewKey> {
     let mut needs_key = false;
-    let mut outcome = |result: Result<u64, Option<Refusal>>| match result {
+    let limit = progress.budget;
+    let count = &mut progress.records;
+    let too_large = || {
+        let detail =
+            format!("encrypted records of {topic:?} would pass the limit of {limit} bytes");
+        Refusal::new(Failure::TooLarge, detail)
+    };
+    let mut outcome = |result: Result<u64, Option<Refusal>>, written: usize| match result {
+        Ok(_) if written > limit => Err(too_large()),
         Ok(n) => {
             *count += n;
             Ok(n > 0)
@@ -73,25 +90,34 @@ fn encrypt_partition(
             Err(Refusal::new(Failure::KeyUnavailable, "needs a new DEK"))
         }
     };
-    let result = if policy.encrypt_headers {
-        rewrite_batches::<Refusal, _>(records, max_decompressed_bytes, |batch| {
-            let changed = outcome(encrypt_records(keyring, topic, policy, batch, access))?;
-            Ok(if changed {
-                BatchEdit::Reencode
-            } else {
-                BatchEdit::Keep
-            })
-        })
+    let growth = if policy.encrypt_headers {
+        0
     } else {
-        rewrite_batches_with::<Refusal, _>(
-            records,
-            max_decompressed_bytes,
-            in_place::GROWTH_PER_RECORD,
-            |batch, out| outcome(in_place::seal_batch(keyring, topic, batch, access, out)),
-        )
+        in_place::GROWTH_PER_RECORD
     };
+    let result = rewrite_batches_with::<Refusal, _>(
+        records,
+        max_decompressed_bytes,
+        growth,
+        |batch, out| {
+            let sealed = if policy.encrypt_headers {
+                encrypt_records(keyring, topic, policy, batch, access).and_then(|n| {
+                    if n > 0 {
+                        batch.encode(out).map_err(|e| Some(e.into()))?;
+                    }
+                    Ok(n)
+                })
+            } else {
+                in_place::seal_batch(keyring, topic, batch, access, out)
+            };
+            outcome(sealed, out.len())
+        },
+    );
     if needs_key {
         return Err(NeedsNewKey);
+    }
+    if let Ok(bytes) = &result {
+        progress.budget = progress.budget.saturating_sub(bytes.len());
     }
     Ok(result)
 }
@@ -122,6 +148,10 @@ pub fn encrypt_produce(
     access: KeyAccess,
 ) -> Result<Encrypted, NeedsNewKey> {
     let mut done = Encrypted::default();
+    let mut progress = Progress {
+        records: 0,
+        budget: max_decompressed_bytes,
+    };
     let mut updates: Vec<(usize, usize, Result<Bytes, Refusal>)> = Vec::new();
     for (ti, topic) in request.topic_data.iter().enumerate() {
         let Some(policy) = policies.of(&topic.name) else {
@@ -138,7 +168,7 @@ pub fn encrypt_produce(
                 records,
                 max_decompressed_bytes,
                 access,
-                &mut done.records,
+                &mut progress,
             )?;
             updates.push((ti, pi, outcome));
         }
@@ -167,6 +197,7 @@ pub fn encrypt_produce(
     }
     request.topic_data.retain(|t| !t.partition_data.is_empty());
     done.refused.reverse();
+    done.records = progress.records;
     Ok(done)
 }
 

@@ -512,6 +512,45 @@ fn a_batch_over_the_dek_limit_spans_deks_and_asks_for_the_next_one() {
     );
 }
 
+/// Empty values grow by the format's overhead many times over: a request whose encrypted
+/// records would pass the request limit is refused (MESSAGE_TOO_LARGE), partition by
+/// partition, instead of being built.
+#[test]
+fn encrypted_records_over_the_request_limit_are_refused() {
+    let ring = keyring();
+    let values: Vec<Option<&[u8]>> = (0..200).map(|_| Some(&b""[..])).collect();
+    let small = batch(Compression::None, 0, &values);
+    let limit = small.len() * 2;
+    let mut request = produce(&[
+        ("orders", vec![small.clone()]),
+        ("clear", vec![small.clone()]),
+    ]);
+    let done = encrypt_produce(&ring, &policies(), &mut request, limit, KeyAccess::Load).unwrap();
+    assert_eq!(done.refused.len(), 1);
+    assert_eq!(done.refused[0].refusal.failure, Failure::TooLarge);
+    assert_eq!(
+        done.refused[0].refusal.failure.produce_code(),
+        ResponseError::MessageTooLarge.code()
+    );
+    assert_eq!(
+        request.topic_data.len(),
+        1,
+        "only the unencrypted topic goes on"
+    );
+    // Under a limit it fits, it is encrypted as usual.
+    let mut request = produce(&[("orders", vec![small.clone()])]);
+    let done = encrypt_produce(
+        &ring,
+        &policies(),
+        &mut request,
+        small.len() * 10,
+        KeyAccess::Load,
+    )
+    .unwrap();
+    assert!(done.refused.is_empty());
+    assert_eq!(done.records, 200);
+}
+
 #[test]
 fn cached_only_leaves_the_request_unchanged_until_a_key_exists() {
     let ring = keyring();
