@@ -187,15 +187,17 @@ impl AeadKey {
                     tag,
                     in_out,
                 )
-                .map(|_| ()),
+                .is_ok(),
             Prepared::RustCrypto(key) => key
                 .decrypt_in_place_detached(nonce.into(), aad, in_out, tag.into())
-                .map_err(|_| aws_lc_rs::error::Unspecified),
+                .is_ok(),
         };
-        opened.map_err(|_| {
+        if opened {
+            Ok(())
+        } else {
             zeroize::Zeroize::zeroize(in_out);
-            AeadError::Authentication
-        })
+            Err(AeadError::Authentication)
+        }
     }
 
     /// Verifies and decrypts `sealed` (`ciphertext || tag`), returning the plaintext.

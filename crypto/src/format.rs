@@ -80,6 +80,29 @@ pub struct SealedValue<'a> {
     pub sealed: &'a [u8],
 }
 
+impl<'a> SealedValue<'a> {
+    /// The ciphertext, without its tag.
+    #[must_use]
+    pub fn ciphertext(&self) -> &'a [u8] {
+        self.split().0
+    }
+
+    /// The tag.
+    #[must_use]
+    pub fn tag(&self) -> &'a [u8; TAG_LEN] {
+        self.split().1
+    }
+
+    /// `sealed` split into ciphertext and tag; [`parse`] made it at least a tag long (a
+    /// value built otherwise too short reads as no ciphertext and a zero tag, which fails).
+    fn split(&self) -> (&'a [u8], &'a [u8; TAG_LEN]) {
+        const NO_TAG: [u8; TAG_LEN] = [0; TAG_LEN];
+        let at = self.sealed.len().saturating_sub(TAG_LEN);
+        let (ciphertext, tag) = self.sealed.split_at(at);
+        (ciphertext, tag.try_into().unwrap_or(&NO_TAG))
+    }
+}
+
 /// Parses the v1 layout.
 ///
 /// # Errors

@@ -31,12 +31,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&n, rest)) = data.split_first() else {
         return;
     };
-    let _ = portcullis_crypto::format::parse(rest);
     // The stage's in-place path for values marked `1`.
-    if let Ok(ciphertext) = ValueOpener::ciphertext(rest) {
-        let mut buf = ciphertext.to_vec();
+    if let Ok(value) = ValueOpener::parse(rest) {
+        let mut buf = value.ciphertext().to_vec();
         if let Ok(mut opener) = keyring().value_opener("fuzz") {
-            let _ = opener.open_in_place(rest, &mut buf, KeyAccess::Load);
+            let _ = opener.open_in_place(&value, &mut buf, KeyAccess::Load);
         }
     }
     let parts: Vec<&[u8]> = rest.chunks(rest.len() / (usize::from(n % 4) + 1) + 1).collect();

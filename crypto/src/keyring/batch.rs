@@ -15,7 +15,9 @@ use super::{ActiveDek, KeyAccess, Keyring};
 use crate::aead::{AeadKey, NONCE_LEN, TAG_LEN};
 use crate::dek_id::{DekId, DEK_ID_LEN};
 use crate::error::CryptoError;
-use crate::format::{self, Part, CIPHER_AES_256_GCM, FORMAT_VERSION, OVERHEAD, PREFIX_LEN};
+use crate::format::{
+    self, Part, SealedValue, CIPHER_AES_256_GCM, FORMAT_VERSION, OVERHEAD, PREFIX_LEN,
+};
 use crate::topic_name;
 
 /// Seals a given number of record values of one topic: the DEK uses are reserved in as few
@@ -126,20 +128,19 @@ impl std::fmt::Debug for ValueOpener<'_> {
 }
 
 impl ValueOpener<'_> {
-    /// The ciphertext inside the v1 value `sealed`: what the caller copies to where the
-    /// plaintext belongs before [`ValueOpener::open_in_place`] (as long as the plaintext).
+    /// The v1 value `sealed`, parsed: the caller copies its
+    /// [`SealedValue::ciphertext`] to where the plaintext belongs (it is as long) and opens
+    /// it there with [`ValueOpener::open_in_place`].
     ///
     /// # Errors
     ///
     /// [`CryptoError::BadFormat`] for bytes that are not a v1 value.
-    pub fn ciphertext(sealed: &[u8]) -> Result<&[u8], CryptoError> {
-        let value = format::parse(sealed)?;
-        Ok(&value.sealed[..value.sealed.len() - TAG_LEN])
+    pub fn parse(sealed: &[u8]) -> Result<SealedValue<'_>, CryptoError> {
+        Ok(format::parse(sealed)?)
     }
 
-    /// Verifies the v1 value `sealed` and decrypts `buf`, a copy of its
-    /// [`ValueOpener::ciphertext`], in place. On failure `buf` holds no plaintext (and is
-    /// untouched when the DEK is not available).
+    /// Verifies `value` and decrypts `buf`, a copy of its ciphertext, in place. On failure
+    /// `buf` holds no plaintext (and is untouched when the DEK is not available).
     ///
     /// # Errors
     ///
@@ -147,20 +148,15 @@ impl ValueOpener<'_> {
     /// length than the ciphertext.
     pub fn open_in_place(
         &mut self,
-        sealed: &[u8],
+        value: &SealedValue<'_>,
         buf: &mut [u8],
         access: KeyAccess,
     ) -> Result<(), CryptoError> {
-        let value = format::parse(sealed)?;
-        let (ciphertext, tag) = value.sealed.split_at(value.sealed.len() - TAG_LEN);
-        let tag: &[u8; TAG_LEN] = tag
-            .try_into()
-            .map_err(|_| format::FormatError::TooShort { len: sealed.len() })?;
-        if buf.len() != ciphertext.len() {
+        if buf.len() != value.ciphertext().len() {
             return Err(format::FormatError::TooShort { len: buf.len() }.into());
         }
         let (key, aad) = self.key(value.dek_id, access)?;
-        key.open_in_place_separate_tag(&value.nonce, aad, tag, buf)
+        key.open_in_place_separate_tag(&value.nonce, aad, value.tag(), buf)
             .map_err(|_| CryptoError::Tampered {
                 topic: self.topic.to_owned(),
                 dek_id: value.dek_id,
@@ -269,7 +265,8 @@ mod tests {
             assert_eq!(sealed.len(), ValueSealer::sealed_len(plain.len()));
             assert_eq!(ring.decrypt_value("orders", &sealed).unwrap(), plain);
             let one_at_a_time = ring.encrypt_value("orders", plain).unwrap();
-            let mut out = ValueOpener::ciphertext(&one_at_a_time).unwrap().to_vec();
+            let one_at_a_time = ValueOpener::parse(&one_at_a_time).unwrap();
+            let mut out = one_at_a_time.ciphertext().to_vec();
             opener
                 .open_in_place(&one_at_a_time, &mut out, KeyAccess::CachedOnly)
                 .unwrap();
@@ -288,17 +285,21 @@ mod tests {
         let mut sealer = ring.value_sealer("orders", 1, KeyAccess::Load).unwrap();
         ring.ensure_topic("payments").unwrap();
         let mut sealed = seal(&mut sealer, b"secret value");
-        let copy = |sealed: &[u8]| ValueOpener::ciphertext(sealed).unwrap().to_vec();
+        fn parsed(sealed: &[u8]) -> (SealedValue<'_>, Vec<u8>) {
+            let value = ValueOpener::parse(sealed).unwrap();
+            (value, value.ciphertext().to_vec())
+        }
         let mut other = ring.value_opener("payments").unwrap();
+        let (value, mut out) = parsed(&sealed);
         assert!(other
-            .open_in_place(&sealed, &mut copy(&sealed), KeyAccess::Load)
+            .open_in_place(&value, &mut out, KeyAccess::Load)
             .is_err());
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
         let mut opener = ring.value_opener("orders").unwrap();
-        let mut out = copy(&sealed);
+        let (value, mut out) = parsed(&sealed);
         assert!(matches!(
-            opener.open_in_place(&sealed, &mut out, KeyAccess::Load),
+            opener.open_in_place(&value, &mut out, KeyAccess::Load),
             Err(CryptoError::Tampered { .. })
         ));
         assert!(
@@ -306,13 +307,13 @@ mod tests {
             "no plaintext left after a failure"
         );
         sealed[last] ^= 1;
+        let (value, mut out) = parsed(&sealed);
         let mut short = vec![0u8; 3];
         assert!(opener
-            .open_in_place(&sealed, &mut short, KeyAccess::Load)
+            .open_in_place(&value, &mut short, KeyAccess::Load)
             .is_err());
-        let mut out = copy(&sealed);
         opener
-            .open_in_place(&sealed, &mut out, KeyAccess::Load)
+            .open_in_place(&value, &mut out, KeyAccess::Load)
             .unwrap();
         assert_eq!(out, b"secret value");
     }

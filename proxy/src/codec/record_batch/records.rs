@@ -199,18 +199,21 @@ where
     E: From<CodecError>,
     W: FnOnce(&mut BytesMut) -> Result<(), E>,
 {
-    let header_count = to_i32(headers.clone().count(), "header count")?;
-    let mut length = 1
+    let (mut header_count, mut headers_len) = (0, 0);
+    for header in headers.clone() {
+        header_count += 1;
+        headers_len += varint_len(to_i32(header.key.len(), "header key length")?)
+            + header.key.len()
+            + nullable_len(header.value.as_ref().map(Bytes::len), "header value length")?;
+    }
+    let header_count = to_i32(header_count, "header count")?;
+    let length = 1
         + varlong_len(record.timestamp_delta)
         + varint_len(record.offset_delta)
         + nullable_len(record.key.as_ref().map(Bytes::len), "key length")?
         + nullable_len(value_len, "value length")?
-        + varint_len(header_count);
-    for header in headers.clone() {
-        length += varint_len(to_i32(header.key.len(), "header key length")?)
-            + header.key.len()
-            + nullable_len(header.value.as_ref().map(Bytes::len), "header value length")?;
-    }
+        + varint_len(header_count)
+        + headers_len;
     let length = to_i32(length, "record length")?;
     out.reserve(varint_len(length) + length as usize);
     put_varint(out, length);

@@ -198,7 +198,8 @@ fn open_record(
         encode_record_with(record, headers, None, |_| Ok::<(), Refusal>(()), out)?;
         return Ok(true);
     };
-    let ciphertext = ValueOpener::ciphertext(value)?;
+    let sealed = ValueOpener::parse(value)?;
+    let ciphertext = sealed.ciphertext();
     encode_record_with(
         record,
         headers,
@@ -206,27 +207,13 @@ fn open_record(
         |out| {
             let start = out.len();
             out.put_slice(ciphertext);
-            open_value(opener, value, &mut out[start..])
+            let buf = &mut out[start..];
+            records::with_dek_loading(topic, &records::blocking, |access| {
+                opener.open_in_place(&sealed, buf, access)
+            })
+            .map_err(Refusal::from)
         },
         out,
     )?;
     Ok(true)
-}
-
-/// Decrypts `buf` (a copy of `value`'s ciphertext) in place, loading its DEK (blocking) if
-/// it is not in memory yet.
-fn open_value(opener: &mut ValueOpener<'_>, value: &[u8], buf: &mut [u8]) -> Result<(), Refusal> {
-    match opener.open_in_place(value, buf, KeyAccess::CachedOnly) {
-        Err(CryptoError::KeyNotCached { .. }) => {
-            let mut outcome = None;
-            records::blocking(&mut || {
-                outcome = Some(opener.open_in_place(value, buf, KeyAccess::Load));
-            });
-            outcome.unwrap_or(Err(CryptoError::KeyNotCached {
-                topic: String::new(),
-            }))?;
-            Ok(())
-        }
-        other => Ok(other?),
-    }
 }

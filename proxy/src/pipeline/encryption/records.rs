@@ -16,16 +16,19 @@ use crate::codec::record_batch::{Header, Record};
 use crate::config::encryption::TopicPolicy;
 use crate::pipeline::encryption::failure::{Failure, Refusal};
 
+/// `h`'s key as text: the format binds header keys as text, encrypted or not.
+fn header_key(h: &Header) -> Result<&str, Refusal> {
+    std::str::from_utf8(&h.key)
+        .map_err(|_| Refusal::new(Failure::BadHeaderKey, "a record header key is not UTF-8"))
+}
+
 fn payload(record: &Record) -> Result<RecordPayload, Refusal> {
     let headers = record
         .headers
         .iter()
         .map(|h| {
-            let key = std::str::from_utf8(&h.key).map_err(|_| {
-                Refusal::new(Failure::BadHeaderKey, "a record header key is not UTF-8")
-            })?;
             Ok(CryptoHeader {
-                key: key.to_owned(),
+                key: header_key(h)?.to_owned(),
                 value: h.value.as_ref().map(|v| v.to_vec()),
             })
         })
@@ -83,18 +86,10 @@ pub fn is_marker(h: &Header) -> bool {
 
 /// Header keys must be UTF-8 (the format binds them as text), encrypted or not.
 pub fn check_header_keys(record: &Record) -> Result<(), Refusal> {
-    if record
+    record
         .headers
         .iter()
-        .all(|h| std::str::from_utf8(&h.key).is_ok())
-    {
-        Ok(())
-    } else {
-        Err(Refusal::new(
-            Failure::BadHeaderKey,
-            "a record header key is not UTF-8",
-        ))
-    }
+        .try_for_each(|h| header_key(h).map(drop))
 }
 
 /// Whether an unmarked record is acceptable on a topic that requires encryption: only if
@@ -134,12 +129,24 @@ pub fn decrypt(
         return Ok(false);
     }
     let mut p = payload(record)?;
-    let result = match keyring.decrypt_record_with(topic, &mut p, KeyAccess::CachedOnly) {
+    with_dek_loading(topic, load, |access| {
+        keyring.decrypt_record_with(topic, &mut p, access)
+    })?;
+    store(record, p);
+    Ok(true)
+}
+
+/// Runs `attempt` with the DEKs in memory and, when it needs one of `topic`'s that is not,
+/// once more allowed to load it, inside `load` (which may block).
+pub fn with_dek_loading<T>(
+    topic: &str,
+    load: &dyn Fn(&mut dyn FnMut()),
+    mut attempt: impl FnMut(KeyAccess) -> Result<T, CryptoError>,
+) -> Result<T, CryptoError> {
+    match attempt(KeyAccess::CachedOnly) {
         Err(CryptoError::KeyNotCached { .. }) => {
             let mut outcome = None;
-            load(&mut || {
-                outcome = Some(keyring.decrypt_record_with(topic, &mut p, KeyAccess::Load));
-            });
+            load(&mut || outcome = Some(attempt(KeyAccess::Load)));
             outcome.unwrap_or_else(|| {
                 Err(CryptoError::KeyNotCached {
                     topic: topic.to_owned(),
@@ -147,10 +154,7 @@ pub fn decrypt(
             })
         }
         other => other,
-    };
-    result?;
-    store(record, p);
-    Ok(true)
+    }
 }
 
 /// The position of the record's marker header when it is the only one and says `1` (value
