@@ -79,6 +79,22 @@ impl World {
             .with_password("SCRAM-SHA-512", name, &format!("{name}-secret"))
     }
 
+    /// Creates `topics` (as admin), then runs `check(broker, proxy)` with the two bootstrap
+    /// addresses on a blocking thread.
+    async fn check_with_topics(&self, what: &str, topics: &[&str], check: fn(&str, &str)) {
+        with_test_timeout(what, async {
+            for t in topics {
+                kafka::create_topic(&self.user("admin"), t, 1).await;
+            }
+            let broker = self.s.broker.bootstrap();
+            let proxy = self.s.proxy.bootstrap().to_string();
+            tokio::task::spawn_blocking(move || check(&broker, &proxy))
+                .await
+                .unwrap();
+        })
+        .await;
+    }
+
     fn wait_for_event(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -288,16 +304,11 @@ const MISMATCH_RULE: &str = "topic id mismatch: the entry's topic id names anoth
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_topic_ids_are_resolved_by_the_proxy_not_taken_from_the_client() {
     let w = World::start_tuned("", 60_000);
-    with_test_timeout("metadata topic ids", async {
-        for t in ["orders.eu", "secret"] {
-            kafka::create_topic(&w.user("admin"), t, 1).await;
-        }
-        let broker = w.s.broker.bootstrap();
-        let proxy = w.s.proxy.bootstrap().to_string();
-        tokio::task::spawn_blocking(move || check_topic_ids(&broker, &proxy))
-            .await
-            .unwrap();
-    })
+    w.check_with_topics(
+        "metadata topic ids",
+        &["orders.eu", "secret"],
+        check_topic_ids,
+    )
     .await;
     let e = w.wait_for_event("topic id mismatch", |e| {
         e["category"] == "authz" && e["outcome"] == "deny" && e["rule"] == MISMATCH_RULE
@@ -417,17 +428,9 @@ fn check_topic_ids(broker: &str, proxy: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_topics_v6_by_id_deletes_only_what_the_id_names_and_the_policy_allows() {
     let w = World::start();
-    with_test_timeout("delete topics by id", async {
-        for t in ["scratch.1", "scratch.2", "secret", "decoy"] {
-            kafka::create_topic(&w.user("admin"), t, 1).await;
-        }
-        let broker = w.s.broker.bootstrap();
-        let proxy = w.s.proxy.bootstrap().to_string();
-        tokio::task::spawn_blocking(move || check_delete_by_id(&broker, &proxy))
-            .await
-            .unwrap();
-    })
-    .await;
+    let topics = ["scratch.1", "scratch.2", "secret", "decoy"];
+    w.check_with_topics("delete topics by id", &topics, check_delete_by_id)
+        .await;
     let e = w.wait_for_event("topic id mismatch", |e| {
         e["action"] == "kafka.DeleteTopics" && e["rule"] == MISMATCH_RULE
     });
